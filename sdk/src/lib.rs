@@ -1,0 +1,389 @@
+//! Guest SDK for [weir](https://github.com/weir-agents/weir) actions.
+//!
+//! An action is a plain Rust function from an [`Event`] to [`Result<()>`]; the
+//! [`actions!`] macro exports a set of them from one WebAssembly component
+//! (target `wasm32-wasip2`, crate type `cdylib`). Inside an action, the host's
+//! capabilities are plain functions: [`emit`], [`memory`], [`log`] and
+//! [`context`].
+//!
+//! ```no_run
+//! use serde::Deserialize;
+//! use weir_sdk::{memory, Event, Result};
+//!
+//! #[derive(Deserialize)]
+//! struct Sentence {
+//!     text: String,
+//! }
+//!
+//! /// Counts the words of each sentence and keeps a running total per key.
+//! fn count(event: Event) -> Result<()> {
+//!     let sentence: Sentence = event.payload()?;
+//!     let words = sentence.text.split_whitespace().count() as u64;
+//!     let total = memory::short_term().get::<u64>("total")?.unwrap_or(0) + words;
+//!     memory::short_term().set("total", &total)?;
+//!     weir_sdk::emit_output(&serde_json::json!({ "words": words, "total": total }))?;
+//!     Ok(())
+//! }
+//!
+//! weir_sdk::actions! {
+//!     /// Counts words per sentence and in total for the key.
+//!     "count" => count,
+//! }
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release`; the
+//! component is `target/wasm32-wasip2/release/<crate>.wasm`.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "action",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_handler",
+        default_bindings_module: "weir_sdk::bindings",
+    });
+}
+
+use bindings::weir::agent::types as wit;
+
+pub use serde_json::{self, Value, json};
+
+/// The event type that enters an agent run (Flink Agents' `InputEvent`).
+pub const INPUT_EVENT: &str = "_input_event";
+/// The event type that leaves the agent (Flink Agents' `OutputEvent`).
+pub const OUTPUT_EVENT: &str = "_output_event";
+
+/// The result type of actions and SDK calls.
+pub type Result<T, E = ActionError> = std::result::Result<T, E>;
+
+/// An event handed to an action.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Unique id assigned by the host.
+    pub id: String,
+    /// The event type.
+    pub event_type: String,
+    /// The key the event belongs to.
+    pub key: String,
+    /// The payload as JSON text; see [`Event::payload`].
+    pub payload_json: String,
+    /// The id of the event that caused this one, if any.
+    pub upstream_id: Option<String>,
+    /// Free-form string attributes.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Event {
+    /// Deserialize the payload into `T`. A payload of the wrong shape becomes
+    /// an [`ActionError`] with code `bad-payload`.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(&self.payload_json).map_err(|e| {
+            ActionError::new(
+                "bad-payload",
+                format!("payload of {} event {}: {e}", self.event_type, self.id),
+            )
+        })
+    }
+
+    /// The payload as a JSON value.
+    pub fn payload_value(&self) -> Result<Value> {
+        self.payload()
+    }
+
+    /// The value of attribute `name`, if set.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl From<wit::Event> for Event {
+    fn from(e: wit::Event) -> Self {
+        Event {
+            id: e.id,
+            event_type: e.event_type,
+            key: e.key,
+            payload_json: e.payload,
+            upstream_id: e.upstream_id,
+            attributes: e.attributes,
+        }
+    }
+}
+
+/// Why an action failed: a short code and a message. The host turns it into
+/// an error event naming the action, the key and the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionError {
+    /// Short machine-readable code, for example `bad-payload`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl ActionError {
+    /// An error with `code` and `message`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ActionError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ActionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ActionError {}
+
+impl From<serde_json::Error> for ActionError {
+    fn from(e: serde_json::Error) -> Self {
+        ActionError::new("json", e.to_string())
+    }
+}
+
+impl From<wit::HostError> for ActionError {
+    fn from(e: wit::HostError) -> Self {
+        match e {
+            wit::HostError::Denied(m) => ActionError::new("denied", m),
+            wit::HostError::Invalid(m) => ActionError::new("invalid", m),
+            wit::HostError::Limit(m) => ActionError::new("limit", m),
+            wit::HostError::Failed(m) => ActionError::new("host-failed", m),
+        }
+    }
+}
+
+impl From<ActionError> for wit::ActionError {
+    fn from(e: ActionError) -> Self {
+        wit::ActionError {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+/// Emit an event of `event_type` with `payload`. It is routed to the actions
+/// listening to `event_type` once this action returns `Ok`. Returns its id.
+pub fn emit<T: Serialize + ?Sized>(event_type: &str, payload: &T) -> Result<String> {
+    emit_with_attributes(event_type, payload, &[])
+}
+
+/// Emit an event with string attributes.
+pub fn emit_with_attributes<T: Serialize + ?Sized>(
+    event_type: &str,
+    payload: &T,
+    attributes: &[(&str, &str)],
+) -> Result<String> {
+    let payload = serde_json::to_string(payload)?;
+    let attributes: Vec<(String, String)> = attributes
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Ok(bindings::weir::agent::events::emit(
+        event_type,
+        &payload,
+        &attributes,
+    )?)
+}
+
+/// Emit an output event: it leaves the agent as one of its results.
+pub fn emit_output<T: Serialize + ?Sized>(payload: &T) -> Result<String> {
+    emit(OUTPUT_EVENT, payload)
+}
+
+/// What the action knows about its task: its name, the key, its config.
+pub mod context {
+    use super::*;
+    use crate::bindings::weir::agent::context as host;
+
+    /// The name the agent gives this action.
+    pub fn action_name() -> String {
+        host::action_name()
+    }
+
+    /// The key of the event being handled.
+    pub fn key() -> String {
+        host::key()
+    }
+
+    /// Config value `name` (the action's config, then the agent's), decoded
+    /// into `T`; `None` when unset.
+    pub fn config<T: DeserializeOwned>(name: &str) -> Result<Option<T>> {
+        match host::config(name) {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| ActionError::new("bad-config", format!("config `{name}`: {e}"))),
+        }
+    }
+
+    /// The whole merged config as a JSON object.
+    pub fn config_all() -> Result<Value> {
+        Ok(serde_json::from_str(&host::config_all())?)
+    }
+}
+
+/// Short-term (per key) and sensory (per run) memory.
+pub mod memory {
+    use super::*;
+    use crate::bindings::weir::agent::memory as host;
+    pub use host::Scope;
+
+    /// A handle on one memory scope. Paths are dot-separated (`"a.b.c"`).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Memory(Scope);
+
+    /// Memory kept for the current key across agent runs.
+    pub fn short_term() -> Memory {
+        Memory(Scope::ShortTerm)
+    }
+
+    /// Memory kept for the current agent run only.
+    pub fn sensory() -> Memory {
+        Memory(Scope::Sensory)
+    }
+
+    impl Memory {
+        /// The value at `path` decoded into `T`, or `None` if unset.
+        pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+            match host::get(self.0, path)? {
+                None => Ok(None),
+                Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| {
+                    ActionError::new("bad-memory", format!("memory value at `{path}`: {e}"))
+                }),
+            }
+        }
+
+        /// Store `value` at `path`, creating intermediate objects.
+        pub fn set<T: Serialize + ?Sized>(&self, path: &str, value: &T) -> Result<()> {
+            let json = serde_json::to_string(value)?;
+            Ok(host::set(self.0, path, &json)?)
+        }
+
+        /// Remove the value at `path`; `true` if there was one.
+        pub fn remove(&self, path: &str) -> Result<bool> {
+            Ok(host::remove(self.0, path)?)
+        }
+
+        /// Field names of the object at `path`.
+        pub fn field_names(&self, path: &str) -> Result<Vec<String>> {
+            Ok(host::field_names(self.0, path)?)
+        }
+    }
+}
+
+/// Structured logging into the host's log, tagged with action, key and event.
+pub mod log {
+    use crate::bindings::weir::agent::log as host;
+    pub use host::Level;
+
+    /// Write a record at `level` with structured `fields`.
+    pub fn write(level: Level, message: &str, fields: &[(&str, &str)]) {
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        host::write(level, message, &fields);
+    }
+
+    /// Log at debug level.
+    pub fn debug(message: &str) {
+        write(Level::Debug, message, &[]);
+    }
+
+    /// Log at info level.
+    pub fn info(message: &str) {
+        write(Level::Info, message, &[]);
+    }
+
+    /// Log at warn level.
+    pub fn warn(message: &str) {
+        write(Level::Warn, message, &[]);
+    }
+
+    /// Log at error level.
+    pub fn error(message: &str) {
+        write(Level::Error, message, &[]);
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings::exports::weir::agent::handler::{ActionInfo, Guest};
+    pub use crate::bindings::weir::agent::types::{ActionError, Event};
+
+    /// Runs one action function on a wit event.
+    pub fn run(
+        action: fn(crate::Event) -> crate::Result<()>,
+        event: Event,
+    ) -> Result<(), ActionError> {
+        action(event.into()).map_err(Into::into)
+    }
+
+    /// Joins the doc lines of an action into its description.
+    pub fn description(lines: &[&str]) -> String {
+        lines
+            .iter()
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim()
+            .to_string()
+    }
+}
+
+/// Export actions from this component.
+///
+/// Each entry maps the name an agent manifest uses (`export = "name"`) to a
+/// function `fn(Event) -> Result<()>`; doc comments become the action's
+/// description. Use it once per crate.
+///
+/// ```ignore
+/// weir_sdk::actions! {
+///     /// Splits text into words.
+///     "tokenize" => tokenize,
+///     /// Counts words.
+///     "count" => count,
+/// }
+/// ```
+#[macro_export]
+macro_rules! actions {
+    ($( $(#[doc = $doc:literal])* $name:literal => $func:path ),+ $(,)?) => {
+        struct __WeirActions;
+
+        impl $crate::__private::Guest for __WeirActions {
+            fn actions() -> ::std::vec::Vec<$crate::__private::ActionInfo> {
+                ::std::vec![$(
+                    $crate::__private::ActionInfo {
+                        name: ::std::string::String::from($name),
+                        description: $crate::__private::description(&[$($doc),*]),
+                    }
+                ),+]
+            }
+
+            fn handle(
+                action: ::std::string::String,
+                event: $crate::__private::Event,
+            ) -> ::std::result::Result<(), $crate::__private::ActionError> {
+                match action.as_str() {
+                    $($name => $crate::__private::run($func, event),)+
+                    other => ::std::result::Result::Err($crate::__private::ActionError {
+                        code: ::std::string::String::from("unknown-action"),
+                        message: ::std::format!("this component carries no action `{other}`"),
+                    }),
+                }
+            }
+        }
+
+        $crate::bindings::export_handler!(__WeirActions with_types_in $crate::bindings);
+    };
+}

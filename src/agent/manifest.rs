@@ -1,0 +1,317 @@
+//! The TOML agent manifest.
+//!
+//! ```toml
+//! [agent]
+//! name = "word-stats"
+//!
+//! [config]                       # visible to every action
+//! top = 3
+//!
+//! [components.tokenizer]
+//! path = "components/skill_tokenizer.wasm"
+//!
+//! [actions.tokenize]
+//! component = "tokenizer"
+//! export = "tokenize"            # optional, defaults to the action's name
+//! listen = ["_input_event"]
+//! config = { min_length = 2 }    # optional, overlays [config]
+//!
+//! [resources.greeting]
+//! kind = "prompt"
+//! template = "Hello {name}"
+//!
+//! [runtime]                      # optional
+//! max_concurrency = 64
+//! max_depth = 32
+//! ```
+
+use super::{ActionSpec, Agent, ComponentSpec, Location, Origin, ResourceSpec, RuntimeSettings};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use toml::Spanned;
+
+/// A manifest that could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the agent manifest: {source}")]
+    Read {
+        /// The manifest path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or does not have the manifest's shape.
+    #[error("{location}: {message}")]
+    Invalid {
+        /// Where the problem is.
+        location: Location,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    agent: RawHeader,
+    #[serde(default)]
+    config: toml::Table,
+    #[serde(default)]
+    components: BTreeMap<String, Spanned<RawComponent>>,
+    #[serde(default)]
+    actions: BTreeMap<String, Spanned<RawAction>>,
+    #[serde(default)]
+    resources: BTreeMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    runtime: Option<RuntimeSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponent {
+    path: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    component: Spanned<String>,
+    #[serde(default)]
+    export: Option<Spanned<String>>,
+    listen: Spanned<Vec<String>>,
+    #[serde(default)]
+    config: Option<Spanned<toml::Table>>,
+}
+
+pub(super) fn load(path: PathBuf) -> Result<Agent, ManifestError> {
+    let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Maps byte offsets of one manifest text to line and column.
+struct Locator<'a> {
+    file: Arc<PathBuf>,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn at(&self, span: Range<usize>) -> Location {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(start, |nl| start - nl - 1) + 1;
+        Location {
+            file: self.file.clone(),
+            line,
+            column,
+        }
+    }
+
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ManifestError {
+        ManifestError::Invalid {
+            location: self.at(span),
+            message: message.into(),
+        }
+    }
+}
+
+fn to_json(table: toml::Table) -> Map<String, Value> {
+    match serde_json::to_value(table) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
+    let locator = Locator {
+        file: Arc::new(path.clone()),
+        text,
+    };
+    let raw: RawManifest = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        locator.error(span, e.message().trim_end().to_string())
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let name_span = raw.agent.name.span();
+    let name = raw.agent.name.into_inner();
+    if name.trim().is_empty() {
+        return Err(locator.error(name_span, "agent.name: must not be empty"));
+    }
+
+    let mut components = BTreeMap::new();
+    for (component_name, raw_component) in raw.components {
+        let whole = raw_component.span();
+        let raw_component = raw_component.into_inner();
+        let mut origin = Origin::default();
+        origin.set_whole(locator.at(whole));
+        origin.set("path", locator.at(raw_component.path.span()));
+        let file = PathBuf::from(raw_component.path.into_inner());
+        components.insert(
+            component_name,
+            ComponentSpec {
+                path: if file.is_absolute() {
+                    file
+                } else {
+                    base.join(file)
+                },
+                origin,
+            },
+        );
+    }
+
+    let mut actions = Vec::new();
+    for (action_name, raw_action) in raw.actions {
+        let whole = raw_action.span();
+        let raw_action = raw_action.into_inner();
+        let mut origin = Origin::default();
+        origin.set_whole(locator.at(whole));
+        origin.set("component", locator.at(raw_action.component.span()));
+        origin.set("listen", locator.at(raw_action.listen.span()));
+        let export = match raw_action.export {
+            Some(export) => {
+                origin.set("export", locator.at(export.span()));
+                export.into_inner()
+            }
+            None => action_name.clone(),
+        };
+        let config = match raw_action.config {
+            Some(config) => {
+                origin.set("config", locator.at(config.span()));
+                to_json(config.into_inner())
+            }
+            None => Map::new(),
+        };
+        actions.push(ActionSpec {
+            name: action_name,
+            component: raw_action.component.into_inner(),
+            export,
+            listen: raw_action.listen.into_inner(),
+            config,
+            origin,
+        });
+    }
+
+    let mut resources = BTreeMap::new();
+    for (resource_name, raw_resource) in raw.resources {
+        let whole = raw_resource.span();
+        let mut table = raw_resource.into_inner();
+        let mut origin = Origin::default();
+        origin.set_whole(locator.at(whole.clone()));
+        let kind = match table.remove("kind") {
+            Some(toml::Value::String(kind)) => kind,
+            Some(_) => {
+                return Err(locator.error(
+                    whole,
+                    format!("resources.{resource_name}.kind: must be a string"),
+                ));
+            }
+            None => {
+                return Err(locator.error(
+                    whole,
+                    format!("resources.{resource_name}: missing field `kind`"),
+                ));
+            }
+        };
+        resources.insert(
+            resource_name,
+            ResourceSpec {
+                kind,
+                config: to_json(table),
+                origin,
+            },
+        );
+    }
+
+    Ok(Agent {
+        name,
+        description: raw.agent.description,
+        components,
+        actions,
+        resources,
+        config: to_json(raw.config),
+        runtime: raw.runtime.unwrap_or_default(),
+        manifest: Some(path),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[agent]
+name = "demo"
+
+[config]
+top = 3
+
+[components.tok]
+path = "tok.wasm"
+
+[actions.tokenize]
+component = "tok"
+listen = ["_input_event"]
+config = { min_length = 2 }
+
+[resources.greeting]
+kind = "prompt"
+template = "Hi {name}"
+"#;
+
+    #[test]
+    fn parses_a_manifest() {
+        let agent = parse(PathBuf::from("dir/agent.toml"), GOOD).unwrap();
+        assert_eq!(agent.name, "demo");
+        assert_eq!(agent.components["tok"].path, PathBuf::from("dir/tok.wasm"));
+        let action = &agent.actions[0];
+        assert_eq!(action.export, "tokenize");
+        assert_eq!(action.config["min_length"], 2);
+        assert_eq!(action.origin.of("component").unwrap().line, 12);
+        assert_eq!(agent.resources["greeting"].kind, "prompt");
+        assert_eq!(agent.resources["greeting"].config["template"], "Hi {name}");
+        assert_eq!(agent.config["top"], 3);
+    }
+
+    #[test]
+    fn errors_point_at_line_and_field() {
+        let bad = GOOD.replace("listen = [\"_input_event\"]", "listen = \"_input_event\"");
+        let err = parse(PathBuf::from("agent.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("agent.toml:13:"), "{err}");
+        assert!(err.contains("sequence"), "{err}");
+
+        let typo = GOOD.replace("component = \"tok\"", "componnet = \"tok\"");
+        let err = parse(PathBuf::from("agent.toml"), &typo)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("componnet"), "{err}");
+        assert!(err.starts_with("agent.toml:12:"), "{err}");
+
+        let no_kind = GOOD.replace("kind = \"prompt\"\n", "");
+        let err = parse(PathBuf::from("agent.toml"), &no_kind)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("resources.greeting: missing field `kind`"),
+            "{err}"
+        );
+    }
+}

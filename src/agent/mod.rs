@@ -1,0 +1,169 @@
+//! The user's definition of an agent: components, actions, resources and
+//! config, from a TOML manifest ([`Agent::from_manifest`]) or built in Rust
+//! ([`Agent::builder`]).
+//!
+//! An [`Agent`] is only a description; [`crate::AgentPlan::from_agent`]
+//! checks it against the real components and compiles it.
+
+mod builder;
+mod manifest;
+
+pub use builder::{ActionBuilder, AgentBuilder};
+pub use manifest::ManifestError;
+
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A place in a manifest file, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The manifest file.
+    pub file: Arc<PathBuf>,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// Where an item of the agent came from: the manifest locations of its
+/// fields, or nothing for agents built in code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    fields: BTreeMap<&'static str, Location>,
+    whole: Option<Location>,
+}
+
+impl Origin {
+    /// The location of `field`, or of the whole item if the field has none.
+    pub fn of(&self, field: &str) -> Option<&Location> {
+        self.fields.get(field).or(self.whole.as_ref())
+    }
+
+    pub(crate) fn set(&mut self, field: &'static str, location: Location) {
+        self.fields.insert(field, location);
+    }
+
+    pub(crate) fn set_whole(&mut self, location: Location) {
+        self.whole = Some(location);
+    }
+}
+
+/// A component file that implements actions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentSpec {
+    /// Path of the `.wasm` component (a manifest's relative paths are
+    /// resolved against the manifest's directory).
+    pub path: PathBuf,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// An action: which component export handles which event types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionSpec {
+    /// The action's name, unique in the agent.
+    pub name: String,
+    /// The component (by its name in the agent) that implements it.
+    pub component: String,
+    /// The action name inside the component (defaults to `name`).
+    pub export: String,
+    /// The event types that trigger it.
+    pub listen: Vec<String>,
+    /// Config for this action, overlaid on the agent's config.
+    pub config: Map<String, Value>,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// A resource (model, tool, prompt, ...) that actions can use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceSpec {
+    /// The resource kind, for example `prompt`.
+    pub kind: String,
+    /// The kind-specific settings.
+    pub config: Map<String, Value>,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// Runtime settings an agent may carry; the CLI and the library can
+/// override them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    /// How many keys may run at once.
+    pub max_concurrency: usize,
+    /// How many hops of emitted events an input event may cause before the
+    /// run is cut as a routing loop.
+    pub max_depth: usize,
+    /// How many events one action task may emit.
+    pub max_emits_per_task: usize,
+    /// Wall-clock deadline of one action task, host calls included, in ms.
+    pub task_timeout_ms: u64,
+    /// Time one action task may spend running guest code, in ms (counted in
+    /// epoch ticks).
+    pub task_cpu_ms: u64,
+    /// Input events admitted but not finished before intake pauses.
+    pub max_pending_events: usize,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            max_concurrency: 64,
+            max_depth: 32,
+            max_emits_per_task: 1024,
+            task_timeout_ms: 60_000,
+            task_cpu_ms: 10_000,
+            max_pending_events: 16_384,
+        }
+    }
+}
+
+/// An agent: the user's definition, not yet checked against its components.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    /// The agent's name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+    /// Components by name.
+    pub components: BTreeMap<String, ComponentSpec>,
+    /// Actions, in declaration order.
+    pub actions: Vec<ActionSpec>,
+    /// Resources by name.
+    pub resources: BTreeMap<String, ResourceSpec>,
+    /// Agent-wide config, visible to every action.
+    pub config: Map<String, Value>,
+    /// Runtime settings.
+    pub runtime: RuntimeSettings,
+    /// The manifest file it was read from, if any.
+    pub manifest: Option<PathBuf>,
+}
+
+impl Agent {
+    /// Starts building an agent in code.
+    pub fn builder(name: impl Into<String>) -> AgentBuilder {
+        AgentBuilder::new(name)
+    }
+
+    /// Reads an agent manifest (TOML). Errors name the file, line and field.
+    pub fn from_manifest(path: impl Into<PathBuf>) -> Result<Agent, ManifestError> {
+        manifest::load(path.into())
+    }
+
+    /// Parses manifest text; `path` names it in errors and anchors relative
+    /// component paths.
+    pub fn from_manifest_str(path: impl Into<PathBuf>, text: &str) -> Result<Agent, ManifestError> {
+        manifest::parse(path.into(), text)
+    }
+}

@@ -1,0 +1,201 @@
+//! The `weir` command line: thin commands over the library API.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use weir::{Agent, AgentPlan, RunSummary, Runtime, RuntimeSettings};
+
+/// Run event-driven AI agents with every action sandboxed in WebAssembly.
+#[derive(Parser)]
+#[command(name = "weir", version, about)]
+pub struct Cli {
+    /// Log more (-v: info, -vv: debug, -vvv: trace); `WEIR_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile and check an agent manifest, and print its plan as JSON.
+    Plan {
+        /// The agent manifest (TOML).
+        agent: PathBuf,
+    },
+    /// Run an agent over JSON-lines input events.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The agent manifest (TOML).
+    agent: PathBuf,
+    /// Input events, one JSON object per line (`-` for stdin).
+    #[arg(short, long, default_value = "-")]
+    input: PathBuf,
+    /// Where output events go, one per line (default: stdout).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Where error events go (default: with the output events).
+    #[arg(long)]
+    errors: Option<PathBuf>,
+    /// What to do with an input line that is not a valid event.
+    #[arg(long, value_enum, default_value_t = OnBadLine::Skip)]
+    on_bad_line: OnBadLine,
+    /// Keys that may run at once (overrides the manifest).
+    #[arg(long)]
+    max_concurrency: Option<usize>,
+    /// Hops of emitted events before a run is cut as a loop (overrides the manifest).
+    #[arg(long)]
+    max_depth: Option<usize>,
+    /// Also write the run summary as JSON to this file.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnBadLine {
+    /// Report the line on stderr and go on.
+    Skip,
+    /// Report the line, finish the events already read, and exit with an error.
+    Stop,
+}
+
+impl Cli {
+    /// Sets up logging and runs the command.
+    pub async fn run(self) -> anyhow::Result<std::process::ExitCode> {
+        init_logging(self.verbose);
+        match self.command {
+            Command::Plan { agent } => {
+                let plan = plan(&agent).await?;
+                println!("{plan}");
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Command::Run(args) => run(args).await,
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn plan(manifest: &PathBuf) -> anyhow::Result<AgentPlan> {
+    let agent = Agent::from_manifest(manifest)?;
+    Ok(AgentPlan::from_agent(&agent).await?)
+}
+
+async fn open_output(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn AsyncWrite + Unpin + Send>> {
+    Ok(match path {
+        Some(path) => Box::new(
+            tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(tokio::io::stdout()),
+    })
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    let plan = plan(&args.agent).await?;
+    let settings = RuntimeSettings {
+        max_concurrency: args.max_concurrency.unwrap_or(plan.runtime.max_concurrency),
+        max_depth: args.max_depth.unwrap_or(plan.runtime.max_depth),
+        ..plan.runtime
+    };
+    anyhow::ensure!(
+        settings.max_concurrency >= 1 && settings.max_depth >= 1,
+        "--max-concurrency and --max-depth must be at least 1"
+    );
+
+    let mut outputs = BufWriter::new(open_output(&args.output).await?);
+    let mut errors = match &args.errors {
+        Some(_) => Some(BufWriter::new(open_output(&args.errors).await?)),
+        None => None,
+    };
+    let input_name = args.input.display().to_string();
+    let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if input_name == "-" {
+        Box::new(tokio::io::stdin())
+    } else {
+        Box::new(
+            tokio::fs::File::open(&args.input)
+                .await
+                .with_context(|| format!("cannot open input {input_name}"))?,
+        )
+    };
+
+    let mut handle = Runtime::new(plan).with_settings(settings).start();
+    let events = handle.events.clone();
+    handle.events.close();
+    let on_bad_line = args.on_bad_line;
+    let feeder = tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        let mut bad_lines = 0u64;
+        let mut number = 0usize;
+        while let Some(line) = lines
+            .next_line()
+            .await
+            .with_context(|| format!("reading {input_name}"))?
+        {
+            number += 1;
+            match weir::event::parse_input_line(&line, &input_name, number) {
+                Ok(Some(event)) => events.send(event).await?,
+                Ok(None) => {}
+                Err(e) => {
+                    bad_lines += 1;
+                    eprintln!("weir: {e}");
+                    if on_bad_line == OnBadLine::Stop {
+                        anyhow::bail!(
+                            "stopped at the bad input line {number} (--on-bad-line stop)"
+                        );
+                    }
+                }
+            }
+        }
+        Ok::<u64, anyhow::Error>(bad_lines)
+    });
+
+    while let Some(event) = handle.outputs.recv().await {
+        let sink = match (&mut errors, event.event_type == weir::event::types::ERROR) {
+            (Some(errors), true) => errors,
+            _ => &mut outputs,
+        };
+        sink.write_all(event.to_json_line().as_bytes()).await?;
+        sink.write_all(b"\n").await?;
+    }
+    outputs.flush().await?;
+    if let Some(errors) = &mut errors {
+        errors.flush().await?;
+    }
+    let summary: RunSummary = handle.finish().await?;
+    let fed = feeder.await?;
+    eprint!("{summary}");
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    match fed {
+        Ok(0) => Ok(std::process::ExitCode::SUCCESS),
+        Ok(bad) => {
+            eprintln!("weir: skipped {bad} bad input lines");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("weir: {e:#}");
+            Ok(std::process::ExitCode::FAILURE)
+        }
+    }
+}

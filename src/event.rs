@@ -1,0 +1,243 @@
+//! Events: the unit that flows through an agent.
+//!
+//! The wire form (input and output JSON lines) is
+//! `{"id", "type", "key", "payload", "upstream_id", "attributes"}`; on input
+//! only `payload` is required.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Event types built into weir, with Apache Flink Agents' names.
+pub mod types {
+    /// Enters an agent run (Flink Agents' `InputEvent`).
+    pub const INPUT: &str = "_input_event";
+    /// Leaves the agent as a result (Flink Agents' `OutputEvent`).
+    pub const OUTPUT: &str = "_output_event";
+    /// Asks a chat model for a reply.
+    pub const CHAT_REQUEST: &str = "_chat_request_event";
+    /// A chat model's reply.
+    pub const CHAT_RESPONSE: &str = "_chat_response_event";
+    /// Asks for tool calls to run.
+    pub const TOOL_REQUEST: &str = "_tool_request_event";
+    /// The results of tool calls.
+    pub const TOOL_RESPONSE: &str = "_tool_response_event";
+    /// Asks for context from a vector store.
+    pub const CONTEXT_RETRIEVAL_REQUEST: &str = "_context_retrieval_request_event";
+    /// Context found in a vector store.
+    pub const CONTEXT_RETRIEVAL_RESPONSE: &str = "_context_retrieval_response_event";
+    /// An action failed; weir's own type, emitted by the host.
+    pub const ERROR: &str = "_error_event";
+
+    /// All built-in types.
+    pub const ALL: &[&str] = &[
+        INPUT,
+        OUTPUT,
+        CHAT_REQUEST,
+        CHAT_RESPONSE,
+        TOOL_REQUEST,
+        TOOL_RESPONSE,
+        CONTEXT_RETRIEVAL_REQUEST,
+        CONTEXT_RETRIEVAL_RESPONSE,
+        ERROR,
+    ];
+
+    /// True for names starting with `_`, which are reserved for built-in types.
+    pub fn is_reserved(name: &str) -> bool {
+        name.starts_with('_')
+    }
+}
+
+/// An event flowing through an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id. Input events without one get `<key>#<seq>`-derived ids;
+    /// emitted events get ids derived from their upstream event, so a replay
+    /// produces the same ids.
+    pub id: String,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The key: events of one key run in order.
+    pub key: String,
+    /// The payload, any JSON value.
+    pub payload: serde_json::Value,
+    /// The event whose action emitted this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_id: Option<String>,
+    /// The action that emitted this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_action: Option<String>,
+    /// Free-form string attributes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// A new input event (`_input_event`) for `key`; the runtime assigns its id
+    /// if `id` is empty.
+    pub fn input(key: impl Into<String>, payload: serde_json::Value) -> Self {
+        Event {
+            id: String::new(),
+            event_type: types::INPUT.to_string(),
+            key: key.into(),
+            payload,
+            upstream_id: None,
+            upstream_action: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the event type.
+    pub fn with_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = event_type.into();
+        self
+    }
+
+    /// The event as one JSON line (without the newline).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("events always serialise")
+    }
+}
+
+/// A deterministic id for the `index`-th event that `action` emitted while
+/// handling `upstream`: the same inputs give the same id, so a replayed run
+/// emits the same ids and sinks can deduplicate on them.
+pub fn derived_id(upstream: &str, action: &str, index: usize) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(upstream.as_bytes());
+    hasher.update([0]);
+    hasher.update(action.as_bytes());
+    hasher.update([0]);
+    hasher.update((index as u64).to_le_bytes());
+    hex_prefix(&hasher.finalize(), 16)
+}
+
+/// A deterministic id for the input event number `seq` of `key`.
+pub fn input_id(key: &str, seq: u64) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"input\0");
+    hasher.update(key.as_bytes());
+    hasher.update([0]);
+    hasher.update(seq.to_le_bytes());
+    hex_prefix(&hasher.finalize(), 16)
+}
+
+fn hex_prefix(bytes: &[u8], n: usize) -> String {
+    let mut s = String::with_capacity(n * 2);
+    for b in &bytes[..n] {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// One line of JSON-lines input. Only `payload` is required: `type` defaults
+/// to `_input_event`, `key` to the empty key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputLine {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, rename = "type")]
+    event_type: Option<String>,
+    #[serde(default)]
+    key: Option<KeyValue>,
+    payload: serde_json::Value,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+/// Keys may be given as strings or numbers.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum KeyValue {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+/// Why an input line could not be read as an event.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}:{line}: {message}")]
+pub struct InputError {
+    /// Name of the input (file path or `<stdin>`).
+    pub source_name: String,
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Parses one JSON line of input into an event. Blank lines give `Ok(None)`.
+pub fn parse_input_line(
+    text: &str,
+    source_name: &str,
+    line: usize,
+) -> Result<Option<Event>, InputError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let error = |message: String| InputError {
+        source_name: source_name.to_string(),
+        line,
+        message,
+    };
+    let parsed: InputLine = serde_json::from_str(text).map_err(|e| {
+        error(format!(
+            "not an input event ({e}); expected {{\"key\": ..., \"payload\": ...}}"
+        ))
+    })?;
+    let key = match parsed.key {
+        None => String::new(),
+        Some(KeyValue::Text(s)) => s,
+        Some(KeyValue::Number(n)) => n.to_string(),
+    };
+    Ok(Some(Event {
+        id: parsed.id.unwrap_or_default(),
+        event_type: parsed
+            .event_type
+            .unwrap_or_else(|| types::INPUT.to_string()),
+        key,
+        payload: parsed.payload,
+        upstream_id: None,
+        upstream_action: None,
+        attributes: parsed.attributes,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_line_defaults() {
+        let e = parse_input_line(r#"{"key": 7, "payload": {"text": "hi"}}"#, "in", 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.key, "7");
+        assert_eq!(e.event_type, types::INPUT);
+        assert_eq!(e.payload["text"], "hi");
+        assert!(e.id.is_empty());
+    }
+
+    #[test]
+    fn input_line_errors_name_the_line() {
+        let err = parse_input_line("{not json", "events.jsonl", 12).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("events.jsonl:12: not an input event")
+        );
+        let err = parse_input_line(r#"{"key": "a", "paylod": 1}"#, "in", 3).unwrap_err();
+        assert!(err.message.contains("paylod"), "{err}");
+        assert!(parse_input_line("   ", "in", 4).unwrap().is_none());
+    }
+
+    #[test]
+    fn derived_ids_are_deterministic_and_distinct() {
+        assert_eq!(derived_id("a", "x", 0), derived_id("a", "x", 0));
+        assert_ne!(derived_id("a", "x", 0), derived_id("a", "x", 1));
+        assert_ne!(derived_id("a", "x", 0), derived_id("a", "y", 0));
+        assert_eq!(derived_id("a", "x", 0).len(), 32);
+        assert_ne!(input_id("k", 1), input_id("k", 2));
+    }
+}

@@ -1,0 +1,77 @@
+//! `weir:agent/memory`: the key's short-term memory and the run's sensory
+//! memory. Writes are logged for undo, so a failed task changes nothing.
+
+use super::bindings::weir::agent::memory::{Host, Scope};
+use super::{Capability, HostError, Op, Task, TaskState};
+use crate::memory::{MemoryObject, PathError};
+
+const fn op(name: &'static str) -> Op {
+    Op {
+        capability: Capability::Memory,
+        name,
+    }
+}
+
+impl Task {
+    fn scope(&mut self, scope: Scope) -> &mut MemoryObject {
+        match scope {
+            Scope::ShortTerm => &mut self.input.memory.short_term,
+            Scope::Sensory => &mut self.input.memory.sensory,
+        }
+    }
+}
+
+fn invalid(e: PathError) -> HostError {
+    HostError::Invalid(e.to_string())
+}
+
+impl Host for TaskState {
+    async fn get(
+        &mut self,
+        scope: Scope,
+        path: String,
+    ) -> wasmtime::Result<Result<Option<String>, HostError>> {
+        Ok(self.call(op("memory.get"), |task| {
+            let value = task.scope(scope).get(&path).map_err(invalid)?;
+            Ok(value.map(|v| v.to_string()))
+        }))
+    }
+
+    async fn set(
+        &mut self,
+        scope: Scope,
+        path: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), HostError>> {
+        Ok(self.call(op("memory.set"), |task| {
+            let value = serde_json::from_str(&value).map_err(|e| {
+                HostError::Invalid(format!("memory value for `{path}` is not JSON: {e}"))
+            })?;
+            let undo = task.scope(scope).set(&path, value).map_err(invalid)?;
+            task.undo.push((scope, undo));
+            Ok(())
+        }))
+    }
+
+    async fn remove(
+        &mut self,
+        scope: Scope,
+        path: String,
+    ) -> wasmtime::Result<Result<bool, HostError>> {
+        Ok(self.call(op("memory.remove"), |task| {
+            let (removed, undo) = task.scope(scope).remove(&path).map_err(invalid)?;
+            task.undo.push((scope, undo));
+            Ok(removed.is_some())
+        }))
+    }
+
+    async fn field_names(
+        &mut self,
+        scope: Scope,
+        path: String,
+    ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
+        Ok(self.call(op("memory.field-names"), |task| {
+            task.scope(scope).field_names(&path).map_err(invalid)
+        }))
+    }
+}

@@ -1,0 +1,42 @@
+//! weir runs event-driven AI agents with every action sandboxed in
+//! WebAssembly.
+//!
+//! An [`Agent`] (from a TOML manifest or built in code) is compiled into an
+//! [`AgentPlan`]; a [`Runtime`] then runs the plan over events: one
+//! ActionTask per (event, action) in a fresh WebAssembly instance, events of
+//! one key in order, different keys concurrently.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use weir::{Agent, AgentPlan, Event, Runtime};
+//! use serde_json::json;
+//!
+//! let agent = Agent::from_manifest("examples/word-stats/agent.toml")?;
+//! let plan = AgentPlan::from_agent(&agent).await?;
+//! let mut run = Runtime::new(plan).start();
+//! run.events.send(Event::input("alice", json!({"text": "hello world"}))).await?;
+//! run.events.close();
+//! while let Some(output) = run.outputs.recv().await {
+//!     println!("{}", output.to_json_line());
+//! }
+//! let summary = run.finish().await?;
+//! eprintln!("{summary}");
+//! # Ok(()) }
+//! ```
+
+pub mod agent;
+pub mod event;
+mod host;
+pub mod memory;
+pub mod plan;
+pub mod resources;
+pub mod runtime;
+pub mod sandbox;
+mod util;
+
+pub use agent::{ActionBuilder, Agent, AgentBuilder, ManifestError, RuntimeSettings};
+pub use event::Event;
+pub use host::{Capability, Grants, KeyMemory};
+pub use plan::{AgentPlan, PlanError};
+pub use runtime::{RunHandle, RunSummary, Runtime};
+pub use sandbox::{Sandbox, SandboxConfig};

@@ -1,0 +1,435 @@
+//! The runtime: Flink Agents' ActionExecutionOperator for WebAssembly.
+//!
+//! Input events get a per-key sequence number and queue per key; one agent
+//! run per key at a time, different keys concurrently up to
+//! `max_concurrency`. An agent run takes one input event, runs one
+//! [ActionTask](task) per (event, action) routed by `actions_by_event`, and
+//! routes what the tasks emit until only output events remain. A routing loop
+//! is cut at `max_depth` hops. Sensory memory is cleared after each run.
+
+mod summary;
+mod task;
+
+pub use summary::{ActionSummary, RunSummary};
+
+use crate::RuntimeSettings;
+use crate::event::{self, Event, types};
+use crate::host::KeyMemory;
+use crate::host::bindings::weir::agent::types::Event as WitEvent;
+use crate::memory::MemoryObject;
+use crate::plan::{ActionPlan, AgentPlan};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use summary::Counters;
+use task::{Failure, TaskLimits};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+/// Runs an [`AgentPlan`] over events.
+pub struct Runtime {
+    plan: Arc<AgentPlan>,
+    settings: RuntimeSettings,
+    memory: HashMap<String, MemoryObject>,
+}
+
+/// Sends input events into a running agent. Dropping every clone (or calling
+/// [`EventSender::close`]) ends the input; the run finishes once the events
+/// taken so far are done.
+#[derive(Clone)]
+pub struct EventSender {
+    tx: Option<mpsc::Sender<Event>>,
+}
+
+impl EventSender {
+    /// Queues `event`; waits while the runtime's intake is full.
+    pub async fn send(&self, event: Event) -> anyhow::Result<()> {
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("input is closed"))?;
+        tx.send(event)
+            .await
+            .map_err(|_| anyhow::anyhow!("the run has stopped"))
+    }
+
+    /// Ends the input from this sender.
+    pub fn close(&mut self) {
+        self.tx = None;
+    }
+}
+
+/// A running agent: send events, receive outputs, then [`RunHandle::finish`].
+pub struct RunHandle {
+    /// Input events go here.
+    pub events: EventSender,
+    /// Output events (`_output_event`) and error events (`_error_event`)
+    /// come out here, each key's in the order produced.
+    pub outputs: mpsc::Receiver<Event>,
+    done: JoinHandle<RunResult>,
+}
+
+/// What the scheduler hands back when a run ends.
+struct RunResult {
+    summary: RunSummary,
+    memory: HashMap<String, MemoryObject>,
+}
+
+impl RunHandle {
+    /// Closes the input, waits for the run to end and returns its summary.
+    /// Outputs not received by then are discarded and counted.
+    pub async fn finish(self) -> anyhow::Result<RunSummary> {
+        Ok(self.finish_with_memory().await?.0)
+    }
+
+    /// As [`RunHandle::finish`], also returning each key's short-term memory.
+    pub async fn finish_with_memory(self) -> anyhow::Result<(RunSummary, BTreeMap<String, Value>)> {
+        let RunHandle {
+            events,
+            outputs,
+            done,
+        } = self;
+        drop(events);
+        drop(outputs);
+        let result = done.await?;
+        let memory = result
+            .memory
+            .into_iter()
+            .map(|(key, object)| (key, object.to_value()))
+            .collect();
+        Ok((result.summary, memory))
+    }
+}
+
+impl Runtime {
+    /// A runtime for `plan` with the plan's runtime settings.
+    pub fn new(plan: AgentPlan) -> Self {
+        Self::shared(Arc::new(plan))
+    }
+
+    /// A runtime for a plan shared with other runtimes.
+    pub fn shared(plan: Arc<AgentPlan>) -> Self {
+        Runtime {
+            settings: plan.runtime,
+            plan,
+            memory: HashMap::new(),
+        }
+    }
+
+    /// Overrides the runtime settings.
+    pub fn with_settings(mut self, settings: RuntimeSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Starts with this short-term memory per key (as
+    /// [`RunHandle::finish_with_memory`] returns it).
+    pub fn with_memory(mut self, memory: BTreeMap<String, Value>) -> anyhow::Result<Self> {
+        for (key, value) in memory {
+            let mut object = MemoryObject::new();
+            object
+                .set("", value)
+                .map_err(|e| anyhow::anyhow!("short-term memory of key `{key}`: {e}"))?;
+            self.memory.insert(key, object);
+        }
+        Ok(self)
+    }
+
+    /// Starts the run on the current tokio runtime.
+    pub fn start(self) -> RunHandle {
+        let settings = self.settings;
+        let (input_tx, input_rx) = mpsc::channel(settings.max_concurrency.max(64));
+        let (output_tx, output_rx) = mpsc::channel(1024);
+        let counters = Counters::new(self.plan.actions.keys().cloned());
+        let shared = Arc::new(Shared {
+            plan: self.plan,
+            settings,
+            counters,
+            outputs: output_tx,
+            permits: Semaphore::new(settings.max_concurrency),
+            limits: TaskLimits {
+                timeout: Duration::from_millis(settings.task_timeout_ms),
+                cpu: Duration::from_millis(settings.task_cpu_ms),
+                max_emits: settings.max_emits_per_task,
+            },
+        });
+        let done = tokio::spawn(schedule(shared, input_rx, self.memory));
+        RunHandle {
+            events: EventSender { tx: Some(input_tx) },
+            outputs: output_rx,
+            done,
+        }
+    }
+}
+
+/// What every agent run of one [`Runtime`] shares.
+struct Shared {
+    plan: Arc<AgentPlan>,
+    settings: RuntimeSettings,
+    counters: Counters,
+    outputs: mpsc::Sender<Event>,
+    permits: Semaphore,
+    limits: TaskLimits,
+}
+
+/// The state of one key.
+#[derive(Default)]
+struct KeyState {
+    /// Input events waiting for the key's current run to end.
+    queue: VecDeque<Event>,
+    /// The key's short-term memory while no run holds it.
+    memory: Option<MemoryObject>,
+    /// Sequence number of the key's last input event.
+    seq: u64,
+    running: bool,
+}
+
+/// Takes input events, keeps per-key order, and starts agent runs.
+async fn schedule(
+    shared: Arc<Shared>,
+    mut input: mpsc::Receiver<Event>,
+    memory: HashMap<String, MemoryObject>,
+) -> RunResult {
+    let started = Instant::now();
+    let mut keys: HashMap<String, KeyState> = memory
+        .into_iter()
+        .map(|(key, object)| {
+            let state = KeyState {
+                memory: Some(object),
+                ..KeyState::default()
+            };
+            (key, state)
+        })
+        .collect();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, MemoryObject)>();
+    let max_pending = shared.settings.max_pending_events.max(1);
+    let mut pending = 0usize;
+    let mut input_open = true;
+
+    while input_open || pending > 0 {
+        tokio::select! {
+            biased;
+            Some((key, memory)) = done_rx.recv() => {
+                pending -= 1;
+                let state = keys.get_mut(&key).expect("a running key has state");
+                match state.queue.pop_front() {
+                    Some(next) => spawn_run(&shared, &done_tx, key, next, memory),
+                    None => {
+                        state.memory = Some(memory);
+                        state.running = false;
+                    }
+                }
+            }
+            next = input.recv(), if input_open && pending < max_pending => {
+                let Some(mut event) = next else {
+                    input_open = false;
+                    continue;
+                };
+                pending += 1;
+                shared.counters.events_in.fetch_add(1, Relaxed);
+                let state = keys.entry(event.key.clone()).or_default();
+                state.seq += 1;
+                if event.id.is_empty() {
+                    event.id = event::input_id(&event.key, state.seq);
+                }
+                if state.running {
+                    state.queue.push_back(event);
+                } else {
+                    state.running = true;
+                    let memory = state.memory.take().unwrap_or_default();
+                    spawn_run(&shared, &done_tx, event.key.clone(), event, memory);
+                }
+            }
+        }
+    }
+
+    let summary = shared.counters.summary(started.elapsed());
+    let memory = keys
+        .into_iter()
+        .filter_map(|(key, state)| state.memory.filter(|m| !m.is_empty()).map(|m| (key, m)))
+        .collect();
+    RunResult { summary, memory }
+}
+
+fn spawn_run(
+    shared: &Arc<Shared>,
+    done: &mpsc::UnboundedSender<(String, MemoryObject)>,
+    key: String,
+    event: Event,
+    short_term: MemoryObject,
+) {
+    let shared = shared.clone();
+    let done = done.clone();
+    tokio::spawn(async move {
+        let permit = shared
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let memory = agent_run(&shared, event, short_term).await;
+        drop(permit);
+        // The scheduler outlives every run it started.
+        let _ = done.send((key, memory));
+    });
+}
+
+/// One agent run: an input event and everything it causes, for one key.
+async fn agent_run(shared: &Shared, input: Event, short_term: MemoryObject) -> MemoryObject {
+    let mut memory = KeyMemory {
+        short_term,
+        sensory: MemoryObject::new(),
+    };
+    let mut queue: VecDeque<(Event, usize)> = VecDeque::from([(input, 0)]);
+    while let Some((event, depth)) = queue.pop_front() {
+        let routes = shared.plan.route(&event.event_type);
+        if routes.is_empty() {
+            if event.event_type != types::ERROR {
+                shared.counters.unrouted(&event.event_type);
+            }
+            continue;
+        }
+        let wit_event = to_wit(&event);
+        for action in routes {
+            let started = Instant::now();
+            let outcome = task::run(action, &wit_event, memory, shared.limits).await;
+            memory = outcome.memory;
+            let counters = &shared.counters.actions[&action.name];
+            counters.runs.fetch_add(1, Relaxed);
+            counters
+                .busy_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+            shared
+                .counters
+                .host_calls
+                .fetch_add(outcome.host_calls, Relaxed);
+            match outcome.result {
+                Ok(emitted) => {
+                    for e in emitted {
+                        let next = Event {
+                            id: e.id,
+                            event_type: e.event_type,
+                            key: event.key.clone(),
+                            payload: e.payload,
+                            upstream_id: Some(event.id.clone()),
+                            upstream_action: Some(action.name.clone()),
+                            attributes: e.attributes.into_iter().collect(),
+                        };
+                        if next.event_type == types::OUTPUT {
+                            deliver(shared, next).await;
+                        } else if depth + 1 > shared.settings.max_depth {
+                            let error = depth_error(shared, action, &event, &next);
+                            deliver(shared, error).await;
+                        } else {
+                            queue.push_back((next, depth + 1));
+                        }
+                    }
+                }
+                Err(failure) => {
+                    counters.failures.fetch_add(1, Relaxed);
+                    *counters
+                        .failures_by_kind
+                        .lock()
+                        .expect("counter lock")
+                        .entry(failure.kind())
+                        .or_default() += 1;
+                    let error = failure_event(action, &event, &failure);
+                    tracing::warn!(
+                        action = %action.name, key = %event.key, event = %event.id,
+                        kind = failure.kind(), details = %failure.details(), "action failed"
+                    );
+                    // Error events may be handled by actions listening to
+                    // `_error_event`, but an error handler's own failure is not
+                    // routed again.
+                    let route_again = event.event_type != types::ERROR
+                        && depth < shared.settings.max_depth
+                        && !shared.plan.route(types::ERROR).is_empty();
+                    if route_again {
+                        queue.push_back((error.clone(), depth + 1));
+                    }
+                    deliver(shared, error).await;
+                }
+            }
+        }
+    }
+    memory.short_term
+}
+
+/// Sends an output or error event to the run's receiver.
+async fn deliver(shared: &Shared, event: Event) {
+    let counter = if event.event_type == types::ERROR {
+        &shared.counters.error_events
+    } else {
+        &shared.counters.outputs
+    };
+    counter.fetch_add(1, Relaxed);
+    if shared.outputs.send(event).await.is_err() {
+        shared.counters.outputs_discarded.fetch_add(1, Relaxed);
+    }
+}
+
+fn error_event(
+    action: &ActionPlan,
+    event: &Event,
+    index: usize,
+    kind: &str,
+    details: Value,
+) -> Event {
+    let mut payload = json!({
+        "error": kind,
+        "action": action.name,
+        "key": event.key,
+        "event_id": event.id,
+        "event_type": event.event_type,
+    });
+    if let (Value::Object(p), Value::Object(d)) = (&mut payload, details) {
+        p.extend(d);
+    }
+    Event {
+        id: event::derived_id(&event.id, &format!("{}!error", action.name), index),
+        event_type: types::ERROR.to_string(),
+        key: event.key.clone(),
+        payload,
+        upstream_id: Some(event.id.clone()),
+        upstream_action: Some(action.name.clone()),
+        attributes: BTreeMap::new(),
+    }
+}
+
+fn failure_event(action: &ActionPlan, event: &Event, failure: &Failure) -> Event {
+    error_event(action, event, 0, failure.kind(), failure.details())
+}
+
+fn depth_error(shared: &Shared, action: &ActionPlan, event: &Event, dropped: &Event) -> Event {
+    let max_depth = shared.settings.max_depth;
+    error_event(
+        action,
+        event,
+        1,
+        "depth-limit",
+        json!({
+            "message": format!(
+                "routing loop cut: the `{}` event emitted by `{}` would be hop {} of this run (max_depth {max_depth})",
+                dropped.event_type, action.name, max_depth + 1
+            ),
+            "dropped_event_type": dropped.event_type,
+            "max_depth": max_depth,
+        }),
+    )
+}
+
+fn to_wit(event: &Event) -> WitEvent {
+    WitEvent {
+        id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        key: event.key.clone(),
+        payload: event.payload.to_string(),
+        upstream_id: event.upstream_id.clone(),
+        attributes: event
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}

@@ -1,0 +1,210 @@
+//! An action component: read, checked against the WIT contract, compiled,
+//! pre-instantiated, and asked which actions it carries.
+
+use super::{CompileSource, Sandbox, StoreLimits};
+use crate::host::{ActionPre, TaskState};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The WIT interface an action component must export.
+pub const HANDLER_INTERFACE: &str = "weir:agent/handler@0.1.0";
+
+/// Epoch ticks a component's `actions` export may run at plan time.
+const DESCRIBE_CPU_TICKS: u64 = 500;
+
+/// An action a component carries, as its `actions` export reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ActionInfo {
+    /// The name agents use as `export`.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+}
+
+/// Why a file could not be used as an action component.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the component: {source}")]
+    Read {
+        /// The component path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not WebAssembly at all.
+    #[error("{path}: not a WebAssembly component (no `\\0asm` header)")]
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is a core module, not a component.
+    #[error(
+        "{path}: a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule {
+        /// The file.
+        path: PathBuf,
+    },
+    /// wasmtime rejected the component.
+    #[error("{path}: invalid component: {message}")]
+    Compile {
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's explanation.
+        message: String,
+    },
+    /// The component imports something the host does not provide.
+    #[error(
+        "{path}: the component needs an import weir does not provide (does it target another world?): {message}"
+    )]
+    Imports {
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's explanation.
+        message: String,
+    },
+    /// The component does not export the action handler of the contract.
+    #[error(
+        "{path}: does not export `{HANDLER_INTERFACE}` with the contract's signature (it targets another world?): {message}"
+    )]
+    Exports {
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's explanation.
+        message: String,
+    },
+    /// The component's `actions` export failed.
+    #[error("{path}: calling its `actions` export failed: {message}")]
+    Describe {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A checked, compiled action component, ready to instantiate per task.
+pub struct ActionComponent {
+    path: PathBuf,
+    digest: String,
+    source: CompileSource,
+    actions: Vec<ActionInfo>,
+    pub(crate) pre: ActionPre<TaskState>,
+    pub(crate) sandbox: Arc<Sandbox>,
+}
+
+impl std::fmt::Debug for ActionComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionComponent")
+            .field("path", &self.path)
+            .field("digest", &self.digest)
+            .field("actions", &self.actions)
+            .finish()
+    }
+}
+
+impl ActionComponent {
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// sha256 of the component's bytes, hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Whether it was compiled now or loaded from the cache.
+    pub fn compile_source(&self) -> CompileSource {
+        self.source
+    }
+
+    /// The actions it carries.
+    pub fn actions(&self) -> &[ActionInfo] {
+        &self.actions
+    }
+}
+
+/// The wasm binary header: magic, then a version/layer word that tells core
+/// modules (version 1) from components (layer 1).
+const MAGIC: &[u8; 4] = b"\0asm";
+const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
+
+pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponent, ComponentError> {
+    let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(ComponentError::NotWasm {
+            path: path.to_path_buf(),
+        });
+    }
+    if bytes[4..8] == CORE_MODULE_VERSION {
+        return Err(ComponentError::CoreModule {
+            path: path.to_path_buf(),
+        });
+    }
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let compiled = match &sandbox.cache {
+        Some(cache) => cache.load_or_compile(&sandbox.engine, &digest, &bytes),
+        None => wasmtime::component::Component::new(&sandbox.engine, &bytes)
+            .map(|c| (c, CompileSource::Compiled))
+            .map_err(anyhow::Error::from),
+    };
+    let (component, source) = compiled.map_err(|e| ComponentError::Compile {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    })?;
+    let instance_pre =
+        sandbox
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| ComponentError::Imports {
+                path: path.to_path_buf(),
+                message: format!("{e:#}"),
+            })?;
+    let pre = ActionPre::new(instance_pre).map_err(|e| ComponentError::Exports {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    })?;
+    let mut component = ActionComponent {
+        path: path.to_path_buf(),
+        digest,
+        source,
+        actions: Vec::new(),
+        pre,
+        sandbox: sandbox.clone(),
+    };
+    component.actions = describe(&component).map_err(|message| ComponentError::Describe {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    Ok(component)
+}
+
+/// Calls the component's `actions` export in a fresh, capability-less store.
+fn describe(component: &ActionComponent) -> Result<Vec<ActionInfo>, String> {
+    let sandbox = &component.sandbox;
+    let state = TaskState::describe(sandbox.config.max_memory_bytes);
+    let mut store = sandbox.new_store(
+        state,
+        StoreLimits {
+            cpu_ticks: DESCRIBE_CPU_TICKS,
+        },
+    );
+    let run = async {
+        let instance = component.pre.instantiate_async(&mut store).await?;
+        instance.weir_agent_handler().call_actions(&mut store).await
+    };
+    let infos = crate::util::block_on(run).map_err(|e| format!("{e:#}"))?;
+    Ok(infos
+        .into_iter()
+        .map(|info| ActionInfo {
+            name: info.name,
+            description: info.description,
+        })
+        .collect())
+}

@@ -1,0 +1,124 @@
+//! The wasmtime engine: its configuration, the pooling allocator with its
+//! fallback, and the epoch ticker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Settings of the sandbox that every task shares.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Try the pooling allocator (falls back to on-demand allocation when the
+    /// address space cannot be reserved).
+    pub pooling: bool,
+    /// Component instances the pool holds; must cover the tasks that run at
+    /// once.
+    pub max_instances: u32,
+    /// Linear memory one instance may use, in bytes.
+    pub max_memory_bytes: usize,
+    /// Interval of the epoch ticker that interrupts guest code.
+    pub epoch_tick: Duration,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            pooling: true,
+            max_instances: 1024,
+            max_memory_bytes: 256 << 20,
+            epoch_tick: Duration::from_millis(10),
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+/// `$WEIR_CACHE_DIR`, else the user's cache dir + `weir/components`.
+pub fn default_cache_dir() -> Option<std::path::PathBuf> {
+    match std::env::var_os("WEIR_CACHE_DIR") {
+        Some(dir) if dir.is_empty() => None,
+        Some(dir) => Some(std::path::PathBuf::from(dir).join("components")),
+        None => dirs::cache_dir().map(|d| d.join("weir").join("components")),
+    }
+}
+
+/// Every engine setting that affects compiled code lives here, so that the
+/// compile cache's compatibility key covers all of them.
+pub(crate) fn compiler_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    // Actions are synchronous guest code behind async host calls: without
+    // WASI P3's concurrency machinery, component calls are several times cheaper.
+    config.concurrency_support(false);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config
+}
+
+fn pooling(config: &SandboxConfig) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = config.max_instances;
+    pool.total_component_instances(instances)
+        // A Rust guest is one core instance plus small adapter/shim instances.
+        .total_core_instances(instances * 4)
+        .total_memories(instances * 2)
+        .total_tables(instances * 4)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_memory_size(config.max_memory_bytes)
+        // Keep a little of each slot resident so reuse skips page faults.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10);
+    pool
+}
+
+/// Creates the engine: pooling allocator when possible, on-demand otherwise.
+pub(crate) fn create_engine(config: &SandboxConfig) -> anyhow::Result<(Engine, bool)> {
+    if config.pooling {
+        let mut with_pool = compiler_config();
+        with_pool.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(config)));
+        match Engine::new(&with_pool) {
+            Ok(engine) => return Ok((engine, true)),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "pooling allocator unavailable (address space short?); using on-demand allocation"
+            ),
+        }
+    }
+    Ok((Engine::new(&compiler_config())?, false))
+}
+
+/// Increments the engine's epoch on a fixed interval until dropped. One per
+/// engine: guest deadlines are counted in its ticks.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: &Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawn the epoch ticker thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,115 @@
+//! The WebAssembly sandbox: one engine per process, a linker with WASI denied
+//! by default, compiled components cached on disk, and a fresh store per task.
+
+mod cache;
+mod component;
+mod engine;
+
+pub use cache::CompileSource;
+pub use component::{ActionComponent, ActionInfo, ComponentError};
+pub use engine::{SandboxConfig, default_cache_dir};
+
+use crate::host::{self, TaskState};
+use std::sync::{Arc, OnceLock};
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+/// The engine, linker and compile cache shared by every task of a process.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    cache: Option<cache::CompileCache>,
+    pooling: bool,
+    config: SandboxConfig,
+    _ticker: engine::EpochTicker,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("pooling", &self.pooling)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// Per-task limits applied to a store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreLimits {
+    /// Epoch ticks the guest may run before it is interrupted.
+    pub cpu_ticks: u64,
+}
+
+impl Sandbox {
+    /// The process-wide sandbox with default settings.
+    pub fn shared() -> anyhow::Result<Arc<Sandbox>> {
+        static SHARED: OnceLock<Arc<Sandbox>> = OnceLock::new();
+        if let Some(sandbox) = SHARED.get() {
+            return Ok(sandbox.clone());
+        }
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig::default())?);
+        Ok(SHARED.get_or_init(|| sandbox).clone())
+    }
+
+    /// A sandbox with its own engine. Prefer [`Sandbox::shared`]: one engine
+    /// per process shares compiled code and the epoch ticker.
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Sandbox> {
+        let (engine, pooling) = engine::create_engine(&config)?;
+        let mut linker = Linker::new(&engine);
+        host::add_to_linker(&mut linker)?;
+        let cache = config
+            .cache_dir
+            .clone()
+            .map(|dir| cache::CompileCache::new(&engine, dir));
+        let ticker = engine::EpochTicker::start(&engine, config.epoch_tick);
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache,
+            pooling,
+            config,
+            _ticker: ticker,
+        })
+    }
+
+    /// True if the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The settings this sandbox was made with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// Reads, checks and compiles the action component at `path`.
+    pub fn load_component(
+        self: &Arc<Self>,
+        path: &std::path::Path,
+    ) -> Result<ActionComponent, ComponentError> {
+        component::load(self, path)
+    }
+
+    /// A fresh store for one task, with its limits set.
+    pub(crate) fn new_store(&self, state: TaskState, limits: StoreLimits) -> Store<TaskState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| state.limits());
+        store.set_epoch_deadline(1);
+        let mut ticks_left = limits.cpu_ticks;
+        store.epoch_deadline_callback(move |_| {
+            if ticks_left == 0 {
+                return Err(wasmtime::Error::new(CpuLimitExceeded));
+            }
+            ticks_left -= 1;
+            // Yield at every tick, so a busy guest lets other tasks of this
+            // thread run.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+}
+
+/// The error a task's store raises when its CPU budget runs out.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("CPU time limit exceeded")]
+pub struct CpuLimitExceeded;

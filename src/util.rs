@@ -1,0 +1,17 @@
+//! Small helpers shared by modules.
+
+use std::future::Future;
+
+/// Runs `future` to completion from synchronous code: on the current tokio
+/// runtime when called from one of its blocking threads, else on a
+/// throwaway current-thread runtime. Must not be called from async code.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(future),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build a tokio runtime")
+            .block_on(future),
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("a command, not an action");
+}

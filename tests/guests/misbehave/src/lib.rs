@@ -1,0 +1,105 @@
+//! Test fixture: well- and badly-behaved actions for the host's tests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use weir_sdk::{ActionError, Event, Result, emit, emit_output, json, memory};
+
+/// Emits the payload unchanged as output.
+fn echo(event: Event) -> Result<()> {
+    emit_output(&event.payload_value()?)?;
+    Ok(())
+}
+
+/// Executes `unreachable`.
+fn trap(_: Event) -> Result<()> {
+    emit_output(&json!("emitted before the trap"))?;
+    std::process::abort()
+}
+
+/// Panics with a message.
+fn panic(event: Event) -> Result<()> {
+    panic!("guest panicked on event {}", event.id)
+}
+
+/// Returns an action error after writing memory and emitting, which must both
+/// be discarded.
+fn fail(_: Event) -> Result<()> {
+    memory::short_term().set("fail.written", &true)?;
+    emit_output(&json!("emitted before failing"))?;
+    Err(ActionError::new("refused", "this action always fails"))
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Increments a guest global; in a fresh instance it is always 1.
+fn counter(_: Event) -> Result<()> {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst) + 1;
+    emit_output(&json!({ "counter": n }))?;
+    Ok(())
+}
+
+/// Appends the payload's `seq` to the key's `seen` list and outputs the list,
+/// so a test can check per-key order.
+fn order(event: Event) -> Result<()> {
+    let payload = event.payload_value()?;
+    let stm = memory::short_term();
+    let mut seen: Vec<weir_sdk::Value> = stm.get("seen")?.unwrap_or_default();
+    seen.push(payload["seq"].clone());
+    stm.set("seen", &seen)?;
+    if let Some(ms) = payload["sleep_ms"].as_u64() {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    emit_output(&json!({ "key": event.key, "seq": payload["seq"], "seen": seen }))?;
+    Ok(())
+}
+
+/// Emits an event of its own type again: a routing loop.
+fn ping_pong(event: Event) -> Result<()> {
+    emit(&event.event_type, &json!({}))?;
+    Ok(())
+}
+
+/// Loops forever.
+fn spin(_: Event) -> Result<()> {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+/// Writes the payload's `value` to short-term and sensory memory at `path`,
+/// then outputs what both scopes hold at `read`.
+fn remember(event: Event) -> Result<()> {
+    let payload = event.payload_value()?;
+    let path = payload["path"].as_str().unwrap_or("");
+    if !path.is_empty() {
+        memory::short_term().set(path, &payload["value"])?;
+        memory::sensory().set(path, &payload["value"])?;
+    }
+    let read = payload["read"].as_str().unwrap_or("");
+    let stm: Option<weir_sdk::Value> = memory::short_term().get(read)?;
+    let sensory: Option<weir_sdk::Value> = memory::sensory().get(read)?;
+    emit_output(&json!({ "short_term": stm, "sensory": sensory }))?;
+    Ok(())
+}
+
+weir_sdk::actions! {
+    /// Emits the payload as output.
+    "echo" => echo,
+    /// Traps.
+    "trap" => trap,
+    /// Panics.
+    "panic" => panic,
+    /// Fails after writing memory and emitting.
+    "fail" => fail,
+    /// Outputs a guest global counter.
+    "counter" => counter,
+    /// Records arrival order per key.
+    "order" => order,
+    /// Re-emits its own event type.
+    "ping-pong" => ping_pong,
+    /// Loops forever.
+    "spin" => spin,
+    /// Writes and reads both memory scopes.
+    "remember" => remember,
+}
