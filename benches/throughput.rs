@@ -1,1 +1,181 @@
-fn main() {}
+//! Throughput and latency of the runtime, with a breakdown of a task's cost.
+//!
+//! `cargo bench --bench throughput` (env `WEIR_BENCH_EVENTS`, default 100000;
+//! `WEIR_BENCH_KEYS`, default 100). Prints a Markdown table for BENCHMARKS.md.
+
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir::event::types;
+use weir::sandbox::probe;
+use weir::{ActionBuilder, Agent, AgentPlan, Event, Runtime, Sandbox, SandboxConfig};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn components() -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = std::process::Command::new(repo.join("scripts/build-skills"))
+        .status()
+        .expect("run scripts/build-skills");
+    assert!(status.success());
+    repo.join("build/components")
+}
+
+const SENTENCES: &[&str] = &[
+    "the quick brown fox jumps over the lazy dog again today",
+    "a stitch in time saves nine but only if you sew it",
+    "all that glitters is not gold and all who wander are not lost",
+    "to be or not to be that is the question we ask",
+];
+
+struct Measured {
+    events_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    tasks: u64,
+}
+
+/// Feeds `n` events over `keys` keys and times each from send to its output.
+async fn pipeline(plan: Arc<AgentPlan>, n: usize, keys: usize) -> Measured {
+    let mut run = Runtime::shared(plan).start();
+    let sender = run.events.clone();
+    run.events.close();
+    let sent: Arc<std::sync::Mutex<Vec<Instant>>> =
+        Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
+    let sent_by_feeder = sent.clone();
+    let start = Instant::now();
+    let feeder = tokio::spawn(async move {
+        for i in 0..n {
+            let key = format!("key-{}", i % keys);
+            let text = SENTENCES[i % SENTENCES.len()];
+            sent_by_feeder.lock().unwrap().push(Instant::now());
+            sender
+                .send(Event::input(key, json!({ "i": i, "text": text })))
+                .await
+                .unwrap();
+        }
+    });
+    // Outputs of one key come in its input order, so the k-th output of a key
+    // answers its k-th input: i = k * keys + key index.
+    let mut seen_per_key: HashMap<String, usize> = HashMap::new();
+    let mut latencies = Vec::with_capacity(n);
+    while let Some(out) = run.outputs.recv().await {
+        assert_eq!(out.event_type, types::OUTPUT, "{}", out.payload);
+        let k = seen_per_key.entry(out.key.clone()).or_default();
+        let key_index: usize = out.key["key-".len()..].parse().unwrap();
+        let i = *k * keys + key_index;
+        *k += 1;
+        let sent_at = sent.lock().unwrap()[i];
+        latencies.push(sent_at.elapsed());
+    }
+    let elapsed = start.elapsed();
+    feeder.await.unwrap();
+    let summary = run.finish().await.unwrap();
+    assert_eq!(latencies.len(), n);
+    latencies.sort();
+    Measured {
+        events_per_sec: n as f64 / elapsed.as_secs_f64(),
+        p50: latencies[n / 2],
+        p99: latencies[n * 99 / 100],
+        tasks: summary.action_tasks,
+    }
+}
+
+fn micros(d: Duration, n: u32) -> f64 {
+    d.as_secs_f64() * 1e6 / n as f64
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let n = env_usize("WEIR_BENCH_EVENTS", 100_000);
+    let keys = env_usize("WEIR_BENCH_KEYS", 100);
+    let dir = components();
+    let cache = tempfile::tempdir()?;
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..SandboxConfig::default()
+    })?);
+    println!(
+        "sandbox: pooling allocator {}, {} worker threads",
+        if sandbox.pooling() {
+            "on"
+        } else {
+            "off (fallback)"
+        },
+        std::thread::available_parallelism()?.get()
+    );
+
+    // Where a task's time goes, on the trivial `echo` action.
+    let misbehave = sandbox
+        .load_component(&dir.join("guest_misbehave.wasm"))
+        .await?;
+    let parts = 20_000u32;
+    probe::fresh_tasks(&misbehave, "echo", 1_000).await?; // warm up
+    let store = probe::stores(&misbehave, parts);
+    let instantiate = probe::instantiate(&misbehave, parts).await?;
+    let fresh = probe::fresh_tasks(&misbehave, "echo", parts).await?;
+    let warm = probe::warm_calls(&misbehave, "echo", parts * 5).await?;
+    println!("\n| part of an ActionTask (echo, one thread) | us |");
+    println!("|---|---|");
+    println!(
+        "| new Store + WASI ctx + limits | {:.1} |",
+        micros(store, parts)
+    );
+    println!(
+        "| Store + instantiate (InstancePre, pooling) | {:.1} |",
+        micros(instantiate, parts)
+    );
+    println!(
+        "| full task: Store + instantiate + call | {:.1} |",
+        micros(fresh, parts)
+    );
+    println!(
+        "| floor: call on one warm instance | {:.2} |",
+        micros(warm, parts * 5)
+    );
+
+    let trivial = Agent::builder("trivial")
+        .component("m", dir.join("guest_misbehave.wasm"))
+        .action(ActionBuilder::new("echo", "m").listen(types::INPUT))
+        .build();
+    let chain = Agent::builder("word-stats")
+        .component("tokenizer", dir.join("skill_tokenizer.wasm"))
+        .component("stats", dir.join("skill_word_stats.wasm"))
+        .action(ActionBuilder::new("tokenize", "tokenizer").listen(types::INPUT))
+        .action(ActionBuilder::new("count", "stats").listen("words_tokenized"))
+        .build();
+    println!(
+        "\n| agent ({n} events, {keys} keys, fresh instance per task) | events/s | tasks/s | p50 | p99 |"
+    );
+    println!("|---|---|---|---|---|");
+    for (name, agent) in [
+        ("trivial: one action (echo)", trivial),
+        ("chain: tokenize -> count, short-term memory", chain),
+    ] {
+        let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox.clone()).await?);
+        pipeline(plan.clone(), n.min(5_000), keys).await; // warm up
+        let m = pipeline(plan, n, keys).await;
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.2} ms | {:.2} ms |",
+            m.events_per_sec,
+            m.events_per_sec * m.tasks as f64 / n as f64,
+            m.p50.as_secs_f64() * 1e3,
+            m.p99.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; there is nothing to filter.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench())
+}

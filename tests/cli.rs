@@ -334,3 +334,20 @@ fn failing_actions_become_error_events_in_their_own_file() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_embedding_example_runs() {
+    components();
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO"))
+        .args(["run", "--quiet", "--example", "embed"])
+        .current_dir(repo())
+        .env("WEIR_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("ada: 5 words, 5 in total"), "{text}");
+    assert!(text.contains("ada: 3 words, 8 in total"), "{text}");
+    assert!(text.contains("ada's short-term memory: 8"), "{text}");
+}

@@ -450,3 +450,35 @@ async fn replayed_runs_produce_the_same_event_ids() {
     let unique: std::collections::BTreeSet<_> = ids(&first).into_iter().collect();
     assert_eq!(unique.len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guide_skill_greets_with_config_and_counts_visits() {
+    let agent = Agent::builder("greeter")
+        .component("greeter", component("skill_greeter.wasm"))
+        .action(
+            ActionBuilder::new("greet", "greeter")
+                .listen(types::INPUT)
+                .config("greeting", json!("Welcome")),
+        )
+        .build();
+    let plan = plan(&agent).await;
+    let events = vec![
+        Event::input("ada", json!({ "name": "Ada" })),
+        Event::input("ada", json!({ "name": "Ada" })),
+        Event::input("bob", json!({ "name": "" })),
+        Event::input("bob", json!({ "nom": "Bob" })),
+    ];
+    let (outputs, _) = run(plan, events).await;
+    let ada = outputs_of(&outputs, "ada");
+    assert_eq!(ada[0].payload["text"], "Welcome, Ada! Visit #1");
+    assert_eq!(ada[1].payload["text"], "Welcome, Ada! Visit #2");
+    let bob = outputs_of(&outputs, "bob");
+    assert_eq!(bob[0].payload["code"], "empty-name");
+    assert_eq!(bob[1].payload["code"], "bad-payload");
+    assert!(
+        bob[1].payload["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `name`")
+    );
+}

@@ -1,41 +1,46 @@
 //! `weir:agent/context`: the action's name, key and config.
+//!
+//! These functions cannot return an error to the guest, so a denied call
+//! traps instead.
 
 use super::bindings::weir::agent::context::Host;
-use super::{Capability, Op, TaskState};
+use super::{Capability, HostError, Op, TaskState};
 
-const OP: fn(&'static str) -> Op = |name| Op {
-    capability: Capability::Context,
-    name,
-};
+const fn op(name: &'static str) -> Op {
+    Op {
+        capability: Capability::Context,
+        name,
+    }
+}
+
+fn trap(error: HostError) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("{error:?}"))
+}
 
 impl Host for TaskState {
     async fn action_name(&mut self) -> wasmtime::Result<String> {
-        Ok(self
-            .call(OP("context.action-name"), |t| {
-                Ok(t.input.action_name.to_string())
-            })
-            .unwrap_or_default())
+        self.call(op("context.action-name"), |t| {
+            Ok(t.input.action_name.to_string())
+        })
+        .map_err(trap)
     }
 
     async fn key(&mut self) -> wasmtime::Result<String> {
-        Ok(self
-            .call(OP("context.key"), |t| Ok(t.input.key.clone()))
-            .unwrap_or_default())
+        self.call(op("context.key"), |t| Ok(t.input.key.clone()))
+            .map_err(trap)
     }
 
     async fn config(&mut self, name: String) -> wasmtime::Result<Option<String>> {
-        Ok(self
-            .call(OP("context.config"), |t| {
-                Ok(t.input.config.merged.get(&name).map(|v| v.to_string()))
-            })
-            .unwrap_or_default())
+        self.call(op("context.config"), |t| {
+            Ok(t.input.config.merged.get(&name).map(|v| v.to_string()))
+        })
+        .map_err(trap)
     }
 
     async fn config_all(&mut self) -> wasmtime::Result<String> {
-        Ok(self
-            .call(OP("context.config-all"), |t| {
-                Ok(t.input.config.merged_json.clone())
-            })
-            .unwrap_or_else(|_| "{}".to_string()))
+        self.call(op("context.config-all"), |t| {
+            Ok(t.input.config.merged_json.clone())
+        })
+        .map_err(trap)
     }
 }

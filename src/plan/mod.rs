@@ -167,7 +167,7 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
 
     let mut compiled: BTreeMap<String, Arc<ActionComponent>> = BTreeMap::new();
     for (name, spec) in &agent.components {
-        match sandbox.load_component(&spec.path) {
+        match sandbox.load_component_blocking(&spec.path) {
             Ok(component) => {
                 compiled.insert(name.clone(), Arc::new(component));
             }
@@ -295,20 +295,16 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
         tracing::warn!(agent = %agent.name, "no action listens to `_input_event`; only typed input events will run");
     }
 
-    let components = agent
-        .components
+    let components = compiled
         .iter()
-        .filter_map(|(name, _)| {
-            let c = compiled.get(name)?;
-            Some((
-                name.clone(),
-                ComponentPlan {
-                    path: c.path().to_path_buf(),
-                    sha256: c.digest().to_string(),
-                    compiled: c.compile_source(),
-                    carries: c.actions().to_vec(),
-                },
-            ))
+        .map(|(name, c)| {
+            let plan = ComponentPlan {
+                path: c.path().to_path_buf(),
+                sha256: c.digest().to_string(),
+                compiled: c.compile_source(),
+                carries: c.actions().to_vec(),
+            };
+            (name.clone(), plan)
         })
         .collect();
 

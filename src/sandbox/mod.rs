@@ -82,8 +82,21 @@ impl Sandbox {
         &self.config
     }
 
-    /// Reads, checks and compiles the action component at `path`.
-    pub fn load_component(
+    /// Reads, checks and compiles the action component at `path`, off the
+    /// async worker threads.
+    pub async fn load_component(
+        self: &Arc<Self>,
+        path: &std::path::Path,
+    ) -> Result<ActionComponent, ComponentError> {
+        let sandbox = self.clone();
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || component::load(&sandbox, &path))
+            .await
+            .expect("loading a component panicked")
+    }
+
+    /// As [`Sandbox::load_component`], from a thread that may block.
+    pub(crate) fn load_component_blocking(
         self: &Arc<Self>,
         path: &std::path::Path,
     ) -> Result<ActionComponent, ComponentError> {
@@ -113,3 +126,103 @@ impl Sandbox {
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("CPU time limit exceeded")]
 pub struct CpuLimitExceeded;
+
+/// Measurements of the sandbox's parts, for the benchmark's account of where
+/// a task's time goes. Not a stable API.
+#[doc(hidden)]
+pub mod probe {
+    use super::*;
+    use crate::host::bindings::weir::agent::types::Event as WitEvent;
+    use std::time::{Duration, Instant};
+
+    fn event() -> WitEvent {
+        WitEvent {
+            id: "probe".into(),
+            event_type: "_input_event".into(),
+            key: "k".into(),
+            payload: "{\"text\":\"the quick brown fox\"}".into(),
+            upstream_id: None,
+            attributes: Vec::new(),
+        }
+    }
+
+    fn store(component: &ActionComponent) -> Store<TaskState> {
+        let sandbox = &component.sandbox;
+        let input = crate::host::TaskInput {
+            action_name: std::sync::Arc::from("probe"),
+            config: Default::default(),
+            grants: crate::host::Grants::ACTION_DEFAULT,
+            key: "k".into(),
+            event_id: "probe".into(),
+            memory: Default::default(),
+            max_emits: usize::MAX,
+        };
+        sandbox.new_store(
+            TaskState::new(input, sandbox.config.max_memory_bytes),
+            StoreLimits {
+                cpu_ticks: u64::MAX,
+            },
+        )
+    }
+
+    /// Time for `n` fresh stores with an instance each, no call.
+    pub async fn instantiate(component: &ActionComponent, n: u32) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        for _ in 0..n {
+            let mut store = store(component);
+            component.pre.instantiate_async(&mut store).await?;
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Time for `n` calls of `action` on one warm instance (emitted events
+    /// are dropped between calls).
+    pub async fn warm_calls(
+        component: &ActionComponent,
+        action: &str,
+        n: u32,
+    ) -> anyhow::Result<Duration> {
+        let mut store = store(component);
+        let instance = component.pre.instantiate_async(&mut store).await?;
+        let event = event();
+        let start = Instant::now();
+        for _ in 0..n {
+            instance
+                .weir_agent_handler()
+                .call_handle(&mut store, action, &event)
+                .await?
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+            store.data_mut().task.emitted.clear();
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Time for `n` full tasks: fresh store, instance and call each.
+    pub async fn fresh_tasks(
+        component: &ActionComponent,
+        action: &str,
+        n: u32,
+    ) -> anyhow::Result<Duration> {
+        let event = event();
+        let start = Instant::now();
+        for _ in 0..n {
+            let mut store = store(component);
+            let instance = component.pre.instantiate_async(&mut store).await?;
+            instance
+                .weir_agent_handler()
+                .call_handle(&mut store, action, &event)
+                .await?
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Time for `n` task stores (WASI context, limits) without instantiating.
+    pub fn stores(component: &ActionComponent, n: u32) -> Duration {
+        let start = Instant::now();
+        for _ in 0..n {
+            drop(store(component));
+        }
+        start.elapsed()
+    }
+}
