@@ -35,8 +35,7 @@ pub fn sandbox() -> Arc<Sandbox> {
     static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();
     SANDBOX
         .get_or_init(|| {
-            let cache =
-                std::env::temp_dir().join(format!("weir-test-cache-{}", std::process::id()));
+            let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("weir-compile-cache");
             Arc::new(
                 Sandbox::new(SandboxConfig {
                     max_instances: 256,
