@@ -482,3 +482,25 @@ async fn the_guide_skill_greets_with_config_and_counts_visits() {
             .contains("missing field `name`")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_address_space_for_the_pool_the_sandbox_falls_back() {
+    // Four million instance slots of 4 GiB reservations each cannot fit in a
+    // 47-bit address space: the pooling allocator fails and the sandbox falls
+    // back to on-demand allocation.
+    let sandbox = std::sync::Arc::new(
+        weir::Sandbox::new(weir::SandboxConfig {
+            max_instances: 4_000_000,
+            cache_dir: None,
+            ..weir::SandboxConfig::default()
+        })
+        .unwrap(),
+    );
+    assert!(!sandbox.pooling());
+    let agent = misbehave_agent("counter").build();
+    let plan = weir::AgentPlan::from_agent_in(&agent, sandbox).await.unwrap();
+    let events = (0..5).map(|i| Event::input(format!("k{i}"), json!(null))).collect();
+    let (outputs, _) = run(plan, events).await;
+    assert_eq!(outputs.len(), 5);
+    assert!(outputs.iter().all(|e| e.payload == json!({ "counter": 1 })));
+}
