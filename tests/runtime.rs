@@ -498,8 +498,12 @@ async fn without_address_space_for_the_pool_the_sandbox_falls_back() {
     );
     assert!(!sandbox.pooling());
     let agent = misbehave_agent("counter").build();
-    let plan = weir::AgentPlan::from_agent_in(&agent, sandbox).await.unwrap();
-    let events = (0..5).map(|i| Event::input(format!("k{i}"), json!(null))).collect();
+    let plan = weir::AgentPlan::from_agent_in(&agent, sandbox)
+        .await
+        .unwrap();
+    let events = (0..5)
+        .map(|i| Event::input(format!("k{i}"), json!(null)))
+        .collect();
     let (outputs, _) = run(plan, events).await;
     assert_eq!(outputs.len(), 5);
     assert!(outputs.iter().all(|e| e.payload == json!({ "counter": 1 })));
