@@ -165,6 +165,19 @@ pub mod probe {
         )
     }
 
+    async fn handle(
+        instance: &crate::host::Action,
+        store: &mut Store<TaskState>,
+        action: &str,
+        event: &WitEvent,
+    ) -> anyhow::Result<()> {
+        instance
+            .weir_agent_handler()
+            .call_handle(store, action, event)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
+    }
+
     /// Time for `n` fresh stores with an instance each, no call.
     pub async fn instantiate(component: &ActionComponent, n: u32) -> anyhow::Result<Duration> {
         let start = Instant::now();
@@ -187,11 +200,7 @@ pub mod probe {
         let event = event();
         let start = Instant::now();
         for _ in 0..n {
-            instance
-                .weir_agent_handler()
-                .call_handle(&mut store, action, &event)
-                .await?
-                .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+            handle(&instance, &mut store, action, &event).await?;
             store.data_mut().task.emitted.clear();
         }
         Ok(start.elapsed())
@@ -208,11 +217,7 @@ pub mod probe {
         for _ in 0..n {
             let mut store = store(component);
             let instance = component.pre.instantiate_async(&mut store).await?;
-            instance
-                .weir_agent_handler()
-                .call_handle(&mut store, action, &event)
-                .await?
-                .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+            handle(&instance, &mut store, action, &event).await?;
         }
         Ok(start.elapsed())
     }
