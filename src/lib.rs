@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+mod builtin;
 pub mod event;
 mod host;
 pub mod memory;
@@ -34,6 +35,7 @@ pub mod plan;
 pub mod resources;
 pub mod runtime;
 pub mod sandbox;
+pub mod tools;
 mod util;
 
 pub use agent::{ActionBuilder, Agent, AgentBuilder, ManifestError, RuntimeSettings};

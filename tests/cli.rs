@@ -253,7 +253,7 @@ fn manifest_and_component_errors_name_file_line_and_field() {
     let command = component("guest-command.wasm");
     let err = plan_error(&weir, &manifest(dir.path(), &command, "echo"));
     assert!(
-        err.contains("guest-command.wasm: does not export `weir:agent/handler@0.1.0`"),
+        err.contains("guest-command.wasm: does not export the `weir:agent/skill@0.1.0` world"),
         "{err}"
     );
 
@@ -268,7 +268,7 @@ fn manifest_and_component_errors_name_file_line_and_field() {
     let unknown = write(
         dir.path(),
         "unknown.toml",
-        "[agent]\nname = \"t\"\n\n[actions.a]\ncomponent = \"missing\"\nlisten = [\"_input_evnt\", \"_output_event\"]\n\n[resources.m]\nkind = \"chat-model\"\n",
+        "[agent]\nname = \"t\"\n\n[actions.a]\ncomponent = \"missing\"\nlisten = [\"_input_evnt\", \"_output_event\"]\n\n[resources.m]\nkind = \"vector-store\"\n",
     );
     let err = plan_error(&weir, &unknown);
     assert!(
@@ -288,7 +288,7 @@ fn manifest_and_component_errors_name_file_line_and_field() {
         "{err}"
     );
     assert!(
-        err.contains("unknown.toml:8:1: resources.m.kind: unknown resource kind `chat-model`"),
+        err.contains("unknown.toml:8:1: resources.m: unknown resource kind `vector-store`"),
         "{err}"
     );
 

@@ -41,7 +41,7 @@ use std::fmt;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "action",
+        world: "skill",
         path: "../wit",
         pub_export_macro: true,
         export_macro_name: "export_handler",
@@ -316,10 +316,129 @@ pub mod log {
     }
 }
 
+/// Chat and embedding models, by the resource names the agent declares.
+pub mod model {
+    use super::*;
+    use crate::bindings::weir::agent::model as host;
+    pub use host::{ChatResponse, Message, ToolCall, Usage};
+
+    impl Message {
+        /// A message with `role` and `content`.
+        pub fn new(role: &str, content: impl Into<String>) -> Self {
+            Message {
+                role: role.to_string(),
+                content: content.into(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+            }
+        }
+
+        /// A system message.
+        pub fn system(content: impl Into<String>) -> Self {
+            Self::new("system", content)
+        }
+
+        /// A user message.
+        pub fn user(content: impl Into<String>) -> Self {
+            Self::new("user", content)
+        }
+
+        /// An assistant message.
+        pub fn assistant(content: impl Into<String>) -> Self {
+            Self::new("assistant", content)
+        }
+
+        /// The answer to tool call `id`.
+        pub fn tool(id: impl Into<String>, content: impl Into<String>) -> Self {
+            Message {
+                tool_call_id: Some(id.into()),
+                ..Self::new("tool", content)
+            }
+        }
+    }
+
+    /// A chat call being built; [`Chat::send`] makes it.
+    #[derive(Debug, Clone)]
+    pub struct Chat {
+        request: host::ChatRequest,
+    }
+
+    /// Starts a chat call to the chat-model resource `model`.
+    pub fn chat(model: &str, messages: Vec<Message>) -> Chat {
+        Chat {
+            request: host::ChatRequest {
+                model: model.to_string(),
+                messages,
+                options: None,
+                output_schema: None,
+                use_tools: false,
+            },
+        }
+    }
+
+    impl Chat {
+        /// Overrides options (`temperature`, `max_tokens`, `seed`, ...).
+        pub fn options(mut self, options: &Value) -> Self {
+            self.request.options = Some(options.to_string());
+            self
+        }
+
+        /// Asks for content following this JSON Schema.
+        pub fn output_schema(mut self, schema: &Value) -> Self {
+            self.request.output_schema = Some(schema.to_string());
+            self
+        }
+
+        /// Offers the model the tools its resource lists.
+        pub fn with_tools(mut self) -> Self {
+            self.request.use_tools = true;
+            self
+        }
+
+        /// Makes the call.
+        pub fn send(self) -> Result<ChatResponse> {
+            Ok(host::chat(&self.request)?)
+        }
+    }
+
+    /// Embeds `texts` with the embedding-model resource `model`.
+    pub fn embed(model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        Ok(host::embed(model, texts)?)
+    }
+}
+
+/// Calling tools by name.
+pub mod tools {
+    use super::*;
+    use crate::bindings::weir::agent::tools as host;
+    pub use crate::bindings::weir::agent::types::ToolSpec;
+
+    /// The tools this action may call.
+    pub fn available() -> Vec<ToolSpec> {
+        host::available()
+    }
+
+    /// Calls tool `name` with `arguments` (a JSON object) and decodes its
+    /// result.
+    pub fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
+        name: &str,
+        arguments: &A,
+    ) -> Result<R> {
+        let arguments = serde_json::to_string(arguments)?;
+        let result = host::call(name, &arguments)?;
+        serde_json::from_str(&result).map_err(|e| {
+            ActionError::new("bad-tool-result", format!("result of tool `{name}`: {e}"))
+        })
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::bindings::exports::weir::agent::handler::{ActionInfo, Guest};
-    pub use crate::bindings::weir::agent::types::{ActionError, Event};
+    pub use crate::bindings::exports::weir::agent::handler::{ActionInfo, Guest as Handler};
+    pub use crate::bindings::exports::weir::agent::tool_provider::Guest as ToolProvider;
+    pub use crate::bindings::weir::agent::types::{ActionError, Event, ToolSpec};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
 
     /// Runs one action function on a wit event.
     pub fn run(
@@ -329,7 +448,24 @@ pub mod __private {
         action(event.into()).map_err(Into::into)
     }
 
-    /// Joins the doc lines of an action into its description.
+    /// Runs one tool function on JSON arguments.
+    pub fn call_tool<A: DeserializeOwned, R: Serialize>(
+        name: &str,
+        tool: fn(A) -> crate::Result<R>,
+        arguments: &str,
+    ) -> Result<String, ActionError> {
+        let arguments: A = serde_json::from_str(arguments).map_err(|e| ActionError {
+            code: "bad-arguments".into(),
+            message: format!("arguments of tool `{name}`: {e}"),
+        })?;
+        let result = tool(arguments).map_err(ActionError::from)?;
+        serde_json::to_string(&result).map_err(|e| ActionError {
+            code: "json".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Joins doc lines into a description.
     pub fn description(lines: &[&str]) -> String {
         lines
             .iter()
@@ -339,35 +475,58 @@ pub mod __private {
             .trim()
             .to_string()
     }
+
+    /// Error for a name this component does not carry.
+    pub fn unknown(kind: &str, name: &str) -> ActionError {
+        ActionError {
+            code: format!("unknown-{kind}"),
+            message: format!("this component carries no {kind} `{name}`"),
+        }
+    }
 }
 
-/// Export actions from this component.
+/// Export a skill's actions and tools from this component; use it once per
+/// crate. Both sections are optional.
 ///
-/// Each entry maps the name an agent manifest uses (`export = "name"`) to a
-/// function `fn(Event) -> Result<()>`; doc comments become the action's
-/// description. Use it once per crate.
+/// An action maps the name an agent manifest uses (`export = "name"`) to a
+/// function `fn(Event) -> Result<()>`. A tool maps its name and the JSON
+/// Schema of its arguments to a function `fn(Args) -> Result<Output>`, where
+/// `Args: Deserialize` and `Output: Serialize`. Doc comments become
+/// descriptions, which models read for tools.
 ///
 /// ```ignore
-/// weir_sdk::actions! {
-///     /// Splits text into words.
-///     "tokenize" => tokenize,
-///     /// Counts words.
-///     "count" => count,
+/// weir_sdk::skill! {
+///     actions {
+///         /// Splits text into words.
+///         "tokenize" => tokenize,
+///     }
+///     tools {
+///         /// Adds two numbers.
+///         "add" (r#"{"type": "object", "properties": {"a": {"type": "number"},
+///             "b": {"type": "number"}}, "required": ["a", "b"]}"#) => add,
+///     }
 /// }
 /// ```
 #[macro_export]
-macro_rules! actions {
-    ($( $(#[doc = $doc:literal])* $name:literal => $func:path ),+ $(,)?) => {
-        struct __WeirActions;
+macro_rules! skill {
+    (
+        $(actions {
+            $( $(#[doc = $adoc:literal])* $aname:literal => $afunc:path ),* $(,)?
+        })?
+        $(tools {
+            $( $(#[doc = $tdoc:literal])* $tname:literal ($schema:expr) => $tfunc:path ),* $(,)?
+        })?
+    ) => {
+        struct __WeirSkill;
 
-        impl $crate::__private::Guest for __WeirActions {
+        impl $crate::__private::Handler for __WeirSkill {
             fn actions() -> ::std::vec::Vec<$crate::__private::ActionInfo> {
-                ::std::vec![$(
+                ::std::vec![$($(
                     $crate::__private::ActionInfo {
-                        name: ::std::string::String::from($name),
-                        description: $crate::__private::description(&[$($doc),*]),
+                        name: ::std::string::String::from($aname),
+                        description: $crate::__private::description(&[$($adoc),*]),
                     }
-                ),+]
+                ),*)?]
             }
 
             fn handle(
@@ -375,15 +534,43 @@ macro_rules! actions {
                 event: $crate::__private::Event,
             ) -> ::std::result::Result<(), $crate::__private::ActionError> {
                 match action.as_str() {
-                    $($name => $crate::__private::run($func, event),)+
-                    other => ::std::result::Result::Err($crate::__private::ActionError {
-                        code: ::std::string::String::from("unknown-action"),
-                        message: ::std::format!("this component carries no action `{other}`"),
-                    }),
+                    $($($aname => $crate::__private::run($afunc, event),)*)?
+                    other => ::std::result::Result::Err($crate::__private::unknown("action", other)),
                 }
             }
         }
 
-        $crate::bindings::export_handler!(__WeirActions with_types_in $crate::bindings);
+        impl $crate::__private::ToolProvider for __WeirSkill {
+            fn tools() -> ::std::vec::Vec<$crate::__private::ToolSpec> {
+                ::std::vec![$($(
+                    $crate::__private::ToolSpec {
+                        name: ::std::string::String::from($tname),
+                        description: $crate::__private::description(&[$($tdoc),*]),
+                        parameters: ::std::string::String::from($schema),
+                    }
+                ),*)?]
+            }
+
+            fn call(
+                name: ::std::string::String,
+                arguments: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, $crate::__private::ActionError> {
+                match name.as_str() {
+                    $($($tname => $crate::__private::call_tool($tname, $tfunc, &arguments),)*)?
+                    other => ::std::result::Result::Err($crate::__private::unknown("tool", other)),
+                }
+            }
+        }
+
+        $crate::bindings::export_handler!(__WeirSkill with_types_in $crate::bindings);
+    };
+}
+
+/// Export actions only: `actions! { "name" => function, ... }` is
+/// `skill! { actions { ... } }`.
+#[macro_export]
+macro_rules! actions {
+    ($($body:tt)*) => {
+        $crate::skill! { actions { $($body)* } }
     };
 }

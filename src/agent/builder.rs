@@ -36,6 +36,7 @@ impl AgentBuilder {
                 resources: BTreeMap::new(),
                 config: Map::new(),
                 runtime: RuntimeSettings::default(),
+                react: None,
                 manifest: None,
             },
         }
@@ -94,6 +95,24 @@ impl AgentBuilder {
         self
     }
 
+    /// Uses the built-in ReAct agent with chat-model resource `model`.
+    pub fn react(
+        mut self,
+        model: impl Into<String>,
+        prompt: Option<String>,
+        output_schema: Option<Value>,
+        max_steps: u32,
+    ) -> Self {
+        self.agent.react = Some(super::ReactSpec {
+            model: model.into(),
+            prompt,
+            output_schema,
+            max_steps,
+            origin: Origin::default(),
+        });
+        self
+    }
+
     /// Sets the runtime settings.
     pub fn runtime(mut self, settings: RuntimeSettings) -> Self {
         self.agent.runtime = settings;
@@ -121,6 +140,8 @@ impl ActionBuilder {
                 export: name.clone(),
                 name,
                 component: component.into(),
+                models: Vec::new(),
+                tools: Vec::new(),
                 listen: Vec::new(),
                 config: Map::new(),
                 origin: Origin::default(),
@@ -137,6 +158,18 @@ impl ActionBuilder {
     /// Also triggers on `event_type`.
     pub fn listen(mut self, event_type: impl Into<String>) -> Self {
         self.spec.listen.push(event_type.into());
+        self
+    }
+
+    /// Grants the model resource `name`.
+    pub fn model(mut self, name: impl Into<String>) -> Self {
+        self.spec.models.push(name.into());
+        self
+    }
+
+    /// Grants the tool `name`.
+    pub fn tool(mut self, name: impl Into<String>) -> Self {
+        self.spec.tools.push(name.into());
         self
     }
 

@@ -25,7 +25,9 @@
 //! max_depth = 32
 //! ```
 
-use super::{ActionSpec, Agent, ComponentSpec, Location, Origin, ResourceSpec, RuntimeSettings};
+use super::{
+    ActionSpec, Agent, ComponentSpec, Location, Origin, ReactSpec, ResourceSpec, RuntimeSettings,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -69,6 +71,24 @@ struct RawManifest {
     resources: BTreeMap<String, Spanned<toml::Table>>,
     #[serde(default)]
     runtime: Option<RuntimeSettings>,
+    #[serde(default)]
+    react: Option<Spanned<RawReact>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReact {
+    model: String,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    output_schema: Option<toml::Value>,
+    #[serde(default = "default_max_steps")]
+    max_steps: u32,
+}
+
+fn default_max_steps() -> u32 {
+    10
 }
 
 #[derive(Deserialize)]
@@ -94,6 +114,10 @@ struct RawAction {
     listen: Spanned<Vec<String>>,
     #[serde(default)]
     config: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    models: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    tools: Option<Spanned<Vec<String>>>,
 }
 
 pub(super) fn load(path: PathBuf) -> Result<Agent, ManifestError> {
@@ -198,9 +222,20 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
             }
             None => Map::new(),
         };
+        let mut grant = |field: &'static str, list: Option<Spanned<Vec<String>>>| match list {
+            Some(list) => {
+                origin.set(field, locator.at(list.span()));
+                list.into_inner()
+            }
+            None => Vec::new(),
+        };
+        let models = grant("models", raw_action.models);
+        let tools = grant("tools", raw_action.tools);
         actions.push(ActionSpec {
             name: action_name,
             component: raw_action.component.into_inner(),
+            models,
+            tools,
             export,
             listen: raw_action.listen.into_inner(),
             config,
@@ -239,8 +274,22 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
         );
     }
 
+    let react = raw.react.map(|raw_react| {
+        let mut origin = Origin::default();
+        origin.set_whole(locator.at(raw_react.span()));
+        let r = raw_react.into_inner();
+        ReactSpec {
+            model: r.model,
+            prompt: r.prompt,
+            output_schema: r.output_schema.and_then(|v| serde_json::to_value(v).ok()),
+            max_steps: r.max_steps,
+            origin,
+        }
+    });
+
     Ok(Agent {
         name,
+        react,
         description: raw.agent.description,
         components,
         actions,

@@ -74,6 +74,10 @@ pub struct ActionSpec {
     pub name: String,
     /// The component (by its name in the agent) that implements it.
     pub component: String,
+    /// Model resources it may call.
+    pub models: Vec<String>,
+    /// Tools it may call.
+    pub tools: Vec<String>,
     /// The action name inside the component (defaults to `name`).
     pub export: String,
     /// The event types that trigger it.
@@ -129,6 +133,24 @@ impl Default for RuntimeSettings {
     }
 }
 
+/// The built-in ReAct agent: a model answers each input, calling tools as it
+/// sees fit, until it gives a final answer (optionally following a schema).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReactSpec {
+    /// The chat-model resource.
+    pub model: String,
+    /// The user message; `{input}` is replaced by the input payload (a string
+    /// as is, anything else as JSON). Default: the payload itself.
+    pub prompt: Option<String>,
+    /// A JSON Schema the final answer must follow; the output payload is then
+    /// the parsed JSON.
+    pub output_schema: Option<Value>,
+    /// Most model calls per input event.
+    pub max_steps: u32,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
 /// An agent: the user's definition, not yet checked against its components.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Agent {
@@ -146,6 +168,8 @@ pub struct Agent {
     pub config: Map<String, Value>,
     /// Runtime settings.
     pub runtime: RuntimeSettings,
+    /// The built-in ReAct agent, if used.
+    pub react: Option<ReactSpec>,
     /// The manifest file it was read from, if any.
     pub manifest: Option<PathBuf>,
 }

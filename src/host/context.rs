@@ -19,28 +19,32 @@ fn trap(error: HostError) -> wasmtime::Error {
 
 impl Host for TaskState {
     async fn action_name(&mut self) -> wasmtime::Result<String> {
-        self.call(op("context.action-name"), |t| {
-            Ok(t.input.action_name.to_string())
-        })
-        .map_err(trap)
+        self.task
+            .call(op("context.action-name"), |t| {
+                Ok(t.input.action_name.to_string())
+            })
+            .map_err(trap)
     }
 
     async fn key(&mut self) -> wasmtime::Result<String> {
-        self.call(op("context.key"), |t| Ok(t.input.key.clone()))
+        self.task
+            .call(op("context.key"), |t| Ok(t.input.key.clone()))
             .map_err(trap)
     }
 
     async fn config(&mut self, name: String) -> wasmtime::Result<Option<String>> {
-        self.call(op("context.config"), |t| {
-            Ok(t.input.config.merged.get(&name).map(|v| v.to_string()))
-        })
-        .map_err(trap)
+        self.task
+            .call(op("context.config"), |t| {
+                Ok(t.input.config.merged.get(&name).map(|v| v.to_string()))
+            })
+            .map_err(trap)
     }
 
     async fn config_all(&mut self) -> wasmtime::Result<String> {
-        self.call(op("context.config-all"), |t| {
-            Ok(t.input.config.merged_json.clone())
-        })
-        .map_err(trap)
+        self.task
+            .call(op("context.config-all"), |t| {
+                Ok(t.input.config.merged_json.clone())
+            })
+            .map_err(trap)
     }
 }

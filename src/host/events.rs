@@ -2,21 +2,36 @@
 
 use super::bindings::weir::agent::events::Host;
 use super::bindings::weir::agent::types::Attribute;
-use super::{Capability, Emitted, HostError, Op, TaskState};
+use super::{Capability, Emitted, HostError, Op, Task, TaskState};
+use serde_json::Value;
 
 const EMIT: Op = Op {
     capability: Capability::Events,
     name: "events.emit",
 };
 
-impl Host for TaskState {
-    async fn emit(
+impl Task {
+    /// Emits an event; returns its id, derived from the event being handled,
+    /// the action and the emit's index.
+    pub(crate) fn emit(
         &mut self,
         event_type: String,
-        payload: String,
+        payload: Value,
         attributes: Vec<Attribute>,
-    ) -> wasmtime::Result<Result<String, HostError>> {
-        Ok(self.call(EMIT, |task| {
+    ) -> Result<String, HostError> {
+        self.call(EMIT, |task| {
+            task.push_event(event_type, payload, attributes)
+        })
+    }
+
+    fn push_event(
+        &mut self,
+        event_type: String,
+        payload: Value,
+        attributes: Vec<Attribute>,
+    ) -> Result<String, HostError> {
+        let task = self;
+        {
             if event_type.is_empty() {
                 return Err(HostError::Invalid("event type must not be empty".into()));
             }
@@ -26,11 +41,6 @@ impl Host for TaskState {
                     task.input.max_emits
                 )));
             }
-            let payload = serde_json::from_str(&payload).map_err(|e| {
-                HostError::Invalid(format!(
-                    "payload of a `{event_type}` event is not JSON: {e}"
-                ))
-            })?;
             let id = crate::event::derived_id(
                 &task.input.event_id,
                 &task.input.action_name,
@@ -43,6 +53,24 @@ impl Host for TaskState {
                 attributes,
             });
             Ok(id)
+        }
+    }
+}
+
+impl Host for TaskState {
+    async fn emit(
+        &mut self,
+        event_type: String,
+        payload: String,
+        attributes: Vec<Attribute>,
+    ) -> wasmtime::Result<Result<String, HostError>> {
+        Ok(self.task.call(EMIT, |task| {
+            let payload = serde_json::from_str(&payload).map_err(|e| {
+                HostError::Invalid(format!(
+                    "payload of a `{event_type}` event is not JSON: {e}"
+                ))
+            })?;
+            task.push_event(event_type, payload, attributes)
         }))
     }
 }

@@ -31,7 +31,7 @@ impl Host for TaskState {
         message: String,
         fields: Vec<Attribute>,
     ) -> wasmtime::Result<()> {
-        let _ = self.call(WRITE, |task| {
+        let _ = self.task.call(WRITE, |task| {
             let action = &*task.input.action_name;
             let key = &task.input.key;
             let event = &task.input.event_id;

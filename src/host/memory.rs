@@ -4,12 +4,20 @@
 use super::bindings::weir::agent::memory::{Host, Scope};
 use super::{Capability, HostError, Op, Task, TaskState};
 use crate::memory::{MemoryObject, PathError};
+use serde_json::Value;
+
+const GET: Op = op("memory.get");
+const SET: Op = op("memory.set");
 
 const fn op(name: &'static str) -> Op {
     Op {
         capability: Capability::Memory,
         name,
     }
+}
+
+fn invalid(e: PathError) -> HostError {
+    HostError::Invalid(e.to_string())
 }
 
 impl Task {
@@ -19,10 +27,31 @@ impl Task {
             Scope::Sensory => &mut self.input.memory.sensory,
         }
     }
-}
 
-fn invalid(e: PathError) -> HostError {
-    HostError::Invalid(e.to_string())
+    fn write(&mut self, scope: Scope, path: &str, value: Value) -> Result<(), HostError> {
+        let undo = self.scope(scope).set(path, value).map_err(invalid)?;
+        self.undo.push((scope, undo));
+        Ok(())
+    }
+
+    /// The value at `path`.
+    pub(crate) fn memory_get(
+        &mut self,
+        scope: Scope,
+        path: &str,
+    ) -> Result<Option<Value>, HostError> {
+        self.call(GET, |task| task.scope(scope).get(path).map_err(invalid))
+    }
+
+    /// Stores `value` at `path`.
+    pub(crate) fn memory_set(
+        &mut self,
+        scope: Scope,
+        path: &str,
+        value: Value,
+    ) -> Result<(), HostError> {
+        self.call(SET, |task| task.write(scope, path, value))
+    }
 }
 
 impl Host for TaskState {
@@ -31,7 +60,7 @@ impl Host for TaskState {
         scope: Scope,
         path: String,
     ) -> wasmtime::Result<Result<Option<String>, HostError>> {
-        Ok(self.call(op("memory.get"), |task| {
+        Ok(self.task.call(GET, |task| {
             let value = task.scope(scope).get(&path).map_err(invalid)?;
             Ok(value.map(|v| v.to_string()))
         }))
@@ -43,13 +72,11 @@ impl Host for TaskState {
         path: String,
         value: String,
     ) -> wasmtime::Result<Result<(), HostError>> {
-        Ok(self.call(op("memory.set"), |task| {
+        Ok(self.task.call(SET, |task| {
             let value = serde_json::from_str(&value).map_err(|e| {
                 HostError::Invalid(format!("memory value for `{path}` is not JSON: {e}"))
             })?;
-            let undo = task.scope(scope).set(&path, value).map_err(invalid)?;
-            task.undo.push((scope, undo));
-            Ok(())
+            task.write(scope, &path, value)
         }))
     }
 
@@ -58,7 +85,7 @@ impl Host for TaskState {
         scope: Scope,
         path: String,
     ) -> wasmtime::Result<Result<bool, HostError>> {
-        Ok(self.call(op("memory.remove"), |task| {
+        Ok(self.task.call(op("memory.remove"), |task| {
             let (removed, undo) = task.scope(scope).remove(&path).map_err(invalid)?;
             task.undo.push((scope, undo));
             Ok(removed.is_some())
@@ -70,7 +97,7 @@ impl Host for TaskState {
         scope: Scope,
         path: String,
     ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
-        Ok(self.call(op("memory.field-names"), |task| {
+        Ok(self.task.call(op("memory.field-names"), |task| {
             task.scope(scope).field_names(&path).map_err(invalid)
         }))
     }

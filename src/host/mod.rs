@@ -1,15 +1,21 @@
 //! Host capabilities offered to guests, and the single path every host call
 //! takes.
 //!
-//! Each capability (one submodule per WIT interface) turns the guest's call
-//! into a [`TaskState::call`], which checks the grant, counts the call, traces
-//! it, and runs the capability. Journaling (durable execution), permissions
-//! and tracing wrap every host call here without touching each function.
+//! Each capability (one submodule per WIT interface) is a method of [`Task`]
+//! that runs through [`Task::call`] or [`Task::call_async`], which check the
+//! grant, count the call and trace it. Guests reach the methods through the
+//! WIT bindings on [`TaskState`]; the built-in actions call them directly, so
+//! journaling (durable execution), permissions and tracing wrap every host
+//! call here without touching each function.
 
 mod context;
 mod events;
 mod log;
 mod memory;
+pub(crate) mod model;
+mod tools;
+
+pub(crate) use model::ModelUsage;
 
 use crate::memory::{MemoryObject, Undo};
 use serde_json::{Map, Value};
@@ -20,7 +26,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
-        world: "action",
+        world: "skill",
         path: "wit",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -28,7 +34,7 @@ pub(crate) mod bindings {
 }
 
 pub(crate) use bindings::weir::agent::types::HostError;
-pub(crate) use bindings::{Action, ActionPre};
+pub(crate) use bindings::{Skill, SkillPre};
 
 /// Bytes of guest stdout/stderr kept per task (the tail shows in errors).
 const CAPTURED_OUTPUT_BYTES: usize = 16 << 10;
@@ -45,6 +51,10 @@ pub enum Capability {
     Memory,
     /// Structured logging.
     Log,
+    /// Chat and embedding models (each also granted by name).
+    Model,
+    /// Tools (each also granted by name).
+    Tools,
 }
 
 impl Capability {
@@ -53,24 +63,50 @@ impl Capability {
     }
 }
 
-/// The capabilities an action may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Grants(u8);
+/// What an action may use: capabilities, and the models and tools by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Grants {
+    #[serde(skip)]
+    capabilities: u8,
+    /// Model resources it may call.
+    pub models: std::collections::BTreeSet<String>,
+    /// Tools it may call.
+    pub tools: std::collections::BTreeSet<String>,
+}
 
 impl Grants {
-    /// What every action gets unless restricted: context, events, memory, log.
-    pub const ACTION_DEFAULT: Grants = Grants(
-        Capability::Context.bit()
-            | Capability::Events.bit()
-            | Capability::Memory.bit()
-            | Capability::Log.bit(),
-    );
-    /// Nothing at all.
-    pub const NONE: Grants = Grants(0);
+    /// Context, events, memory and log: what every action gets; models and
+    /// tools are granted by name.
+    pub fn action_default() -> Grants {
+        Grants {
+            capabilities: Capability::Context.bit()
+                | Capability::Events.bit()
+                | Capability::Memory.bit()
+                | Capability::Log.bit()
+                | Capability::Model.bit()
+                | Capability::Tools.bit(),
+            ..Grants::default()
+        }
+    }
+
+    /// Only logging: what a tool gets.
+    pub fn tool_default() -> Grants {
+        Grants {
+            capabilities: Capability::Log.bit(),
+            ..Grants::default()
+        }
+    }
+
+    /// Also grants the models and tools named.
+    pub fn with(mut self, models: &[String], tools: &[String]) -> Grants {
+        self.models.extend(models.iter().cloned());
+        self.tools.extend(tools.iter().cloned());
+        self
+    }
 
     /// True if `capability` is granted.
-    pub fn allows(self, capability: Capability) -> bool {
-        self.0 & capability.bit() != 0
+    pub fn allows(&self, capability: Capability) -> bool {
+        self.capabilities & capability.bit() != 0
     }
 }
 
@@ -109,11 +145,20 @@ impl ActionConfig {
     }
 }
 
+/// What the tasks of one plan share: its resources and tools.
+#[derive(Default)]
+pub(crate) struct TaskEnv {
+    pub resources: Arc<crate::resources::ResourceProviders>,
+    pub tools: Arc<crate::tools::ToolCatalog>,
+}
+
 /// What a task starts with.
 pub(crate) struct TaskInput {
     pub action_name: Arc<str>,
     pub config: Arc<ActionConfig>,
-    pub grants: Grants,
+    pub grants: Arc<Grants>,
+    pub env: Arc<TaskEnv>,
+    pub usage: Arc<ModelUsage>,
     pub key: String,
     pub event_id: String,
     pub memory: KeyMemory,
@@ -182,12 +227,7 @@ impl TaskState {
             limits,
             stderr,
             stdout,
-            task: Task {
-                input,
-                undo: Vec::new(),
-                emitted: Vec::new(),
-                host_calls: 0,
-            },
+            task: Task::new(input),
         }
     }
 
@@ -197,7 +237,9 @@ impl TaskState {
             TaskInput {
                 action_name: Arc::from(""),
                 config: Arc::default(),
-                grants: Grants::NONE,
+                grants: Arc::default(),
+                env: Arc::default(),
+                usage: Arc::default(),
                 key: String::new(),
                 event_id: String::new(),
                 memory: KeyMemory::default(),
@@ -216,30 +258,70 @@ impl TaskState {
         let text = |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
         (text(&self.stderr), text(&self.stdout))
     }
+}
 
-    /// The single host-call path: every capability function runs through it.
+impl Task {
+    pub(crate) fn new(input: TaskInput) -> Self {
+        Task {
+            input,
+            undo: Vec::new(),
+            emitted: Vec::new(),
+            host_calls: 0,
+        }
+    }
+
+    /// Counts the call and checks its grant.
+    fn enter(&mut self, op: Op) -> Result<(), HostError> {
+        self.host_calls += 1;
+        if self.input.grants.allows(op.capability) {
+            return Ok(());
+        }
+        tracing::debug!(action = %self.input.action_name, call = op.name, "host call denied");
+        Err(HostError::Denied(format!(
+            "action `{}` is not granted {:?} (calling `{}`)",
+            self.input.action_name, op.capability, op.name
+        )))
+    }
+
+    fn trace<R>(&self, op: Op, result: &Result<R, HostError>) {
+        tracing::trace!(
+            action = %self.input.action_name,
+            key = %self.input.key,
+            call = op.name,
+            ok = result.is_ok(),
+            "host call"
+        );
+    }
+
+    /// The single host-call path for calls answered at once.
     pub(crate) fn call<R>(
         &mut self,
         op: Op,
         f: impl FnOnce(&mut Task) -> Result<R, HostError>,
     ) -> Result<R, HostError> {
-        let task = &mut self.task;
-        task.host_calls += 1;
-        if !task.input.grants.allows(op.capability) {
-            tracing::debug!(action = %task.input.action_name, call = op.name, "host call denied");
-            return Err(HostError::Denied(format!(
-                "action `{}` is not granted {:?} (calling `{}`)",
-                task.input.action_name, op.capability, op.name
-            )));
-        }
-        let result = f(task);
-        tracing::trace!(
-            action = %task.input.action_name,
-            key = %task.input.key,
-            call = op.name,
-            ok = result.is_ok(),
-            "host call"
-        );
+        self.enter(op)?;
+        let result = f(self);
+        self.trace(op, &result);
+        result
+    }
+
+    /// The single host-call path for calls that wait (models, tools):
+    /// `prepare` checks the request against the task and returns the work as
+    /// a future that owns what it needs, so the task is free while it runs.
+    pub(crate) async fn call_async<R, F>(
+        &mut self,
+        op: Op,
+        prepare: impl FnOnce(&mut Task) -> Result<F, HostError>,
+    ) -> Result<R, HostError>
+    where
+        F: std::future::Future<Output = Result<R, HostError>> + Send + 'static,
+    {
+        self.enter(op)?;
+        let result = match prepare(self) {
+            Ok(work) => work.await,
+            Err(e) => Err(e),
+        };
+        self.trace(op, &result);
         result
     }
 }
@@ -249,6 +331,6 @@ impl bindings::weir::agent::types::Host for TaskState {}
 /// Adds WASI p2 and weir's capabilities to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<TaskState>) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    Action::add_to_linker::<TaskState, HasSelf<TaskState>>(linker, |state| state)?;
+    Skill::add_to_linker::<TaskState, HasSelf<TaskState>>(linker, |state| state)?;
     Ok(())
 }

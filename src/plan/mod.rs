@@ -11,10 +11,13 @@ mod error;
 pub use error::{PlanError, Problem};
 
 use crate::agent::{Agent, Origin, RuntimeSettings};
+use crate::builtin::{self, Builtin, ReactConfig};
 use crate::event::types;
-use crate::host::{ActionConfig, Grants};
-use crate::resources::{self, ResourceProviders};
+use crate::host::{ActionConfig, Grants, TaskEnv};
+use crate::resources::model::ToolSpec;
+use crate::resources::{self, ResourceProviders, models as model_kinds};
 use crate::sandbox::{ActionComponent, ActionInfo, CompileSource, Sandbox};
+use crate::tools::ToolCatalog;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -35,7 +38,9 @@ pub struct AgentPlan {
     /// For each event type, the actions it triggers, in name order.
     pub actions_by_event: BTreeMap<String, Vec<String>>,
     /// The agent's resources, created on first use.
-    pub resource_providers: ResourceProviders,
+    pub resource_providers: Arc<ResourceProviders>,
+    /// The tools the agent's components provide.
+    pub tools: Vec<ToolSpec>,
     /// Agent-wide config.
     pub config: Map<String, Value>,
     /// Components by name.
@@ -45,6 +50,18 @@ pub struct AgentPlan {
     /// `actions_by_event` resolved to the actions themselves.
     #[serde(skip)]
     routes: HashMap<String, Vec<Arc<ActionPlan>>>,
+    /// What the plan's tasks share.
+    #[serde(skip)]
+    pub(crate) env: Arc<TaskEnv>,
+}
+
+/// What runs an action.
+#[derive(Clone)]
+pub(crate) enum ActionKind {
+    /// An export of a WebAssembly component.
+    Component(Arc<ActionComponent>),
+    /// A built-in action of the host.
+    Builtin(Builtin),
 }
 
 /// One action of the plan.
@@ -52,22 +69,27 @@ pub struct AgentPlan {
 pub struct ActionPlan {
     /// The action's name.
     pub name: String,
-    /// The component that implements it.
+    /// The component that implements it (empty for built-in actions).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub component: String,
     /// The action's name inside the component.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub export: String,
+    /// The built-in action it is, if it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<String>,
     /// The event types that trigger it.
     pub listen: Vec<String>,
     /// The action's own config (overlaid on the agent's).
     pub config: Map<String, Value>,
+    /// What it is granted beyond the defaults.
+    pub grants: Arc<Grants>,
     #[serde(skip)]
-    pub(crate) compiled: Arc<ActionComponent>,
+    pub(crate) kind: ActionKind,
     #[serde(skip)]
     pub(crate) merged_config: Arc<ActionConfig>,
     #[serde(skip)]
     pub(crate) name_arc: Arc<str>,
-    #[serde(skip)]
-    pub(crate) grants: Grants,
 }
 
 /// One component of the plan.
@@ -135,6 +157,7 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
         });
     };
     let nowhere = Origin::default();
+    let mut actions: BTreeMap<String, ActionPlan> = BTreeMap::new();
 
     if agent.name.trim().is_empty() {
         report(
@@ -180,7 +203,6 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
         }
     }
 
-    let mut actions = BTreeMap::new();
     for spec in &agent.actions {
         let subject = |field: &str| format!("actions.{}.{field}", spec.name);
         if actions.contains_key(&spec.name) {
@@ -244,34 +266,199 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
         }
         actions.insert(
             spec.name.clone(),
-            Arc::new(ActionPlan {
+            ActionPlan {
                 name: spec.name.clone(),
                 component: spec.component.clone(),
                 export: spec.export.clone(),
+                builtin: None,
                 listen: spec.listen.clone(),
                 config: spec.config.clone(),
-                compiled: component.clone(),
+                grants: Arc::new(Grants::action_default().with(&spec.models, &spec.tools)),
+                kind: ActionKind::Component(component.clone()),
                 merged_config: Arc::new(ActionConfig::new(&agent.config, &spec.config)),
                 name_arc: Arc::from(spec.name.as_str()),
-                grants: Grants::ACTION_DEFAULT,
-            }),
+            },
         );
     }
 
+    let (catalog, tool_problems) = ToolCatalog::build(&compiled);
+    for (component, message) in tool_problems {
+        let origin = &agent.components[&component].origin;
+        report(origin, "path", format!("components.{component}"), message);
+    }
+
+    // Resources: known kinds, valid settings, references to existing resources.
+    let kind_of = |name: &str| agent.resources.get(name).map(|r| r.kind.as_str());
     for (name, spec) in &agent.resources {
-        if !resources::KINDS.contains(&spec.kind.as_str()) {
-            report(
-                &spec.origin,
-                "kind",
-                format!("resources.{name}.kind"),
-                format!(
-                    "unknown resource kind `{}` (known: {})",
-                    spec.kind,
-                    resources::KINDS.join(", ")
-                ),
-            );
+        match resources::check(spec) {
+            Err(message) => report(&spec.origin, "kind", format!("resources.{name}"), message),
+            Ok(references) => {
+                if let Some((connection, kind)) = references.connection {
+                    let ok = match kind_of(&connection) {
+                        Some(k) => {
+                            k == kind
+                                || (k.ends_with("-connection") && kind.ends_with("-connection"))
+                        }
+                        None => false,
+                    };
+                    if !ok {
+                        report(
+                            &spec.origin,
+                            "connection",
+                            format!("resources.{name}.connection"),
+                            format!("no {kind} resource named `{connection}`"),
+                        );
+                    }
+                }
+                for tool in references.tools {
+                    if catalog.spec(&tool).is_none() {
+                        report(
+                            &spec.origin,
+                            "tools",
+                            format!("resources.{name}.tools"),
+                            unknown_tool(&tool, &catalog),
+                        );
+                    }
+                }
+            }
         }
     }
+    let model_kind = |name: &str| {
+        matches!(
+            kind_of(name),
+            Some(model_kinds::CHAT_MODEL | model_kinds::EMBEDDING_MODEL)
+        )
+    };
+    for spec in &agent.actions {
+        for model in &spec.models {
+            if !model_kind(model) {
+                report(
+                    &spec.origin,
+                    "models",
+                    format!("actions.{}.models", spec.name),
+                    format!("no chat-model or embedding-model resource named `{model}`"),
+                );
+            }
+        }
+        for tool in &spec.tools {
+            if catalog.spec(tool).is_none() {
+                report(
+                    &spec.origin,
+                    "tools",
+                    format!("actions.{}.tools", spec.name),
+                    unknown_tool(tool, &catalog),
+                );
+            }
+        }
+    }
+
+    // Built-in actions: the chat-model and tool-call actions whenever the
+    // agent has a chat model (as Flink Agents adds them to every plan), and
+    // the ReAct action when asked for.
+    let chat_models: Vec<String> = agent
+        .resources
+        .iter()
+        .filter(|(_, r)| r.kind == model_kinds::CHAT_MODEL)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let all_tools: Vec<String> = catalog.specs().map(|t| t.name.clone()).collect();
+    struct BuiltinAction {
+        name: &'static str,
+        kind: Builtin,
+        listen: Vec<&'static str>,
+        models: Vec<String>,
+        tools: Vec<String>,
+    }
+    let mut builtins: Vec<BuiltinAction> = Vec::new();
+    if let Some(react) = &agent.react {
+        if kind_of(&react.model) != Some(model_kinds::CHAT_MODEL) {
+            report(
+                &react.origin,
+                "model",
+                "react.model".into(),
+                format!("no chat-model resource named `{}`", react.model),
+            );
+        }
+        if let Some(schema) = &react.output_schema
+            && let Err(e) = jsonschema::validator_for(schema)
+        {
+            report(
+                &react.origin,
+                "output_schema",
+                "react.output_schema".into(),
+                format!("not a valid JSON Schema: {e}"),
+            );
+        }
+        builtins.push(BuiltinAction {
+            name: builtin::names::REACT,
+            kind: Builtin::React(ReactConfig {
+                model: react.model.clone(),
+                prompt: react.prompt.clone(),
+                output_schema: react.output_schema.clone(),
+                max_steps: react.max_steps,
+            }),
+            listen: vec![types::INPUT, types::CHAT_RESPONSE],
+            models: Vec::new(),
+            tools: Vec::new(),
+        });
+    }
+    if !chat_models.is_empty() {
+        let max_steps = agent.react.as_ref().map_or(10, |r| r.max_steps);
+        builtins.push(BuiltinAction {
+            name: builtin::names::CHAT_MODEL,
+            kind: Builtin::ChatModel { max_steps },
+            listen: vec![types::CHAT_REQUEST, types::TOOL_RESPONSE],
+            models: chat_models.clone(),
+            tools: Vec::new(),
+        });
+        builtins.push(BuiltinAction {
+            name: builtin::names::TOOL_CALL,
+            kind: Builtin::ToolCall,
+            listen: vec![types::TOOL_REQUEST],
+            models: Vec::new(),
+            tools: all_tools,
+        });
+    }
+    for BuiltinAction {
+        name,
+        kind,
+        listen,
+        models,
+        tools,
+    } in builtins
+    {
+        if actions.contains_key(name) {
+            report(
+                &nowhere,
+                "name",
+                format!("actions.{name}"),
+                "is the name of a built-in action".into(),
+            );
+            continue;
+        }
+        let builtin_name = match &kind {
+            Builtin::ChatModel { .. } => "chat-model",
+            Builtin::ToolCall => "tool-call",
+            Builtin::React(_) => "react",
+        };
+        actions.insert(
+            name.to_string(),
+            ActionPlan {
+                name: name.to_string(),
+                component: String::new(),
+                export: String::new(),
+                builtin: Some(builtin_name.to_string()),
+                listen: listen.iter().map(|t| t.to_string()).collect(),
+                config: Map::new(),
+                grants: Arc::new(Grants::action_default().with(&models, &tools)),
+                kind: ActionKind::Builtin(kind),
+                merged_config: Arc::new(ActionConfig::new(&agent.config, &Map::new())),
+                name_arc: Arc::from(name),
+            },
+        );
+    }
+    let actions: BTreeMap<String, Arc<ActionPlan>> =
+        actions.into_iter().map(|(n, a)| (n, Arc::new(a))).collect();
 
     if !problems.is_empty() {
         return Err(PlanError::Invalid { problems });
@@ -308,12 +495,20 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
         })
         .collect();
 
+    let resource_providers = Arc::new(ResourceProviders::new(&agent.resources));
+    let tools = catalog.specs().cloned().collect();
+    let env = Arc::new(TaskEnv {
+        resources: resource_providers.clone(),
+        tools: Arc::new(catalog),
+    });
     Ok(AgentPlan {
         name: agent.name.clone(),
         description: agent.description.clone(),
         actions,
         actions_by_event,
-        resource_providers: ResourceProviders::new(&agent.resources),
+        resource_providers,
+        tools,
+        env,
         config: agent.config.clone(),
         components,
         runtime: agent.runtime,
@@ -336,6 +531,14 @@ fn listen_problem(event_type: &str) -> Option<String> {
         ));
     }
     None
+}
+
+fn unknown_tool(tool: &str, catalog: &ToolCatalog) -> String {
+    let known: Vec<&str> = catalog.specs().map(|t| t.name.as_str()).collect();
+    format!(
+        "no component provides a tool `{tool}` (tools: {})",
+        list_or_none(&known)
+    )
 }
 
 fn list_or_none(items: &[&str]) -> String {

@@ -14,8 +14,8 @@ pub use summary::{ActionSummary, RunSummary};
 
 use crate::RuntimeSettings;
 use crate::event::{self, Event, types};
-use crate::host::KeyMemory;
 use crate::host::bindings::weir::agent::types::Event as WitEvent;
+use crate::host::{KeyMemory, ModelUsage};
 use crate::memory::MemoryObject;
 use crate::plan::{ActionPlan, AgentPlan};
 use serde_json::{Value, json};
@@ -149,6 +149,7 @@ impl Runtime {
             counters,
             outputs: output_tx,
             permits: Semaphore::new(settings.max_concurrency),
+            usage: Arc::default(),
             limits: TaskLimits {
                 timeout: Duration::from_millis(settings.task_timeout_ms),
                 cpu: Duration::from_millis(settings.task_cpu_ms),
@@ -172,6 +173,7 @@ struct Shared {
     outputs: mpsc::Sender<Event>,
     permits: Semaphore,
     limits: TaskLimits,
+    usage: Arc<ModelUsage>,
 }
 
 /// The state of one key.
@@ -245,7 +247,8 @@ async fn schedule(
         }
     }
 
-    let summary = shared.counters.summary(started.elapsed());
+    let mut summary = shared.counters.summary(started.elapsed());
+    summary.models = shared.usage.snapshot();
     let memory = keys
         .into_iter()
         .filter_map(|(key, state)| state.memory.filter(|m| !m.is_empty()).map(|m| (key, m)))
@@ -282,6 +285,11 @@ async fn agent_run(shared: &Shared, input: Event, short_term: MemoryObject) -> M
         sensory: MemoryObject::new(),
     };
     let mut queue: VecDeque<(Event, usize)> = VecDeque::from([(input, 0)]);
+    let task_context = task::TaskContext {
+        env: &shared.plan.env,
+        usage: &shared.usage,
+        limits: shared.limits,
+    };
     while let Some((event, depth)) = queue.pop_front() {
         let routes = shared.plan.route(&event.event_type);
         if routes.is_empty() {
@@ -293,7 +301,7 @@ async fn agent_run(shared: &Shared, input: Event, short_term: MemoryObject) -> M
         let wit_event = to_wit(&event);
         for action in routes {
             let started = Instant::now();
-            let outcome = task::run(action, &wit_event, memory, shared.limits).await;
+            let outcome = task::run(action, &event, &wit_event, memory, &task_context).await;
             memory = outcome.memory;
             let counters = &shared.counters.actions[&action.name];
             counters.runs.fetch_add(1, Relaxed);

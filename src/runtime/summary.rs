@@ -86,6 +86,7 @@ impl Counters {
             host_calls: self.host_calls.load(Relaxed),
             unrouted: self.unrouted.lock().expect("counter lock").clone(),
             actions,
+            models: BTreeMap::new(),
             elapsed_secs: elapsed.as_secs_f64(),
         }
     }
@@ -112,6 +113,8 @@ pub struct RunSummary {
     pub unrouted: BTreeMap<String, u64>,
     /// Per action.
     pub actions: BTreeMap<String, ActionSummary>,
+    /// Model calls per action and model: calls, failures, tokens, time.
+    pub models: BTreeMap<String, BTreeMap<String, crate::host::model::ModelStats>>,
     /// Wall time of the run in seconds.
     pub elapsed_secs: f64,
 }
@@ -163,6 +166,23 @@ impl fmt::Display for RunSummary {
                 write!(f, " ({})", kinds.join(", "))?;
             }
             writeln!(f)?;
+        }
+        for (action, models) in &self.models {
+            for (model, m) in models {
+                writeln!(
+                    f,
+                    "  model {model} from {action}: {} calls ({} failed), {} input + {} output tokens, {:.0} ms per call",
+                    m.calls,
+                    m.failures,
+                    m.input_tokens,
+                    m.output_tokens,
+                    if m.calls > 0 {
+                        m.total_ms / m.calls as f64
+                    } else {
+                        0.0
+                    }
+                )?;
+            }
         }
         for (event_type, n) in &self.unrouted {
             writeln!(

@@ -4,11 +4,13 @@
 //! action returns `ok`; a trap, a guest error, a timeout or a CPU limit
 //! undoes its memory writes and drops what it emitted.
 
+use crate::event::Event;
 use crate::host::bindings::weir::agent::types::Event as WitEvent;
-use crate::host::{Emitted, KeyMemory, TaskInput, TaskState};
-use crate::plan::ActionPlan;
+use crate::host::{Emitted, KeyMemory, ModelUsage, Task, TaskEnv, TaskInput, TaskState};
+use crate::plan::{ActionKind, ActionPlan};
 use crate::sandbox::{CpuLimitExceeded, StoreLimits};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a task failed.
@@ -75,24 +77,82 @@ pub(crate) struct TaskOutcome {
 /// Longest stderr tail kept in an error event.
 const STDERR_TAIL_BYTES: usize = 2048;
 
+/// What every task of a run shares.
+pub(crate) struct TaskContext<'a> {
+    pub env: &'a Arc<TaskEnv>,
+    pub usage: &'a Arc<ModelUsage>,
+    pub limits: TaskLimits,
+}
+
 pub(crate) async fn run(
     action: &ActionPlan,
-    event: &WitEvent,
+    event: &Event,
+    wit_event: &WitEvent,
     memory: KeyMemory,
-    limits: TaskLimits,
+    context: &TaskContext<'_>,
 ) -> TaskOutcome {
-    let component = &action.compiled;
-    let sandbox = &component.sandbox;
-    let tick = sandbox.config().epoch_tick.as_millis().max(1);
     let input = TaskInput {
         action_name: action.name_arc.clone(),
         config: action.merged_config.clone(),
-        grants: action.grants,
+        grants: action.grants.clone(),
+        env: context.env.clone(),
+        usage: context.usage.clone(),
         key: event.key.clone(),
         event_id: event.id.clone(),
         memory,
-        max_emits: limits.max_emits,
+        max_emits: context.limits.max_emits,
     };
+    let (task, result) = match &action.kind {
+        ActionKind::Component(component) => {
+            run_component(action, component, wit_event, input, context.limits).await
+        }
+        ActionKind::Builtin(builtin) => {
+            let mut task = Task::new(input);
+            let run = builtin.run(event, &mut task);
+            let result = match tokio::time::timeout(context.limits.timeout, run).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Failure::Guest {
+                    code: e.code.to_string(),
+                    message: e.message,
+                }),
+                Err(_) => Err(Failure::Timeout {
+                    limit_ms: context.limits.timeout.as_millis() as u64,
+                }),
+            };
+            (task, result)
+        }
+    };
+    let mut memory = task.input.memory;
+    let result = match result {
+        Ok(()) => Ok(task.emitted),
+        Err(failure) => {
+            for (scope, undo) in task.undo.into_iter().rev() {
+                use crate::host::bindings::weir::agent::memory::Scope;
+                let object = match scope {
+                    Scope::ShortTerm => &mut memory.short_term,
+                    Scope::Sensory => &mut memory.sensory,
+                };
+                object.rollback(vec![undo]);
+            }
+            Err(failure)
+        }
+    };
+    TaskOutcome {
+        memory,
+        result,
+        host_calls: task.host_calls,
+    }
+}
+
+async fn run_component(
+    action: &ActionPlan,
+    component: &crate::sandbox::ActionComponent,
+    event: &WitEvent,
+    input: TaskInput,
+    limits: TaskLimits,
+) -> (Task, Result<(), Failure>) {
+    let sandbox = &component.sandbox;
+    let tick = sandbox.config().epoch_tick.as_millis().max(1);
     let mut store = sandbox.new_store(
         TaskState::new(input, sandbox.config().max_memory_bytes),
         StoreLimits {
@@ -107,9 +167,9 @@ pub(crate) async fn run(
             .await
     };
     let outcome = tokio::time::timeout(limits.timeout, call).await;
-    let mut state = store.into_data();
+    let state = store.into_data();
     let result = match outcome {
-        Ok(Ok(Ok(()))) => Ok(std::mem::take(&mut state.task.emitted)),
+        Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(Failure::Guest {
             code: e.code,
             message: e.message,
@@ -134,23 +194,7 @@ pub(crate) async fn run(
         }),
     };
     log_guest_output(&state, action);
-    let task = state.task;
-    let mut memory = task.input.memory;
-    if result.is_err() {
-        for (scope, undo) in task.undo.into_iter().rev() {
-            use crate::host::bindings::weir::agent::memory::Scope;
-            let object = match scope {
-                Scope::ShortTerm => &mut memory.short_term,
-                Scope::Sensory => &mut memory.sensory,
-            };
-            object.rollback(vec![undo]);
-        }
-    }
-    TaskOutcome {
-        memory,
-        result,
-        host_calls: task.host_calls,
-    }
+    (state.task, result)
 }
 
 /// Guest stdout/stderr go to the host log at debug level.

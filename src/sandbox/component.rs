@@ -2,15 +2,16 @@
 //! pre-instantiated, and asked which actions it carries.
 
 use super::{CompileSource, Sandbox, StoreLimits};
-use crate::host::{ActionPre, TaskState};
+use crate::host::{SkillPre, TaskState};
+use crate::resources::model::ToolSpec;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The WIT interface an action component must export.
-pub const HANDLER_INTERFACE: &str = "weir:agent/handler@0.1.0";
+/// The WIT world a component must target.
+pub const SKILL_WORLD: &str = "weir:agent/skill@0.1.0";
 
-/// Epoch ticks a component's `actions` export may run at plan time.
+/// Epoch ticks a component's `actions` and `tools` exports may run at plan time.
 const DESCRIBE_CPU_TICKS: u64 = 500;
 
 /// An action a component carries, as its `actions` export reports it.
@@ -67,7 +68,7 @@ pub enum ComponentError {
     },
     /// The component does not export the action handler of the contract.
     #[error(
-        "{path}: does not export `{HANDLER_INTERFACE}` with the contract's signature (it targets another world?): {message}"
+        "{path}: does not export the `{SKILL_WORLD}` world's `handler` and `tool-provider` with the contract's signatures (it targets another world?): {message}"
     )]
     Exports {
         /// The file.
@@ -91,7 +92,8 @@ pub struct ActionComponent {
     digest: String,
     source: CompileSource,
     actions: Vec<ActionInfo>,
-    pub(crate) pre: ActionPre<TaskState>,
+    tools: Vec<ToolSpec>,
+    pub(crate) pre: SkillPre<TaskState>,
     pub(crate) sandbox: Arc<Sandbox>,
 }
 
@@ -124,6 +126,11 @@ impl ActionComponent {
     /// The actions it carries.
     pub fn actions(&self) -> &[ActionInfo] {
         &self.actions
+    }
+
+    /// The tools it provides.
+    pub fn tools(&self) -> &[ToolSpec] {
+        &self.tools
     }
 }
 
@@ -166,7 +173,7 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
                 path: path.to_path_buf(),
                 message: format!("{e:#}"),
             })?;
-    let pre = ActionPre::new(instance_pre).map_err(|e| ComponentError::Exports {
+    let pre = SkillPre::new(instance_pre).map_err(|e| ComponentError::Exports {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
     })?;
@@ -175,18 +182,21 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
         digest,
         source,
         actions: Vec::new(),
+        tools: Vec::new(),
         pre,
         sandbox: sandbox.clone(),
     };
-    component.actions = describe(&component).map_err(|message| ComponentError::Describe {
-        path: path.to_path_buf(),
-        message,
-    })?;
+    (component.actions, component.tools) =
+        describe(&component).map_err(|message| ComponentError::Describe {
+            path: path.to_path_buf(),
+            message,
+        })?;
     Ok(component)
 }
 
-/// Calls the component's `actions` export in a fresh, capability-less store.
-fn describe(component: &ActionComponent) -> Result<Vec<ActionInfo>, String> {
+/// Calls the component's `actions` and `tools` exports in a fresh,
+/// capability-less store.
+fn describe(component: &ActionComponent) -> Result<(Vec<ActionInfo>, Vec<ToolSpec>), String> {
     let sandbox = &component.sandbox;
     let state = TaskState::describe(sandbox.config.max_memory_bytes);
     let mut store = sandbox.new_store(
@@ -197,14 +207,40 @@ fn describe(component: &ActionComponent) -> Result<Vec<ActionInfo>, String> {
     );
     let run = async {
         let instance = component.pre.instantiate_async(&mut store).await?;
-        instance.weir_agent_handler().call_actions(&mut store).await
+        let actions: Vec<_> = instance
+            .weir_agent_handler()
+            .call_actions(&mut store)
+            .await?;
+        let tools: Vec<_> = instance
+            .weir_agent_tool_provider()
+            .call_tools(&mut store)
+            .await?;
+        wasmtime::Result::Ok((actions, tools))
     };
-    let infos = crate::util::block_on(run).map_err(|e| format!("{e:#}"))?;
-    Ok(infos
+    let (actions, tools) =
+        crate::util::block_on(run).map_err(|e: wasmtime::Error| format!("{e:#}"))?;
+    let actions = actions
         .into_iter()
         .map(|info| ActionInfo {
             name: info.name,
             description: info.description,
         })
-        .collect())
+        .collect();
+    let tools = tools
+        .into_iter()
+        .map(|spec| {
+            let parameters = serde_json::from_str(&spec.parameters).map_err(|e| {
+                format!(
+                    "the parameters schema of tool `{}` is not JSON: {e}",
+                    spec.name
+                )
+            })?;
+            Ok(ToolSpec {
+                name: spec.name,
+                description: spec.description,
+                parameters,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok((actions, tools))
 }

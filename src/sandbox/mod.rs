@@ -151,7 +151,9 @@ pub mod probe {
         let input = crate::host::TaskInput {
             action_name: std::sync::Arc::from("probe"),
             config: Default::default(),
-            grants: crate::host::Grants::ACTION_DEFAULT,
+            grants: std::sync::Arc::new(crate::host::Grants::action_default()),
+            env: Default::default(),
+            usage: Default::default(),
             key: "k".into(),
             event_id: "probe".into(),
             memory: Default::default(),
@@ -166,7 +168,7 @@ pub mod probe {
     }
 
     async fn handle(
-        instance: &crate::host::Action,
+        instance: &crate::host::Skill,
         store: &mut Store<TaskState>,
         action: &str,
         event: &WitEvent,

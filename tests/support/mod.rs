@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod model_server;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use weir::{Agent, AgentPlan, Event, RunSummary, Runtime, Sandbox, SandboxConfig};

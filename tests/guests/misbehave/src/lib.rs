@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use weir_sdk::{ActionError, Event, Result, emit, emit_output, json, memory};
+use weir_sdk::{ActionError, Event, Result, emit, emit_output, json, memory, serde_json};
 
 /// Emits the payload unchanged as output.
 fn echo(event: Event) -> Result<()> {
@@ -83,23 +83,92 @@ fn remember(event: Event) -> Result<()> {
     Ok(())
 }
 
-weir_sdk::actions! {
-    /// Emits the payload as output.
-    "echo" => echo,
-    /// Traps.
-    "trap" => trap,
-    /// Panics.
-    "panic" => panic,
-    /// Fails after writing memory and emitting.
-    "fail" => fail,
-    /// Outputs a guest global counter.
-    "counter" => counter,
-    /// Records arrival order per key.
-    "order" => order,
-    /// Re-emits its own event type.
-    "ping-pong" => ping_pong,
-    /// Loops forever.
-    "spin" => spin,
-    /// Writes and reads both memory scopes.
-    "remember" => remember,
+#[derive(serde::Deserialize)]
+struct AddArgs {
+    a: f64,
+    b: f64,
+}
+
+/// Tool: adds two numbers.
+fn add(args: AddArgs) -> Result<weir_sdk::Value> {
+    Ok(json!({ "sum": args.a + args.b }))
+}
+
+/// Tool: panics.
+fn explode(_: weir_sdk::Value) -> Result<()> {
+    panic!("the tool exploded")
+}
+
+/// Calls the tool named in the payload with the payload's `arguments` and
+/// outputs the result.
+fn use_tool(event: Event) -> Result<()> {
+    let payload = event.payload_value()?;
+    let name = payload["tool"].as_str().unwrap_or_default();
+    let result: weir_sdk::Value = weir_sdk::tools::call(name, &payload["arguments"])?;
+    emit_output(&json!({ "result": result }))?;
+    Ok(())
+}
+
+/// Asks the chat model named in the payload, and outputs the reply.
+fn ask(event: Event) -> Result<()> {
+    use weir_sdk::model::{self, Message};
+    let payload = event.payload_value()?;
+    let model_name = payload["model"].as_str().unwrap_or_default();
+    let question = payload["question"].as_str().unwrap_or_default();
+    let reply = model::chat(model_name, vec![Message::user(question)]).send()?;
+    emit_output(&json!({
+        "content": reply.message.content,
+        "finish_reason": reply.finish_reason,
+        "input_tokens": reply.usage.input_tokens,
+        "output_tokens": reply.usage.output_tokens,
+        "model": reply.model,
+    }))?;
+    Ok(())
+}
+
+/// Embeds the payload's `texts` with its `model`; outputs the vectors' count
+/// and length.
+fn embed(event: Event) -> Result<()> {
+    let payload = event.payload_value()?;
+    let texts: Vec<String> = serde_json::from_value(payload["texts"].clone())?;
+    let vectors = weir_sdk::model::embed(payload["model"].as_str().unwrap_or_default(), &texts)?;
+    emit_output(
+        &json!({ "count": vectors.len(), "dims": vectors.first().map_or(0, Vec::len), "first": vectors.first() }),
+    )?;
+    Ok(())
+}
+
+weir_sdk::skill! {
+    actions {
+        /// Emits the payload as output.
+        "echo" => echo,
+        /// Traps.
+        "trap" => trap,
+        /// Panics.
+        "panic" => panic,
+        /// Fails after writing memory and emitting.
+        "fail" => fail,
+        /// Outputs a guest global counter.
+        "counter" => counter,
+        /// Records arrival order per key.
+        "order" => order,
+        /// Re-emits its own event type.
+        "ping-pong" => ping_pong,
+        /// Loops forever.
+        "spin" => spin,
+        /// Writes and reads both memory scopes.
+        "remember" => remember,
+        /// Calls a tool.
+        "use-tool" => use_tool,
+        /// Asks a chat model.
+        "ask" => ask,
+        /// Embeds texts.
+        "embed" => embed,
+    }
+    tools {
+        /// Adds two numbers.
+        "add" (r#"{"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}"#) => add,
+        /// Panics.
+        "explode" (r#"{"type": "object"}"#) => explode,
+    }
 }

@@ -1,6 +1,16 @@
-//! Resource providers: the resources an agent declares (prompts now; chat and
-//! embedding models, tools and memory backends next), created lazily on first
-//! use and cached for the plan's lifetime, as Flink Agents' resource providers.
+//! Resource providers: the resources an agent declares (prompts, chat and
+//! embedding model connections and setups), created lazily on first use and
+//! cached for the plan's lifetime, as Flink Agents' resource providers.
+
+mod anthropic;
+mod http;
+pub mod model;
+pub mod models;
+mod openai;
+mod prompt;
+
+pub use models::{ChatModel, Connection, EmbeddingModel};
+pub use prompt::Prompt;
 
 use crate::agent::ResourceSpec;
 use serde::ser::SerializeMap;
@@ -11,7 +21,13 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 /// The resource kinds this host knows.
-pub const KINDS: &[&str] = &[Prompt::KIND];
+pub const KINDS: &[&str] = &[
+    Prompt::KIND,
+    models::CHAT_CONNECTION,
+    models::CHAT_MODEL,
+    models::EMBEDDING_CONNECTION,
+    models::EMBEDDING_MODEL,
+];
 
 /// Why a resource could not be created or used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,76 +53,6 @@ pub enum ResourceError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// A prompt template with `{name}` placeholders (`{{` and `}}` for braces).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prompt {
-    template: String,
-}
-
-impl Prompt {
-    /// The manifest kind.
-    pub const KIND: &'static str = "prompt";
-
-    fn from_config(name: &str, config: &Map<String, Value>) -> Result<Self, ResourceError> {
-        let invalid = |message: String| ResourceError::Invalid {
-            name: name.to_string(),
-            message,
-        };
-        let template = match config.get("template") {
-            Some(Value::String(t)) => t.clone(),
-            Some(_) => return Err(invalid("`template` must be a string".into())),
-            None => return Err(invalid("missing `template`".into())),
-        };
-        if let Some(unknown) = config.keys().find(|k| *k != "template") {
-            return Err(invalid(format!(
-                "unknown setting `{unknown}` (a prompt has `template`)"
-            )));
-        }
-        let prompt = Prompt { template };
-        prompt.render(|_| Some(String::new())).map_err(invalid)?;
-        Ok(prompt)
-    }
-
-    /// Fills the placeholders from `variables`; strings are inserted as they
-    /// are, other values as JSON.
-    pub fn format(&self, variables: &Map<String, Value>) -> Result<String, String> {
-        self.render(|name| {
-            variables.get(name).map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-        })
-    }
-
-    fn render(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
-        let mut out = String::with_capacity(self.template.len());
-        let mut rest = self.template.as_str();
-        while let Some(i) = rest.find(['{', '}']) {
-            out.push_str(&rest[..i]);
-            let tail = &rest[i..];
-            if tail.starts_with("{{") || tail.starts_with("}}") {
-                out.push_str(&tail[..1]);
-                rest = &tail[2..];
-            } else if tail.starts_with('}') {
-                return Err(format!(
-                    "unmatched `}}` at byte {}",
-                    self.template.len() - tail.len()
-                ));
-            } else {
-                let end = tail
-                    .find('}')
-                    .ok_or_else(|| "unclosed `{` in template".to_string())?;
-                let name = &tail[1..end];
-                let value = lookup(name).ok_or_else(|| format!("no value for `{{{name}}}`"))?;
-                out.push_str(&value);
-                rest = &tail[end + 1..];
-            }
-        }
-        out.push_str(rest);
-        Ok(out)
-    }
 }
 
 struct Provider {
@@ -176,36 +122,94 @@ impl ResourceProviders {
 
     /// The prompt `name`, created on first use.
     pub fn prompt(&self, name: &str) -> Result<Arc<Prompt>, ResourceError> {
-        self.get::<Prompt>(name, Prompt::KIND, |config| {
+        self.get::<Prompt>(name, &[Prompt::KIND], |config| {
             Prompt::from_config(name, config)
         })
+    }
+
+    /// The chat model setup `name`, created (with its connection) on first use.
+    pub fn chat_model(&self, name: &str) -> Result<Arc<ChatModel>, ResourceError> {
+        self.get::<ChatModel>(name, &[models::CHAT_MODEL], |config| {
+            let connection = self.connection(name, config)?;
+            ChatModel::create(config, connection).map_err(|m| invalid(name, m))
+        })
+    }
+
+    /// The embedding model setup `name`, created on first use.
+    pub fn embedding_model(&self, name: &str) -> Result<Arc<EmbeddingModel>, ResourceError> {
+        self.get::<EmbeddingModel>(name, &[models::EMBEDDING_MODEL], |config| {
+            let connection = self.connection(name, config)?;
+            EmbeddingModel::create(config, connection).map_err(|m| invalid(name, m))
+        })
+    }
+
+    /// The connection a model setup's `connection` field names.
+    fn connection(
+        &self,
+        setup: &str,
+        config: &Map<String, Value>,
+    ) -> Result<Arc<Connection>, ResourceError> {
+        let name = config
+            .get("connection")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(setup, "missing `connection`".into()))?;
+        self.get::<Connection>(
+            name,
+            &[models::CHAT_CONNECTION, models::EMBEDDING_CONNECTION],
+            |config| Connection::create(config).map_err(|m| invalid(name, m)),
+        )
     }
 
     fn get<R: Send + Sync + 'static>(
         &self,
         name: &str,
-        kind: &'static str,
+        kinds: &[&'static str],
         create: impl FnOnce(&Map<String, Value>) -> Result<R, ResourceError>,
     ) -> Result<Arc<R>, ResourceError> {
         let provider = self
             .providers
             .get(name)
             .ok_or_else(|| ResourceError::Unknown(name.to_string()))?;
-        if provider.spec.kind != kind {
+        if !kinds.contains(&provider.spec.kind.as_str()) {
             return Err(ResourceError::WrongKind {
                 name: name.to_string(),
                 actual: provider.spec.kind.clone(),
-                expected: kind,
+                expected: kinds[0],
             });
         }
         let instance = provider.instance.get_or_init(|| {
-            tracing::debug!(resource = name, kind, "creating resource");
+            tracing::debug!(resource = name, kind = %provider.spec.kind, "creating resource");
             create(&provider.spec.config).map(|r| Arc::new(r) as Arc<dyn Any + Send + Sync>)
         });
         match instance {
             Ok(any) => Ok(any.clone().downcast::<R>().expect("kind checked above")),
             Err(e) => Err(e.clone()),
         }
+    }
+}
+
+fn invalid(name: &str, message: String) -> ResourceError {
+    ResourceError::Invalid {
+        name: name.to_string(),
+        message,
+    }
+}
+
+/// Checks a resource's settings at plan time, without creating it; returns
+/// the resources it refers to.
+pub(crate) fn check(spec: &ResourceSpec) -> Result<models::References, String> {
+    match spec.kind.as_str() {
+        Prompt::KIND => Prompt::from_config("", &spec.config)
+            .map(|_| models::References::default())
+            .map_err(|e| match e {
+                ResourceError::Invalid { message, .. } => message,
+                other => other.to_string(),
+            }),
+        kind if KINDS.contains(&kind) => models::check(kind, &spec.config),
+        kind => Err(format!(
+            "unknown resource kind `{kind}` (known: {})",
+            KINDS.join(", ")
+        )),
     }
 }
 
