@@ -478,3 +478,41 @@ async fn model_resources_are_checked_at_plan_time() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tool_calls_from_the_model_become_error_events() {
+    let server = ModelServer::start().await;
+    server.script([
+        Reply::Json(openai_tool_call(
+            "c1",
+            "multiply",
+            json!({ "a": 2, "b": 3 }),
+        )),
+        Reply::Json(openai_tool_call("c2", "add", json!({ "a": "two" }))),
+    ]);
+    let plan = plan(&react_agent(&server.url, 4, None)).await;
+    // One key, so the two inputs meet the script in order.
+    let events = vec![
+        Event::input("k", json!("q1")),
+        Event::input("k", json!("q2")),
+    ];
+    let (outputs, _) = run(plan, events).await;
+    assert_eq!(outputs.len(), 2, "{outputs:#?}");
+    let error = |i: usize| {
+        let e = &outputs[i];
+        assert_eq!(e.event_type, types::ERROR);
+        assert_eq!(e.payload["code"], "tool-failed");
+        e.payload["message"].as_str().unwrap().to_string()
+    };
+    let unknown = error(0);
+    assert!(
+        unknown.contains("`c1` (multiply)") && unknown.contains("no tool named `multiply`"),
+        "{unknown}"
+    );
+    let bad = error(1);
+    assert!(
+        bad.contains("`c2` (add)") && bad.contains("do not match its schema"),
+        "{bad}"
+    );
+    assert_eq!(server.count(), 2);
+}

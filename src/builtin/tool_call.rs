@@ -1,6 +1,8 @@
 //! The tool-call action: runs every call of a `_tool_request_event` and
-//! answers with one `_tool_response_event`. A failing tool is reported to the
-//! model as that call's error, so it can recover.
+//! answers with one `_tool_response_event`. A call that cannot run (an unknown
+//! or ungranted tool, arguments that do not match its schema, a tool that
+//! fails or traps) fails the action: an error event names the tool and the
+//! cause, and the conversation stops there.
 
 use super::{BuiltinError, payload, to_value};
 use crate::event::{Event, types};
@@ -37,16 +39,24 @@ pub(super) async fn run(event: &Event, task: &mut Task) -> Result<(), BuiltinErr
     let request: ToolRequest = payload(event)?;
     let mut responses = Vec::with_capacity(request.tool_calls.len());
     for call in request.tool_calls {
-        let outcome = task.call_tool(call.name.clone(), call.arguments).await;
-        let (result, error) = match outcome {
-            Ok(value) => (Some(value), None),
-            Err(e) => (None, Some(BuiltinError::from(e).message)),
-        };
+        let result = task
+            .call_tool(call.name.clone(), call.arguments)
+            .await
+            .map_err(|e| {
+                let cause = BuiltinError::from(e);
+                BuiltinError::new(
+                    "tool-failed",
+                    format!(
+                        "tool call `{}` ({}) of request `{}`: {}",
+                        call.id, call.name, request.request_id, cause.message
+                    ),
+                )
+            })?;
         responses.push(ToolResponse {
             id: call.id,
             name: call.name,
-            result,
-            error,
+            result: Some(result),
+            error: None,
         });
     }
     let answer = ToolResponses {

@@ -23,6 +23,9 @@ impl Task {
         arguments: Value,
     ) -> Result<Value, HostError> {
         self.call_async(CALL, |task| {
+            if task.input.env.tools.spec(&name).is_none() {
+                return Err(HostError::Invalid(format!("no tool named `{name}`")));
+            }
             if !task.input.grants.tools.contains(&name) {
                 return Err(HostError::Denied(format!(
                     "action `{}` is not granted tool `{name}` (grant it with `tools = [\"{name}\"]`)",
