@@ -1,0 +1,120 @@
+//! The product-review skill (Flink Agents' quickstart scenario) against a
+//! scripted OpenAI-compatible server.
+
+mod support;
+
+use serde_json::json;
+use support::model_server::*;
+use support::*;
+use weir::event::types;
+use weir::{ActionBuilder, Agent, Event};
+
+fn review_agent(url: &str) -> Agent {
+    Agent::builder("product-reviews")
+        .component("reviews", component("skill_review_analysis.wasm"))
+        .resource(
+            "conn",
+            "chat-model-connection",
+            json!({ "provider": "openai", "base_url": format!("{url}/v1"), "max_retries": 0 }),
+        )
+        .resource(
+            "review-model",
+            "chat-model",
+            json!({ "connection": "conn", "model": "m" }),
+        )
+        .action(
+            ActionBuilder::new("analyze", "reviews")
+                .listen(types::INPUT)
+                .model("review-model"),
+        )
+        .action(
+            ActionBuilder::new("suggest", "reviews")
+                .listen("product_summary")
+                .model("review-model"),
+        )
+        .config("model", json!("review-model"))
+        .config("suggest_every", json!(3))
+        .build()
+}
+
+fn review(id: &str, text: &str) -> Event {
+    Event::input("p1", json!({ "review_id": id, "review": text }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_are_scored_aggregated_per_product_and_turned_into_suggestions() {
+    let server = ModelServer::start().await;
+    server.script([
+        Reply::Json(openai_text(
+            "Score: 2\nReasons: battery dies fast, too heavy",
+            40,
+            12,
+        )),
+        Reply::Json(openai_text("Score: 5\nReasons: none", 38, 6)),
+        Reply::Json(openai_text(
+            "I would say 1. Reasons: broke after a day",
+            41,
+            10,
+        )),
+        Reply::Json(openai_text(
+            "- Improve the battery\n- Make it lighter\n- Sturdier build",
+            60,
+            15,
+        )),
+    ]);
+    let events = vec![
+        review("r1", "The battery dies in an hour and it weighs a ton."),
+        review("r2", "Love it!"),
+        review("r3", "Broke after one day."),
+    ];
+    let (outputs, summary) = run(plan(&review_agent(&server.url)).await, events).await;
+    assert_eq!(outputs.len(), 4, "{outputs:#?}");
+    let p: Vec<_> = outputs.iter().map(|e| &e.payload).collect();
+    assert_eq!(p[0]["score"], 2);
+    assert_eq!(p[0]["reasons"], json!(["battery dies fast", "too heavy"]));
+    assert_eq!(p[1]["score"], 5);
+    assert_eq!(p[1]["reasons"], json!([]));
+    assert_eq!(p[2]["score"], 1);
+    assert_eq!(p[2]["review_id"], "r3");
+    assert_eq!(p[3]["kind"], "product_suggestions");
+    assert_eq!(p[3]["score_distribution"], json!([1, 1, 0, 0, 1]));
+    assert_eq!(p[3]["average_score"], 2.67);
+    assert_eq!(
+        p[3]["suggestions"],
+        json!(["Improve the battery", "Make it lighter", "Sturdier build"])
+    );
+
+    // The suggestion prompt carries the aggregate.
+    let last = &server.received()[3].body["messages"][1]["content"];
+    let last = last.as_str().unwrap();
+    assert!(
+        last.contains("[1, 1, 0, 0, 1]")
+            && last.contains("battery dies fast; too heavy; broke after a day"),
+        "{last}"
+    );
+    assert_eq!(summary.models["analyze"]["review-model"].input_tokens, 119);
+    assert_eq!(summary.models["suggest"]["review-model"].calls, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_without_a_score_is_an_error_event_and_changes_nothing() {
+    let server = ModelServer::start().await;
+    server.script([
+        Reply::Json(openai_text("I cannot rate this.", 1, 1)),
+        Reply::Json(openai_text("Score: 4\nReasons: none", 1, 1)),
+    ]);
+    let events = vec![review("r1", "meh"), review("r2", "good")];
+    let mut handle = weir::Runtime::new(plan(&review_agent(&server.url)).await).start();
+    for e in events {
+        handle.events.send(e).await.unwrap();
+    }
+    handle.events.close();
+    let mut outputs = Vec::new();
+    while let Some(e) = handle.outputs.recv().await {
+        outputs.push(e);
+    }
+    let (_, memory) = handle.finish_with_memory().await.unwrap();
+    assert_eq!(outputs[0].payload["code"], "unparsable-reply");
+    assert_eq!(outputs[1].payload["score"], 4);
+    assert_eq!(memory["p1"]["aggregate"]["reviews"], 1);
+}
