@@ -162,6 +162,48 @@ fn to_json(table: toml::Table) -> Map<String, Value> {
     }
 }
 
+/// The directory model files are looked up in: `$WEIR_MODELS`, else the
+/// user's cache dir + `weir/models` (where `scripts/fetch-models` puts them).
+pub fn models_dir() -> PathBuf {
+    match std::env::var_os("WEIR_MODELS") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("weir")
+            .join("models"),
+    }
+}
+
+/// Resolves a resource's `*_path` setting: `${WEIR_MODELS}` is the models
+/// dir, other `${NAME}`s are environment variables, and relative paths are
+/// relative to the manifest's directory.
+fn resolve_path(text: &str, base: &Path) -> Result<PathBuf, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed `${{` in `{text}`"))?;
+        let name = &rest[start + 2..start + end];
+        let value = if name == "WEIR_MODELS" {
+            models_dir().display().to_string()
+        } else {
+            std::env::var(name)
+                .map_err(|_| format!("the environment variable `{name}` is not set"))?
+        };
+        out.push_str(&value);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    let path = PathBuf::from(out);
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    })
+}
+
 pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
     let locator = Locator {
         file: Arc::new(path.clone()),
@@ -264,11 +306,23 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
                 ));
             }
         };
+        let mut config = to_json(table);
+        for (key, value) in config.iter_mut() {
+            if let (true, Value::String(path)) = (key.ends_with("_path"), &value) {
+                let resolved = resolve_path(path, &base).map_err(|message| {
+                    locator.error(
+                        whole.clone(),
+                        format!("resources.{resource_name}.{key}: {message}"),
+                    )
+                })?;
+                *value = Value::String(resolved.display().to_string());
+            }
+        }
         resources.insert(
             resource_name,
             ResourceSpec {
                 kind,
-                config: to_json(table),
+                config,
                 origin,
             },
         );
@@ -361,6 +415,33 @@ template = "Hi {name}"
         assert!(
             err.contains("resources.greeting: missing field `kind`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn resource_paths_resolve_against_the_manifest_and_the_models_dir() {
+        let base = Path::new("/agents/demo");
+        assert_eq!(
+            resolve_path("m.gguf", base).unwrap(),
+            PathBuf::from("/agents/demo/m.gguf")
+        );
+        assert_eq!(
+            resolve_path("/abs/m.gguf", base).unwrap(),
+            PathBuf::from("/abs/m.gguf")
+        );
+        assert_eq!(
+            resolve_path("${WEIR_MODELS}/m.gguf", base).unwrap(),
+            models_dir().join("m.gguf")
+        );
+        let err = resolve_path("${WEIR_SURELY_UNSET_VAR}/m", base).unwrap_err();
+        assert_eq!(
+            err,
+            "the environment variable `WEIR_SURELY_UNSET_VAR` is not set"
+        );
+        assert!(
+            resolve_path("${OOPS", base)
+                .unwrap_err()
+                .contains("unclosed")
         );
     }
 }

@@ -30,30 +30,27 @@ impl Task {
         payload: Value,
         attributes: Vec<Attribute>,
     ) -> Result<String, HostError> {
-        let task = self;
-        {
-            if event_type.is_empty() {
-                return Err(HostError::Invalid("event type must not be empty".into()));
-            }
-            if task.emitted.len() >= task.input.max_emits {
-                return Err(HostError::Limit(format!(
-                    "an action task may emit at most {} events",
-                    task.input.max_emits
-                )));
-            }
-            let id = crate::event::derived_id(
-                &task.input.event_id,
-                &task.input.action_name,
-                task.emitted.len(),
-            );
-            task.emitted.push(Emitted {
-                id: id.clone(),
-                event_type,
-                payload,
-                attributes,
-            });
-            Ok(id)
+        if event_type.is_empty() {
+            return Err(HostError::Invalid("event type must not be empty".into()));
         }
+        if self.emitted.len() >= self.input.max_emits {
+            return Err(HostError::Limit(format!(
+                "an action task may emit at most {} events",
+                self.input.max_emits
+            )));
+        }
+        let id = crate::event::derived_id(
+            &self.input.event_id,
+            &self.input.action_name,
+            self.emitted.len(),
+        );
+        self.emitted.push(Emitted {
+            id: id.clone(),
+            event_type,
+            payload,
+            attributes,
+        });
+        Ok(id)
     }
 }
 
