@@ -45,17 +45,12 @@ fn review(id: &str, text: &str) -> Event {
 async fn reviews_are_scored_aggregated_per_product_and_turned_into_suggestions() {
     let server = ModelServer::start().await;
     server.script([
-        Reply::Json(openai_text(
-            "Score: 2\nReasons: battery dies fast, too heavy",
-            40,
-            12,
-        )),
-        Reply::Json(openai_text("Score: 5\nReasons: none", 38, 6)),
-        Reply::Json(openai_text(
-            "I would say 1. Reasons: broke after a day",
-            41,
-            10,
-        )),
+        Reply::Json(openai_text("2", 40, 1)),
+        Reply::Json(openai_text("battery dies fast, too heavy", 38, 6)),
+        Reply::Json(openai_text("5", 10, 1)),
+        Reply::Json(openai_text("None.", 10, 2)),
+        Reply::Json(openai_text("I would say 1.", 11, 4)),
+        Reply::Json(openai_text("Broke after a day", 10, 4)),
         Reply::Json(openai_text(
             "- Improve the battery\n- Make it lighter\n- Sturdier build",
             60,
@@ -85,14 +80,21 @@ async fn reviews_are_scored_aggregated_per_product_and_turned_into_suggestions()
     );
 
     // The suggestion prompt carries the aggregate.
-    let last = &server.received()[3].body["messages"][1]["content"];
+    let first = server.received()[0].body["messages"][0]["content"].clone();
+    let first = first.as_str().unwrap();
+    assert!(
+        first.contains("The battery dies in an hour") && first.contains("1 to 5"),
+        "{first}"
+    );
+    let last = &server.received()[6].body["messages"][1]["content"];
     let last = last.as_str().unwrap();
     assert!(
         last.contains("[1, 1, 0, 0, 1]")
-            && last.contains("battery dies fast; too heavy; broke after a day"),
+            && last.contains("battery dies fast; too heavy; Broke after a day"),
         "{last}"
     );
     assert_eq!(summary.models["analyze"]["review-model"].input_tokens, 119);
+    assert_eq!(summary.models["analyze"]["review-model"].calls, 6);
     assert_eq!(summary.models["suggest"]["review-model"].calls, 1);
 }
 
@@ -101,7 +103,8 @@ async fn a_reply_without_a_score_is_an_error_event_and_changes_nothing() {
     let server = ModelServer::start().await;
     server.script([
         Reply::Json(openai_text("I cannot rate this.", 1, 1)),
-        Reply::Json(openai_text("Score: 4\nReasons: none", 1, 1)),
+        Reply::Json(openai_text("4", 1, 1)),
+        Reply::Json(openai_text("none", 1, 1)),
     ]);
     let events = vec![review("r1", "meh"), review("r2", "good")];
     let mut handle = weir::Runtime::new(plan(&review_agent(&server.url)).await).start();

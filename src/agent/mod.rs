@@ -9,7 +9,7 @@ mod builder;
 mod manifest;
 
 pub use builder::{ActionBuilder, AgentBuilder};
-pub use manifest::ManifestError;
+pub use manifest::{ManifestError, models_dir};
 
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

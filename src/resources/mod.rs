@@ -4,6 +4,7 @@
 
 mod anthropic;
 mod http;
+mod local;
 pub mod model;
 pub mod models;
 mod openai;

@@ -5,7 +5,7 @@
 //! ```toml
 //! [resources.openai]
 //! kind = "chat-model-connection"
-//! provider = "openai"                 # openai | anthropic
+//! provider = "openai"                 # openai | anthropic | local
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"      # the key is read from this variable
 //! timeout_ms = 60000
@@ -23,6 +23,7 @@
 
 use super::anthropic::Anthropic;
 use super::http::HttpSettings;
+use super::local::Local;
 use super::model::*;
 use super::openai::OpenAi;
 use serde::Deserialize;
@@ -54,8 +55,8 @@ struct ConnectionConfig {
     max_retries: u32,
     #[serde(default = "default_backoff_ms")]
     backoff_ms: u64,
-    #[serde(default = "default_concurrency")]
-    max_concurrency: usize,
+    #[serde(default)]
+    max_concurrency: Option<usize>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -67,15 +68,21 @@ fn default_retries() -> u32 {
 fn default_backoff_ms() -> u64 {
     200
 }
-fn default_concurrency() -> usize {
-    64
+/// Calls in flight per connection unless set: remote servers take many; the
+/// embedded provider computes on the CPU, where one at a time is fastest.
+fn default_concurrency(provider: &str) -> usize {
+    if provider == "local" { 1 } else { 64 }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChatSetupConfig {
     connection: String,
-    model: String,
+    #[serde(default)]
+    model: Option<String>,
+    /// The model file, for the embedded provider.
+    #[serde(default)]
+    model_path: Option<String>,
     #[serde(default)]
     system_prompt: Option<String>,
     #[serde(default)]
@@ -88,7 +95,26 @@ struct ChatSetupConfig {
 #[serde(deny_unknown_fields)]
 struct EmbeddingSetupConfig {
     connection: String,
-    model: String,
+    #[serde(default)]
+    model: Option<String>,
+    /// The model directory, for the embedded provider.
+    #[serde(default)]
+    model_path: Option<String>,
+}
+
+/// The name a provider is asked for: the file for the embedded provider,
+/// else the model name.
+fn model_name(
+    provider: &str,
+    model: Option<String>,
+    model_path: Option<String>,
+) -> Result<String, String> {
+    match (provider, model, model_path) {
+        ("local", _, Some(path)) => Ok(path),
+        ("local", _, None) => Err("the embedded provider needs `model_path`".into()),
+        (_, Some(model), _) => Ok(model),
+        (_, None, _) => Err("missing `model`".into()),
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(config: &Map<String, Value>) -> Result<T, String> {
@@ -102,17 +128,17 @@ pub(crate) fn check(kind: &str, config: &Map<String, Value>) -> Result<Reference
         CHAT_CONNECTION | EMBEDDING_CONNECTION => {
             let c: ConnectionConfig = parse(config)?;
             match (kind, c.provider.as_str()) {
-                (_, "openai") | (CHAT_CONNECTION, "anthropic") => {}
+                (_, "openai" | "local") | (CHAT_CONNECTION, "anthropic") => {}
                 (EMBEDDING_CONNECTION, "anthropic") => {
                     return Err("provider `anthropic` has no embeddings API".into());
                 }
                 (_, other) => {
                     return Err(format!(
-                        "unknown provider `{other}` (known: openai, anthropic)"
+                        "unknown provider `{other}` (known: openai, anthropic, local)"
                     ));
                 }
             }
-            if c.max_concurrency == 0 {
+            if c.max_concurrency == Some(0) {
                 return Err("max_concurrency must be at least 1".into());
             }
             Ok(References::default())
@@ -120,6 +146,9 @@ pub(crate) fn check(kind: &str, config: &Map<String, Value>) -> Result<Reference
         CHAT_MODEL => {
             let s: ChatSetupConfig = parse(config)?;
             ChatOptions::from_map(&s.options)?;
+            if s.model.is_none() && s.model_path.is_none() {
+                return Err("set `model` (or `model_path` for the embedded provider)".into());
+            }
             Ok(References {
                 connection: Some((s.connection, CHAT_CONNECTION)),
                 tools: s.tools,
@@ -127,6 +156,9 @@ pub(crate) fn check(kind: &str, config: &Map<String, Value>) -> Result<Reference
         }
         EMBEDDING_MODEL => {
             let s: EmbeddingSetupConfig = parse(config)?;
+            if s.model.is_none() && s.model_path.is_none() {
+                return Err("set `model` (or `model_path` for the embedded provider)".into());
+            }
             Ok(References {
                 connection: Some((s.connection, EMBEDDING_CONNECTION)),
                 tools: Vec::new(),
@@ -193,13 +225,20 @@ impl Connection {
                 let client = Anthropic::new(http_client(), base, api_key, settings);
                 ("anthropic", Arc::new(client), None)
             }
+            "local" => {
+                let local = Local::new();
+                ("local", Arc::new(local.clone()), Some(Arc::new(local)))
+            }
             other => return Err(format!("unknown provider `{other}`")),
         };
         Ok(Connection {
             provider,
             chat: Some(chat),
             embeddings,
-            permits: Semaphore::new(c.max_concurrency),
+            permits: Semaphore::new(
+                c.max_concurrency
+                    .unwrap_or_else(|| default_concurrency(&c.provider)),
+            ),
         })
     }
 
@@ -230,8 +269,8 @@ impl ChatModel {
         }
         Ok(ChatModel {
             options: ChatOptions::from_map(&s.options)?,
+            model: model_name(connection.provider, s.model, s.model_path)?,
             connection,
-            model: s.model,
             system_prompt: s.system_prompt,
             tools: s.tools,
         })
@@ -331,8 +370,8 @@ impl EmbeddingModel {
             ));
         }
         Ok(EmbeddingModel {
+            model: model_name(connection.provider, s.model, s.model_path)?,
             connection,
-            model: s.model,
         })
     }
 

@@ -151,7 +151,7 @@ impl fmt::Display for RunSummary {
             self.elapsed_secs,
             rate
         )?;
-        for (name, a) in &self.actions {
+        for (name, a) in self.actions.iter().filter(|(_, a)| a.runs > 0) {
             write!(
                 f,
                 "  action {name}: {} runs, {} failed, {:.0} us per task",

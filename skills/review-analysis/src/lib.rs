@@ -8,8 +8,10 @@
 //! Config: `model` (the chat-model resource, required), `suggest_every`
 //! (default 3), `max_reasons` kept per product (default 20).
 //!
-//! The replies are parsed leniently (`Score: N` / `Reasons: a, b`), so small
-//! local models that do not produce JSON reliably still work.
+//! Each review takes two short questions (the score, then the complaints) with
+//! leniently parsed replies, so that small local models, which neither follow
+//! output formats nor produce JSON reliably, still work; a larger model only
+//! gives better answers.
 
 use serde::{Deserialize, Serialize};
 use weir_sdk::model::{self, Message};
@@ -55,52 +57,55 @@ fn model_name() -> Result<String> {
         .ok_or_else(|| ActionError::new("bad-config", "set `model` to a chat-model resource"))
 }
 
-const SCORING_PROMPT: &str = "You rate product reviews. Rate the review from 1 (very dissatisfied) to 5 (very satisfied) and list the reasons for dissatisfaction, if any.\nAnswer exactly in this form:\nScore: <1-5>\nReasons: <comma-separated reasons, or none>";
+fn score_prompt(review: &str) -> String {
+    format!(
+        "Review: {review}\nOn a scale of 1 to 5, how satisfied is this customer? Reply with the number only."
+    )
+}
 
-/// The score after `Score:`, else the first digit 1-5 in the reply.
+fn reasons_prompt(review: &str) -> String {
+    format!(
+        "Review: {review}\nWhat does this customer complain about? Answer in a few words, separated by commas, or say none."
+    )
+}
+
+/// The first digit 1-5 in the reply.
 fn parse_score(reply: &str) -> Option<u8> {
-    let lower = reply.to_lowercase();
-    let after = lower.find("score").map_or(lower.as_str(), |i| &lower[i..]);
-    after
+    reply
         .chars()
-        .chain(lower.chars())
         .find(|c| ('1'..='5').contains(c))
         .map(|c| c as u8 - b'0')
 }
 
-/// The reasons after `Reasons:`, split on commas, semicolons and new lines.
+/// Up to three complaints: the reply split on commas, semicolons and lines.
 fn parse_reasons(reply: &str) -> Vec<String> {
-    let lower = reply.to_lowercase();
-    let Some(start) = lower.find("reasons") else {
-        return Vec::new();
-    };
-    let rest = &reply[start + "reasons".len()..];
-    let rest = rest.trim_start_matches([':', ' ']);
-    rest.split([',', ';', '\n'])
+    reply
+        .split([',', ';', '\n'])
         .map(|r| r.trim().trim_matches(['-', '*', '.', ' ']).to_string())
-        .filter(|r| !r.is_empty() && !matches!(r.to_lowercase().as_str(), "none" | "n/a" | "no"))
-        .take(5)
+        .filter(|r| !r.is_empty() && !r.to_lowercase().starts_with("none"))
+        .map(|r| r.chars().take(80).collect())
+        .take(3)
         .collect()
+}
+
+fn ask(model: &str, question: String) -> Result<String> {
+    Ok(model::chat(model, vec![Message::user(question)])
+        .send()?
+        .message
+        .content)
 }
 
 fn analyze(event: Event) -> Result<()> {
     let review: Review = event.payload()?;
-    let reply = model::chat(
-        &model_name()?,
-        vec![
-            Message::system(SCORING_PROMPT),
-            Message::user(review.review.clone()),
-        ],
-    )
-    .send()?;
-    let text = reply.message.content;
+    let model = model_name()?;
+    let text = ask(&model, score_prompt(&review.review))?;
     let score = parse_score(&text).ok_or_else(|| {
         ActionError::new(
             "unparsable-reply",
             format!("no score 1-5 in the model's reply: {text:?}"),
         )
     })?;
-    let reasons = parse_reasons(&text);
+    let reasons = parse_reasons(&ask(&model, reasons_prompt(&review.review))?);
 
     let stm = memory::short_term();
     let mut aggregate: Aggregate = stm.get("aggregate")?.unwrap_or_default();
@@ -122,7 +127,7 @@ fn analyze(event: Event) -> Result<()> {
         "reasons": reasons,
     }))?;
     let every: u64 = context::config("suggest_every")?.unwrap_or(3);
-    if every > 0 && aggregate.reviews % every == 0 {
+    if every > 0 && aggregate.reviews.is_multiple_of(every) {
         log::info(&format!(
             "{} reviews of {}: asking for suggestions",
             aggregate.reviews, event.key

@@ -115,7 +115,11 @@ fn ask(event: Event) -> Result<()> {
     let payload = event.payload_value()?;
     let model_name = payload["model"].as_str().unwrap_or_default();
     let question = payload["question"].as_str().unwrap_or_default();
-    let reply = model::chat(model_name, vec![Message::user(question)]).send()?;
+    let mut chat = model::chat(model_name, vec![Message::user(question)]);
+    if !payload["options"].is_null() {
+        chat = chat.options(&payload["options"]);
+    }
+    let reply = chat.send()?;
     emit_output(&json!({
         "content": reply.message.content,
         "finish_reason": reply.finish_reason,
