@@ -516,3 +516,61 @@ async fn bad_tool_calls_from_the_model_become_error_events() {
     );
     assert_eq!(server.count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn react_over_the_anthropic_api_round_trips_tool_use() {
+    let server = ModelServer::start().await;
+    server.script([
+        Reply::Json(json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "scripted-claude",
+            "content": [
+                { "type": "text", "text": "Let me add." },
+                { "type": "tool_use", "id": "toolu_1", "name": "add", "input": { "a": 20, "b": 22 } },
+            ],
+            "stop_reason": "tool_use",
+            "usage": { "input_tokens": 30, "output_tokens": 9 },
+        })),
+        Reply::Json(anthropic_text("The answer is 42.")),
+    ]);
+    let agent = Agent::builder("react-anthropic")
+        .component("m", component("guest_misbehave.wasm"))
+        .resource(
+            "conn",
+            "chat-model-connection",
+            connection(&server.url, "anthropic"),
+        )
+        .resource(
+            "claude",
+            "chat-model",
+            json!({ "connection": "conn", "model": "claude-test", "tools": ["add"] }),
+        )
+        .react("claude", None, None, 4)
+        .build();
+    let (outputs, _) = run(
+        plan(&agent).await,
+        vec![Event::input("k", json!("What is 20 + 22?"))],
+    )
+    .await;
+    assert_eq!(outputs.len(), 1, "{outputs:#?}");
+    assert_eq!(outputs[0].payload, json!("The answer is 42."));
+    let requests = server.received();
+    assert_eq!(requests[0].body["tools"][0]["name"], "add");
+    assert_eq!(
+        requests[0].body["tools"][0]["input_schema"]["required"],
+        json!(["a", "b"])
+    );
+    let messages = &requests[1].body["messages"];
+    assert_eq!(
+        messages[1],
+        json!({ "role": "assistant", "content": [
+            { "type": "text", "text": "Let me add." },
+            { "type": "tool_use", "id": "toolu_1", "name": "add", "input": { "a": 20, "b": 22 } },
+        ] })
+    );
+    assert_eq!(
+        messages[2],
+        json!({ "role": "user", "content": [
+            { "type": "tool_result", "tool_use_id": "toolu_1", "content": "{\"sum\":42.0}" },
+        ] })
+    );
+}
