@@ -107,16 +107,11 @@ async fn a_reply_without_a_score_is_an_error_event_and_changes_nothing() {
         Reply::Json(openai_text("none", 1, 1)),
     ]);
     let events = vec![review("r1", "meh"), review("r2", "good")];
-    let mut handle = weir::Runtime::new(plan(&review_agent(&server.url)).await).start();
-    for e in events {
-        handle.events.send(e).await.unwrap();
-    }
-    handle.events.close();
-    let mut outputs = Vec::new();
-    while let Some(e) = handle.outputs.recv().await {
-        outputs.push(e);
-    }
-    let (_, memory) = handle.finish_with_memory().await.unwrap();
+    let (outputs, memory) = run_keeping_memory(
+        weir::Runtime::new(plan(&review_agent(&server.url)).await),
+        events,
+    )
+    .await;
     assert_eq!(outputs[0].payload["code"], "unparsable-reply");
     assert_eq!(outputs[1].payload["score"], 4);
     assert_eq!(memory["p1"]["aggregate"]["reviews"], 1);

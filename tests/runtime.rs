@@ -254,16 +254,7 @@ async fn a_failed_task_leaves_memory_untouched() {
         Event::input("k", json!({})).with_type("do-fail"),
         Event::input("k", json!({ "read": "" })),
     ];
-    let mut handle = Runtime::new(plan).start();
-    for e in events {
-        handle.events.send(e).await.unwrap();
-    }
-    handle.events.close();
-    let mut outputs = Vec::new();
-    while let Some(e) = handle.outputs.recv().await {
-        outputs.push(e);
-    }
-    let (_, memory) = handle.finish_with_memory().await.unwrap();
+    let (outputs, memory) = run_keeping_memory(Runtime::new(plan), events).await;
     assert_eq!(outputs.len(), 3);
     assert_eq!(outputs[1].payload["error"], "action-error");
     // `fail` wrote `fail.written` before failing: the write was undone.

@@ -80,6 +80,27 @@ pub async fn run_with(runtime: Runtime, events: Vec<Event>) -> (Vec<Event>, RunS
     (outputs, summary)
 }
 
+/// Runs `events` and also returns each key's short-term memory at the end.
+pub async fn run_keeping_memory(
+    runtime: Runtime,
+    events: Vec<Event>,
+) -> (
+    Vec<Event>,
+    std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    let mut handle = runtime.start();
+    for event in events {
+        handle.events.send(event).await.unwrap();
+    }
+    handle.events.close();
+    let mut outputs = Vec::new();
+    while let Some(event) = handle.outputs.recv().await {
+        outputs.push(event);
+    }
+    let (_, memory) = handle.finish_with_memory().await.unwrap();
+    (outputs, memory)
+}
+
 /// The misbehave fixture as a one-action agent: `export` on `_input_event`.
 pub fn misbehave_agent(export: &str) -> weir::AgentBuilder {
     Agent::builder(format!("misbehave-{export}"))

@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use super::catch_panic;
 use anyhow::{Context, Result, anyhow, bail};
 use candle_core::quantized::gguf_file::{self, Content, Value as GgufValue};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -836,26 +837,6 @@ fn python_string_methods(
         }
     }
     Err(minijinja::Error::from(JinjaErrorKind::UnknownMethod))
-}
-
-fn catch_panic<T>(what: impl FnOnce() -> String, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            Err(anyhow!("{}: internal panic: {msg}", what()))
-        }
-    }
-}
-
-#[allow(dead_code)]
-fn assert_send_sync() {
-    fn is<T: Send + Sync>() {}
-    is::<LocalChatModel>();
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::catch_panic;
 use anyhow::{Result, anyhow, bail};
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -160,24 +161,4 @@ impl LocalEmbeddingModel {
         };
         run().map_err(err)
     }
-}
-
-fn catch_panic<T>(what: impl FnOnce() -> String, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            Err(anyhow!("{}: internal panic: {msg}", what()))
-        }
-    }
-}
-
-#[allow(dead_code)]
-fn assert_send_sync() {
-    fn is<T: Send + Sync>() {}
-    is::<LocalEmbeddingModel>();
 }

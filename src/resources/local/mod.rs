@@ -71,6 +71,32 @@ impl<M: Send + Sync + 'static> Loaded<M> {
     }
 }
 
+/// Runs `f`, turning a panic inside candle or tokenizers into an error that
+/// says what was being done.
+fn catch_panic<T>(
+    what: impl FnOnce() -> String,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(anyhow::anyhow!("{}: internal panic: {message}", what()))
+        }
+    }
+}
+
+/// The loaded models are shared across tasks and threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<LocalChatModel>();
+    shared::<LocalEmbeddingModel>();
+};
+
 static CHAT_MODELS: Loaded<LocalChatModel> = Loaded::new();
 static EMBEDDING_MODELS: Loaded<LocalEmbeddingModel> = Loaded::new();
 
