@@ -190,7 +190,7 @@ fn http_client() -> reqwest::Client {
 /// A connection to a model server.
 pub struct Connection {
     provider: &'static str,
-    chat: Option<Arc<dyn ChatProvider>>,
+    chat: Arc<dyn ChatProvider>,
     embeddings: Option<Arc<dyn EmbeddingProvider>>,
     permits: Semaphore,
 }
@@ -233,7 +233,7 @@ impl Connection {
         };
         Ok(Connection {
             provider,
-            chat: Some(chat),
+            chat,
             embeddings,
             permits: Semaphore::new(
                 c.max_concurrency
@@ -264,9 +264,6 @@ impl ChatModel {
         connection: Arc<Connection>,
     ) -> Result<Self, String> {
         let s: ChatSetupConfig = parse(config)?;
-        if connection.chat.is_none() {
-            return Err(format!("connection `{}` has no chat API", s.connection));
-        }
         Ok(ChatModel {
             options: ChatOptions::from_map(&s.options)?,
             model: model_name(connection.provider, s.model, s.model_path)?,
@@ -313,7 +310,7 @@ impl ChatModel {
             options: self.options.clone().overlay(options),
             output_schema,
         };
-        let provider = self.connection.chat.as_ref().expect("checked at creation");
+        let provider = &self.connection.chat;
         let _permit = self
             .connection
             .permits
