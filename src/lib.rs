@@ -30,6 +30,7 @@ pub mod agent;
 mod builtin;
 pub mod event;
 mod host;
+pub mod limits;
 pub mod memory;
 pub mod plan;
 pub mod resources;
@@ -38,9 +39,14 @@ pub mod sandbox;
 pub mod tools;
 mod util;
 
-pub use agent::{ActionBuilder, Agent, AgentBuilder, ManifestError, RuntimeSettings};
+pub use agent::{
+    ActionBuilder, Agent, AgentBuilder, DirGrant, GrantSpec, Isolation, ManifestError, ReuseScope,
+    RuntimeSettings,
+};
 pub use event::Event;
-pub use host::{Capability, Grants, KeyMemory};
+pub use host::http::HttpRule;
+pub use host::{Capability, Denial, Grants, KeyMemory};
+pub use limits::{Limit, LimitExceeded, LimitSettings, Limits};
 pub use plan::{AgentPlan, PlanError};
 pub use runtime::{RunHandle, RunSummary, Runtime};
 pub use sandbox::{Sandbox, SandboxConfig};

@@ -1,21 +1,37 @@
 //! The agent's tools: what its components export through `tool-provider`,
 //! checked at plan time (names, schemas, no duplicates) and run in a fresh
-//! instance per call with only logging granted.
+//! instance per call with what the component's tools are granted (logging,
+//! and whatever the manifest lists for the component).
 
-use crate::host::{HostError, KeyMemory, TaskInput, TaskState};
+use crate::host::{Grants, HostError, KeyMemory, ModelUsage, TaskEnv, TaskInput, TaskState};
+use crate::limits::Limits;
 use crate::resources::model::ToolSpec;
-use crate::sandbox::{ActionComponent, StoreLimits};
+use crate::sandbox::{ActionComponent, GuestStop, classify};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Guest CPU time one tool call may use, in epoch ticks (10 ms each by default).
-const TOOL_CPU_TICKS: u64 = 1_000;
+/// What a component's tools run with.
+#[derive(Clone)]
+pub(crate) struct ToolPolicy {
+    pub grants: Arc<Grants>,
+    pub limits: Limits,
+}
 
 struct Tool {
     spec: ToolSpec,
     component: Arc<ActionComponent>,
     validator: Arc<jsonschema::Validator>,
+    policy: ToolPolicy,
+}
+
+/// Who is calling a tool, for the tool's own task.
+pub(crate) struct ToolCaller {
+    pub key: String,
+    pub env: Arc<TaskEnv>,
+    pub usage: Arc<ModelUsage>,
+    /// The depth the tool runs at (1 when an action calls it).
+    pub depth: u32,
 }
 
 /// Every tool of an agent, by name.
@@ -43,6 +59,7 @@ impl ToolCatalog {
     /// component's name.
     pub(crate) fn build(
         components: &BTreeMap<String, Arc<ActionComponent>>,
+        policies: &BTreeMap<String, ToolPolicy>,
     ) -> (ToolCatalog, Vec<(String, String)>) {
         let mut tools: BTreeMap<String, Tool> = BTreeMap::new();
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
@@ -83,12 +100,20 @@ impl ToolCatalog {
                     }
                 };
                 owners.insert(spec.name.clone(), component_name.clone());
+                let policy = policies
+                    .get(component_name)
+                    .cloned()
+                    .unwrap_or_else(|| ToolPolicy {
+                        grants: Arc::new(Grants::tool_default()),
+                        limits: Limits::default(),
+                    });
                 tools.insert(
                     spec.name.clone(),
                     Tool {
                         spec: spec.clone(),
                         component: component.clone(),
                         validator: Arc::new(validator),
+                        policy,
                     },
                 );
             }
@@ -113,7 +138,7 @@ impl ToolCatalog {
         &self,
         name: &str,
         arguments: Value,
-        key: &str,
+        caller: ToolCaller,
     ) -> Result<Value, HostError> {
         let tool = self
             .tools
@@ -138,9 +163,12 @@ impl ToolCatalog {
             )));
         }
         let component = tool.component.clone();
+        let policy = tool.policy.clone();
         let name = name.to_string();
-        let key = key.to_string();
-        let run = tokio::spawn(async move { run_tool(&component, &name, arguments, key).await });
+        let run =
+            tokio::spawn(
+                async move { run_tool(&component, &policy, &name, arguments, caller).await },
+            );
         let abort = run.abort_handle();
         let _abort_on_drop = AbortOnDrop(abort);
         run.await
@@ -158,55 +186,62 @@ impl Drop for AbortOnDrop {
 
 async fn run_tool(
     component: &ActionComponent,
+    policy: &ToolPolicy,
     name: &str,
     arguments: Value,
-    key: String,
+    caller: ToolCaller,
 ) -> Result<Value, HostError> {
     let sandbox = &component.sandbox;
+    let limits = policy.limits;
     let input = TaskInput {
         action_name: Arc::from(format!("tool:{name}")),
         config: Arc::default(),
-        grants: Arc::new(crate::host::Grants::tool_default()),
-        env: Arc::default(),
-        usage: Arc::default(),
-        key,
+        grants: policy.grants.clone(),
+        env: caller.env,
+        usage: caller.usage,
+        key: caller.key,
         event_id: String::new(),
         memory: KeyMemory::default(),
-        max_emits: 0,
+        limits,
+        tool_depth: caller.depth,
     };
-    let mut store = sandbox.new_store(
-        TaskState::new(input, sandbox.config().max_memory_bytes),
-        StoreLimits {
-            cpu_ticks: TOOL_CPU_TICKS,
-        },
-    );
-    let outcome = async {
+    let state = TaskState::new(input).map_err(|failed| {
+        HostError::Failed(format!("tool `{name}` could not start: {:#}", failed.error))
+    })?;
+    let mut store = sandbox.new_store(state);
+    let call = async {
         let instance = component.pre.instantiate_async(&mut store).await?;
         instance
             .weir_agent_tool_provider()
             .call_call(&mut store, name, &arguments.to_string())
             .await
-    }
-    .await;
+    };
+    let outcome = tokio::time::timeout(limits.timeout(), call).await;
+    let stopped = |why: String| HostError::Failed(format!("tool `{name}` {why}"));
     match outcome {
-        Ok(Ok(text)) => serde_json::from_str(&text).map_err(|e| {
-            HostError::Failed(format!("tool `{name}` returned non-JSON ({e}): {text}"))
+        Ok(Ok(Ok(text))) => serde_json::from_str(&text)
+            .map_err(|e| stopped(format!("returned non-JSON ({e}): {text}"))),
+        Ok(Ok(Err(e))) => Err(stopped(format!("failed: {}: {}", e.code, e.message))),
+        Ok(Err(error)) => Err(match classify(error, store.data()) {
+            GuestStop::Limit(exceeded) => stopped(format!("was stopped: {exceeded}")),
+            GuestStop::Trap { message, .. } => {
+                let (stderr, _) = store.data().take_output();
+                let stderr = stderr.trim();
+                let detail = if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!("; stderr: {stderr}")
+                };
+                stopped(format!("trapped: {message}{detail}"))
+            }
+            GuestStop::Host { message } => stopped(format!("could not run: {message}")),
         }),
-        Ok(Err(e)) => Err(HostError::Failed(format!(
-            "tool `{name}` failed: {}: {}",
-            e.code, e.message
+        Err(_) => Err(stopped(format!(
+            "was stopped: {}",
+            limits.exceeded(
+                crate::limits::Limit::TimeoutMs,
+                "the tool ran past its wall-clock deadline"
+            )
         ))),
-        Err(trap) => {
-            let (stderr, _) = store.data().captured_output();
-            let stderr = stderr.trim();
-            let detail = if stderr.is_empty() {
-                String::new()
-            } else {
-                format!("; stderr: {stderr}")
-            };
-            Err(HostError::Failed(format!(
-                "tool `{name}` trapped: {trap:#}{detail}"
-            )))
-        }
     }
 }

@@ -356,51 +356,6 @@ async fn unrouted_event_types_are_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spinning_guest_hits_its_cpu_limit_and_others_go_on() {
-    let agent = Agent::builder("spin")
-        .component("m", component("guest_misbehave.wasm"))
-        .action(ActionBuilder::new("spin", "m").listen("spin"))
-        .action(ActionBuilder::new("echo", "m").listen(types::INPUT))
-        .runtime(RuntimeSettings {
-            task_cpu_ms: 200,
-            ..RuntimeSettings::default()
-        })
-        .build();
-    let plan = plan(&agent).await;
-    let mut events = vec![Event::input("spinner", json!({})).with_type("spin")];
-    events.extend((0..20).map(|i| Event::input(format!("k{i}"), json!(i))));
-    let (outputs, summary) = run(plan, events).await;
-    assert_eq!(outputs.len(), 21);
-    let spinner = outputs_of(&outputs, "spinner");
-    assert_eq!(spinner[0].payload["error"], "cpu-limit");
-    assert_eq!(summary.actions["echo"].runs, 20);
-    assert_eq!(summary.actions["echo"].failures, 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_past_its_wall_deadline_times_out() {
-    let agent = Agent::builder("slow")
-        .component("m", component("guest_misbehave.wasm"))
-        .action(ActionBuilder::new("order", "m").listen(types::INPUT))
-        .runtime(RuntimeSettings {
-            task_timeout_ms: 300,
-            ..RuntimeSettings::default()
-        })
-        .build();
-    let plan = plan(&agent).await;
-    // The guest sleeps in a host call (WASI), where epochs cannot stop it.
-    let events = vec![
-        Event::input("sleeper", json!({ "seq": 1, "sleep_ms": 30_000 })),
-        Event::input("quick", json!({ "seq": 1 })),
-    ];
-    let (outputs, _) = run(plan, events).await;
-    let sleeper = outputs_of(&outputs, "sleeper");
-    assert_eq!(sleeper[0].payload["error"], "timeout");
-    assert_eq!(sleeper[0].payload["limit_ms"], 300);
-    assert_eq!(outputs_of(&outputs, "quick")[0].payload["seq"], 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_events_can_be_handled_by_an_action() {
     let agent = Agent::builder("handled")
         .component("m", component("guest_misbehave.wasm"))

@@ -201,6 +201,8 @@ pub fn emit_output<T: Serialize + ?Sized>(payload: &T) -> Result<String> {
 }
 
 /// What the action knows about its task: its name, the key, its config.
+pub mod http;
+
 pub mod context {
     use super::*;
     use crate::bindings::weir::agent::context as host;

@@ -13,7 +13,11 @@
 //!     .build();
 //! ```
 
-use super::{ActionSpec, Agent, ComponentSpec, Origin, ResourceSpec, RuntimeSettings};
+use super::{
+    ActionSpec, Agent, ComponentSpec, DirGrant, GrantSpec, Isolation, Origin, ResourceSpec,
+    RuntimeSettings,
+};
+use crate::limits::LimitSettings;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,6 +40,7 @@ impl AgentBuilder {
                 resources: BTreeMap::new(),
                 config: Map::new(),
                 runtime: RuntimeSettings::default(),
+                limits: LimitSettings::default(),
                 react: None,
                 manifest: None,
             },
@@ -54,9 +59,32 @@ impl AgentBuilder {
             name.into(),
             ComponentSpec {
                 path: path.into(),
+                grants: GrantSpec::default(),
+                limits: LimitSettings::default(),
                 origin: Origin::default(),
             },
         );
+        self
+    }
+
+    /// Sets what the tools of component `name` are granted and their
+    /// limits; the component must already be added.
+    pub fn component_grants(
+        mut self,
+        name: &str,
+        grants: GrantSpec,
+        limits: LimitSettings,
+    ) -> Self {
+        if let Some(component) = self.agent.components.get_mut(name) {
+            component.grants = grants;
+            component.limits = limits;
+        }
+        self
+    }
+
+    /// Sets the agent-wide limits.
+    pub fn limits(mut self, limits: LimitSettings) -> Self {
+        self.agent.limits = limits;
         self
     }
 
@@ -140,8 +168,9 @@ impl ActionBuilder {
                 export: name.clone(),
                 name,
                 component: component.into(),
-                models: Vec::new(),
-                tools: Vec::new(),
+                grants: GrantSpec::default(),
+                limits: LimitSettings::default(),
+                isolation: Isolation::Fresh,
                 listen: Vec::new(),
                 config: Map::new(),
                 origin: Origin::default(),
@@ -163,13 +192,48 @@ impl ActionBuilder {
 
     /// Grants the model resource `name`.
     pub fn model(mut self, name: impl Into<String>) -> Self {
-        self.spec.models.push(name.into());
+        self.spec.grants.models.push(name.into());
         self
     }
 
     /// Grants the tool `name`.
     pub fn tool(mut self, name: impl Into<String>) -> Self {
-        self.spec.tools.push(name.into());
+        self.spec.grants.tools.push(name.into());
+        self
+    }
+
+    /// Grants outbound HTTP to `rule` (`scheme://host[:port]`, wildcards
+    /// allowed).
+    pub fn http(mut self, rule: impl Into<String>) -> Self {
+        self.spec.grants.http.push(rule.into());
+        self
+    }
+
+    /// Grants the host directory `host` as `guest`, writable if `write`.
+    pub fn dir(mut self, host: impl Into<PathBuf>, guest: impl Into<String>, write: bool) -> Self {
+        self.spec.grants.dirs.push(DirGrant {
+            host: host.into(),
+            guest: guest.into(),
+            write,
+        });
+        self
+    }
+
+    /// Grants the environment variable `name`.
+    pub fn env(mut self, name: impl Into<String>) -> Self {
+        self.spec.grants.env.push(name.into());
+        self
+    }
+
+    /// Sets this action's limits (unset fields come from the agent's).
+    pub fn limits(mut self, limits: LimitSettings) -> Self {
+        self.spec.limits = limits;
+        self
+    }
+
+    /// Sets how its tasks get an instance.
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.spec.isolation = isolation;
         self
     }
 

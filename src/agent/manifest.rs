@@ -15,6 +15,12 @@
 //! export = "tokenize"            # optional, defaults to the action's name
 //! listen = ["_input_event"]
 //! config = { min_length = 2 }    # optional, overlays [config]
+//! models = ["gpt"]               # grants (optional): models, tools, http, dirs, env
+//! http = ["https://api.example.com"]
+//! dirs = [{ host = "data", guest = "/data", write = false }]
+//! env = ["REGION"]
+//! limits = { memory_mb = 64 }    # optional, overlays [limits]
+//! isolation = "fresh"            # or { reuse = "key" | "any", max_tasks = N }
 //!
 //! [resources.greeting]
 //! kind = "prompt"
@@ -23,11 +29,16 @@
 //! [runtime]                      # optional
 //! max_concurrency = 64
 //! max_depth = 32
+//!
+//! [limits]                       # optional: every task's limits
+//! cpu_ms = 10000
 //! ```
 
 use super::{
-    ActionSpec, Agent, ComponentSpec, Location, Origin, ReactSpec, ResourceSpec, RuntimeSettings,
+    ActionSpec, Agent, ComponentSpec, DirGrant, GrantSpec, Isolation, Location, Origin, ReactSpec,
+    ResourceSpec, RuntimeSettings,
 };
+use crate::limits::LimitSettings;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -72,6 +83,8 @@ struct RawManifest {
     #[serde(default)]
     runtime: Option<RuntimeSettings>,
     #[serde(default)]
+    limits: Option<LimitSettings>,
+    #[serde(default)]
     react: Option<Spanned<RawReact>>,
 }
 
@@ -103,6 +116,18 @@ struct RawHeader {
 #[serde(deny_unknown_fields)]
 struct RawComponent {
     path: Spanned<String>,
+    #[serde(default)]
+    models: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    tools: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    http: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    dirs: Option<Spanned<Vec<DirGrant>>>,
+    #[serde(default)]
+    env: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    limits: Option<Spanned<LimitSettings>>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +143,81 @@ struct RawAction {
     models: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     tools: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    http: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    dirs: Option<Spanned<Vec<DirGrant>>>,
+    #[serde(default)]
+    env: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    limits: Option<Spanned<LimitSettings>>,
+    #[serde(default)]
+    isolation: Option<Spanned<toml::Value>>,
+}
+
+/// The grant fields an action or a component carries, as read.
+struct RawGrants {
+    models: Option<Spanned<Vec<String>>>,
+    tools: Option<Spanned<Vec<String>>>,
+    http: Option<Spanned<Vec<String>>>,
+    dirs: Option<Spanned<Vec<DirGrant>>>,
+    env: Option<Spanned<Vec<String>>>,
+}
+
+impl RawGrants {
+    /// The grants, noting where each field was written; granted dirs are
+    /// resolved against the manifest's directory.
+    fn into_spec(self, locator: &Locator, origin: &mut Origin, base: &Path) -> GrantSpec {
+        let mut list = |field: &'static str, list: Option<Spanned<Vec<String>>>| match list {
+            Some(list) => {
+                origin.set(field, locator.at(list.span()));
+                list.into_inner()
+            }
+            None => Vec::new(),
+        };
+        let models = list("models", self.models);
+        let tools = list("tools", self.tools);
+        let http = list("http", self.http);
+        let env = list("env", self.env);
+        let dirs = match self.dirs {
+            Some(dirs) => {
+                origin.set("dirs", locator.at(dirs.span()));
+                dirs.into_inner()
+                    .into_iter()
+                    .map(|d| DirGrant {
+                        host: if d.host.is_absolute() {
+                            d.host
+                        } else {
+                            base.join(d.host)
+                        },
+                        ..d
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        GrantSpec {
+            models,
+            tools,
+            http,
+            dirs,
+            env,
+        }
+    }
+}
+
+fn limits_of(
+    locator: &Locator,
+    origin: &mut Origin,
+    limits: Option<Spanned<LimitSettings>>,
+) -> LimitSettings {
+    match limits {
+        Some(limits) => {
+            origin.set("limits", locator.at(limits.span()));
+            limits.into_inner()
+        }
+        None => LimitSettings::default(),
+    }
 }
 
 pub(super) fn load(path: PathBuf) -> Result<Agent, ManifestError> {
@@ -229,6 +329,15 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
         origin.set_whole(locator.at(whole));
         origin.set("path", locator.at(raw_component.path.span()));
         let file = PathBuf::from(raw_component.path.into_inner());
+        let grants = RawGrants {
+            models: raw_component.models,
+            tools: raw_component.tools,
+            http: raw_component.http,
+            dirs: raw_component.dirs,
+            env: raw_component.env,
+        }
+        .into_spec(&locator, &mut origin, &base);
+        let limits = limits_of(&locator, &mut origin, raw_component.limits);
         components.insert(
             component_name,
             ComponentSpec {
@@ -237,6 +346,8 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
                 } else {
                     base.join(file)
                 },
+                grants,
+                limits,
                 origin,
             },
         );
@@ -264,20 +375,30 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
             }
             None => Map::new(),
         };
-        let mut grant = |field: &'static str, list: Option<Spanned<Vec<String>>>| match list {
-            Some(list) => {
-                origin.set(field, locator.at(list.span()));
-                list.into_inner()
-            }
-            None => Vec::new(),
+        let grants = RawGrants {
+            models: raw_action.models,
+            tools: raw_action.tools,
+            http: raw_action.http,
+            dirs: raw_action.dirs,
+            env: raw_action.env,
+        }
+        .into_spec(&locator, &mut origin, &base);
+        let limits = limits_of(&locator, &mut origin, raw_action.limits);
+        let isolation = match raw_action.isolation {
+            Some(value) => Isolation::from_toml(value.get_ref()).map_err(|message| {
+                locator.error(
+                    value.span(),
+                    format!("actions.{action_name}.isolation: {message}"),
+                )
+            })?,
+            None => Isolation::Fresh,
         };
-        let models = grant("models", raw_action.models);
-        let tools = grant("tools", raw_action.tools);
         actions.push(ActionSpec {
             name: action_name,
             component: raw_action.component.into_inner(),
-            models,
-            tools,
+            grants,
+            limits,
+            isolation,
             export,
             listen: raw_action.listen.into_inner(),
             config,
@@ -350,6 +471,7 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
         resources,
         config: to_json(raw.config),
         runtime: raw.runtime.unwrap_or_default(),
+        limits: raw.limits.unwrap_or_default(),
         manifest: Some(path),
     })
 }

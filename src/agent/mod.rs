@@ -6,11 +6,14 @@
 //! checks it against the real components and compiles it.
 
 mod builder;
+mod grants;
 mod manifest;
 
 pub use builder::{ActionBuilder, AgentBuilder};
+pub use grants::{DirGrant, GrantSpec, Isolation, ReuseScope};
 pub use manifest::{ManifestError, models_dir};
 
+use crate::limits::LimitSettings;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,6 +66,10 @@ pub struct ComponentSpec {
     /// Path of the `.wasm` component (a manifest's relative paths are
     /// resolved against the manifest's directory).
     pub path: PathBuf,
+    /// What its tools are granted (its actions have their own grants).
+    pub grants: GrantSpec,
+    /// Limits of its tool calls, over the agent's `[limits]`.
+    pub limits: LimitSettings,
     /// Where it was declared.
     pub origin: Origin,
 }
@@ -74,10 +81,12 @@ pub struct ActionSpec {
     pub name: String,
     /// The component (by its name in the agent) that implements it.
     pub component: String,
-    /// Model resources it may call.
-    pub models: Vec<String>,
-    /// Tools it may call.
-    pub tools: Vec<String>,
+    /// What it is granted beyond context, events, memory and logging.
+    pub grants: GrantSpec,
+    /// Its limits, over the agent's `[limits]`.
+    pub limits: LimitSettings,
+    /// Fresh instance per task, or a reused one.
+    pub isolation: Isolation,
     /// The action name inside the component (defaults to `name`).
     pub export: String,
     /// The event types that trigger it.
@@ -109,13 +118,6 @@ pub struct RuntimeSettings {
     /// How many hops of emitted events an input event may cause before the
     /// run is cut as a routing loop.
     pub max_depth: usize,
-    /// How many events one action task may emit.
-    pub max_emits_per_task: usize,
-    /// Wall-clock deadline of one action task, host calls included, in ms.
-    pub task_timeout_ms: u64,
-    /// Time one action task may spend running guest code, in ms (counted in
-    /// epoch ticks).
-    pub task_cpu_ms: u64,
     /// Input events admitted but not finished before intake pauses.
     pub max_pending_events: usize,
 }
@@ -125,9 +127,6 @@ impl Default for RuntimeSettings {
         RuntimeSettings {
             max_concurrency: 64,
             max_depth: 32,
-            max_emits_per_task: 1024,
-            task_timeout_ms: 60_000,
-            task_cpu_ms: 10_000,
             max_pending_events: 16_384,
         }
     }
@@ -168,6 +167,8 @@ pub struct Agent {
     pub config: Map<String, Value>,
     /// Runtime settings.
     pub runtime: RuntimeSettings,
+    /// Limits of every task, unless an action or component sets its own.
+    pub limits: LimitSettings,
     /// The built-in ReAct agent, if used.
     pub react: Option<ReactSpec>,
     /// The manifest file it was read from, if any.
@@ -183,6 +184,14 @@ impl Agent {
     /// Reads an agent manifest (TOML). Errors name the file, line and field.
     pub fn from_manifest(path: impl Into<PathBuf>) -> Result<Agent, ManifestError> {
         manifest::load(path.into())
+    }
+
+    /// True if any of its limits sets `fuel`.
+    pub fn uses_fuel(&self) -> bool {
+        let set = |l: &LimitSettings| l.fuel.is_some();
+        set(&self.limits)
+            || self.actions.iter().any(|a| set(&a.limits))
+            || self.components.values().any(|c| set(&c.limits))
     }
 
     /// Parses manifest text; `path` names it in errors and anchors relative

@@ -3,6 +3,7 @@
 use super::bindings::weir::agent::events::Host;
 use super::bindings::weir::agent::types::Attribute;
 use super::{Capability, Emitted, HostError, Op, Task, TaskState};
+use crate::limits::Limit;
 use serde_json::Value;
 
 const EMIT: Op = Op {
@@ -20,25 +21,41 @@ impl Task {
         attributes: Vec<Attribute>,
     ) -> Result<String, HostError> {
         self.call(EMIT, |task| {
-            task.push_event(event_type, payload, attributes)
+            let size = payload.to_string().len();
+            task.push_event(event_type, payload, size, attributes)
         })
     }
 
+    /// Adds an event of `size` JSON bytes, within the task's limits.
     fn push_event(
         &mut self,
         event_type: String,
         payload: Value,
+        size: usize,
         attributes: Vec<Attribute>,
     ) -> Result<String, HostError> {
         if event_type.is_empty() {
             return Err(HostError::Invalid("event type must not be empty".into()));
         }
-        if self.emitted.len() >= self.input.max_emits {
-            return Err(HostError::Limit(format!(
-                "an action task may emit at most {} events",
-                self.input.max_emits
-            )));
+        let limits = &self.input.limits;
+        if self.emitted.len() >= limits.max_emits {
+            let detail = format!("emitting event #{}", self.emitted.len() + 1);
+            return Err(self.exceed(Limit::MaxEmits, detail));
         }
+        let size = size
+            + event_type.len()
+            + attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if self.emitted_bytes + size > limits.max_output_bytes {
+            let detail = format!(
+                "emitting a `{event_type}` event of {size} bytes after {} bytes",
+                self.emitted_bytes
+            );
+            return Err(self.exceed(Limit::MaxOutputBytes, detail));
+        }
+        self.emitted_bytes += size;
         let id = crate::event::derived_id(
             &self.input.event_id,
             &self.input.action_name,
@@ -61,13 +78,24 @@ impl Host for TaskState {
         payload: String,
         attributes: Vec<Attribute>,
     ) -> wasmtime::Result<Result<String, HostError>> {
-        Ok(self.task.call(EMIT, |task| {
-            let payload = serde_json::from_str(&payload).map_err(|e| {
+        let result = self.task.call(EMIT, |task| {
+            // Check the size before parsing: a huge payload is refused
+            // without the host building a second copy of it.
+            let size = payload.len();
+            if task.emitted_bytes + size > task.input.limits.max_output_bytes {
+                let detail = format!(
+                    "emitting a `{event_type}` event of {size} bytes after {} bytes",
+                    task.emitted_bytes
+                );
+                return Err(task.exceed(Limit::MaxOutputBytes, detail));
+            }
+            let value = serde_json::from_str(&payload).map_err(|e| {
                 HostError::Invalid(format!(
                     "payload of a `{event_type}` event is not JSON: {e}"
                 ))
             })?;
-            task.push_event(event_type, payload, attributes)
-        }))
+            task.push_event(event_type, value, size, attributes)
+        });
+        self.task.stop_on_limit(result)
     }
 }

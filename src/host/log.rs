@@ -14,14 +14,7 @@ const WRITE: Op = Op {
 const MAX_MESSAGE_BYTES: usize = 8 << 10;
 
 fn cut(text: &str) -> &str {
-    if text.len() <= MAX_MESSAGE_BYTES {
-        return text;
-    }
-    let mut end = MAX_MESSAGE_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    crate::util::head(text, MAX_MESSAGE_BYTES)
 }
 
 impl Host for TaskState {

@@ -10,19 +10,27 @@
 
 mod context;
 mod events;
+pub mod http;
+mod limiter;
 mod log;
 mod memory;
 pub(crate) mod model;
 mod tools;
+mod wasi;
 
+pub(crate) use limiter::MemoryLimiter;
 pub(crate) use model::ModelUsage;
 
+use crate::agent::DirGrant;
+use crate::limits::{LimitExceeded, Limits};
 use crate::memory::{MemoryObject, Undo};
+use http::{HttpPolicy, HttpRule};
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use wasi::OutputCapture;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -35,9 +43,6 @@ pub(crate) mod bindings {
 
 pub(crate) use bindings::weir::agent::types::HostError;
 pub(crate) use bindings::{Skill, SkillPre};
-
-/// Bytes of guest stdout/stderr kept per task (the tail shows in errors).
-const CAPTURED_OUTPUT_BYTES: usize = 16 << 10;
 
 /// A host capability that an action can be granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -61,9 +66,23 @@ impl Capability {
     const fn bit(self) -> u8 {
         1 << self as u8
     }
+
+    /// Its name in error events and the summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Context => "context",
+            Capability::Events => "events",
+            Capability::Memory => "memory",
+            Capability::Log => "log",
+            Capability::Model => "model",
+            Capability::Tools => "tools",
+        }
+    }
 }
 
-/// What an action may use: capabilities, and the models and tools by name.
+/// What an action or tool may use: capabilities, models and tools by name,
+/// outbound HTTP destinations, directories and environment variables.
+/// Everything not listed is denied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Grants {
     #[serde(skip)]
@@ -72,6 +91,18 @@ pub struct Grants {
     pub models: std::collections::BTreeSet<String>,
     /// Tools it may call.
     pub tools: std::collections::BTreeSet<String>,
+    /// Where it may send HTTP requests (wasi:http).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub http: Arc<[HttpRule]>,
+    /// Host directories it sees, read-only unless `write`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables it sees, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Their values, read when the plan was made.
+    #[serde(skip)]
+    pub(crate) env_values: Vec<(String, String)>,
 }
 
 impl Grants {
@@ -89,19 +120,59 @@ impl Grants {
         }
     }
 
-    /// Only logging: what a tool gets.
+    /// Logging, and models and tools by name: what a tool gets.
     pub fn tool_default() -> Grants {
         Grants {
-            capabilities: Capability::Log.bit(),
+            capabilities: Capability::Log.bit() | Capability::Model.bit() | Capability::Tools.bit(),
             ..Grants::default()
         }
     }
 
-    /// Also grants the models and tools named.
-    pub fn with(mut self, models: &[String], tools: &[String]) -> Grants {
-        self.models.extend(models.iter().cloned());
-        self.tools.extend(tools.iter().cloned());
-        self
+    /// Also grants what `spec` lists: HTTP rules are parsed, directories
+    /// checked and environment values read now. Problems come back as
+    /// (field, message).
+    pub(crate) fn with(
+        mut self,
+        spec: &crate::agent::GrantSpec,
+    ) -> Result<Grants, Vec<(&'static str, String)>> {
+        let mut problems = Vec::new();
+        self.models.extend(spec.models.iter().cloned());
+        self.tools.extend(spec.tools.iter().cloned());
+        let mut http = self.http.to_vec();
+        for rule in &spec.http {
+            match HttpRule::parse(rule) {
+                Ok(rule) => http.push(rule),
+                Err(message) => problems.push(("http", message)),
+            }
+        }
+        self.http = http.into();
+        for dir in &spec.dirs {
+            if !dir.guest.starts_with('/') {
+                problems.push((
+                    "dirs",
+                    format!("guest path `{}` must be absolute, like `/data`", dir.guest),
+                ));
+            } else if !dir.host.is_dir() {
+                problems.push(("dirs", format!("{} is not a directory", dir.host.display())));
+            } else {
+                self.dirs.push(dir.clone());
+            }
+        }
+        for name in &spec.env {
+            if name.is_empty() || name.contains('=') {
+                problems.push(("env", format!("`{name}` is not a variable name")));
+                continue;
+            }
+            self.env.push(name.clone());
+            if let Ok(value) = std::env::var(name) {
+                self.env_values.push((name.clone(), value));
+            }
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(problems)
+        }
     }
 
     /// True if `capability` is granted.
@@ -109,6 +180,27 @@ impl Grants {
         self.capabilities & capability.bit() != 0
     }
 }
+
+/// A request a task was refused: which capability, and what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Denial {
+    /// The capability, for example `http` or `model`.
+    pub capability: &'static str,
+    /// What was asked for: a URL, a model or tool name, a host function.
+    pub target: String,
+}
+
+impl Denial {
+    pub(crate) fn new(capability: &'static str, target: impl Into<String>) -> Self {
+        Denial {
+            capability,
+            target: target.into(),
+        }
+    }
+}
+
+/// Most denials kept per task (all are counted).
+const MAX_DENIALS_KEPT: usize = 16;
 
 /// One host function, as the host-call path sees it.
 #[derive(Debug, Clone, Copy)]
@@ -162,7 +254,27 @@ pub(crate) struct TaskInput {
     pub key: String,
     pub event_id: String,
     pub memory: KeyMemory,
-    pub max_emits: usize,
+    pub limits: Limits,
+    /// How deep in tool calls this task runs (0 for an action).
+    pub tool_depth: u32,
+}
+
+impl TaskInput {
+    /// Input that grants nothing and names no task.
+    pub(crate) fn idle() -> TaskInput {
+        TaskInput {
+            action_name: Arc::from(""),
+            config: Arc::default(),
+            grants: Arc::default(),
+            env: Arc::default(),
+            usage: Arc::default(),
+            key: String::new(),
+            event_id: String::new(),
+            memory: KeyMemory::default(),
+            limits: Limits::default(),
+            tool_depth: 0,
+        }
+    }
 }
 
 /// An event a task emitted, committed only if the task succeeds.
@@ -179,16 +291,30 @@ pub(crate) struct Task {
     pub input: TaskInput,
     pub undo: Vec<(bindings::weir::agent::memory::Scope, Undo)>,
     pub emitted: Vec<Emitted>,
+    pub emitted_bytes: usize,
     pub host_calls: u64,
+    /// The limit that stopped the task, if one did.
+    pub violation: Option<LimitExceeded>,
+    /// Requests refused: the first few, and how many per capability.
+    pub denials: Vec<Denial>,
+    pub denial_counts: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// A task whose WASI context could not be built, with its input back.
+pub(crate) struct SetupFailed {
+    pub input: TaskInput,
+    pub error: anyhow::Error,
 }
 
 /// The data of one task's store.
 pub struct TaskState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: wasmtime::StoreLimits,
-    stderr: MemoryOutputPipe,
-    stdout: MemoryOutputPipe,
+    http_ctx: WasiHttpCtx,
+    http: HttpPolicy,
+    limiter: MemoryLimiter,
+    stderr: OutputCapture,
+    stdout: OutputCapture,
     pub(crate) task: Task,
 }
 
@@ -201,62 +327,84 @@ impl WasiView for TaskState {
     }
 }
 
+impl WasiHttpView for TaskState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
+        }
+    }
+}
+
 impl TaskState {
-    pub(crate) fn new(input: TaskInput, max_memory_bytes: usize) -> Self {
-        let stdout = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
-        let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
-        // Deny by default: no preopened dirs, no env, no args, no network, no
-        // host stdio; guest output is captured for the log and error events.
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let limits = wasmtime::StoreLimitsBuilder::new()
-            .memory_size(max_memory_bytes)
-            .instances(16)
-            .tables(32)
-            .memories(8)
-            .trap_on_grow_failure(false)
-            .build();
-        TaskState {
+    /// State for a task with `input`'s grants and limits. Fails only if a
+    /// granted directory cannot be opened; the input comes back then.
+    pub(crate) fn new(input: TaskInput) -> Result<Self, Box<SetupFailed>> {
+        let stdout = OutputCapture::default();
+        let stderr = OutputCapture::default();
+        let wasi = match wasi::context(&input.grants, &stdout, &stderr) {
+            Ok(wasi) => wasi,
+            Err(error) => return Err(Box::new(SetupFailed { input, error })),
+        };
+        Ok(TaskState {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            http_ctx: WasiHttpCtx::new(),
+            http: HttpPolicy {
+                rules: input.grants.http.clone(),
+                denials: Vec::new(),
+                requests: 0,
+            },
+            limiter: MemoryLimiter::new(input.limits.memory_bytes()),
             stderr,
             stdout,
             task: Task::new(input),
+        })
+    }
+
+    /// State for calling a component's `actions` export at plan time, with
+    /// `cpu_ms` of CPU time.
+    pub(crate) fn describe(cpu_ms: u64) -> Self {
+        let mut input = TaskInput::idle();
+        input.limits.cpu_ms = cpu_ms;
+        TaskState::new(input).unwrap_or_else(|_| unreachable!("no dirs are granted"))
+    }
+
+    pub(crate) fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+
+    /// What the guest wrote to stderr and stdout since the last call (lossy
+    /// UTF-8, the tail of each).
+    pub(crate) fn take_output(&self) -> (String, String) {
+        (self.stderr.take(), self.stdout.take())
+    }
+
+    /// Swaps in the next task of a reused instance; returns the last one,
+    /// with the HTTP requests it was refused.
+    pub(crate) fn replace_task(&mut self, next: Task) -> Task {
+        self.limiter.set_limit(next.input.limits.memory_bytes());
+        self.http.rules = next.input.grants.http.clone();
+        let mut done = std::mem::replace(&mut self.task, next);
+        for denial in self.http.denials.drain(..) {
+            done.record_denial(denial);
         }
+        done
     }
 
-    /// State for calling a component's `actions` export at plan time.
-    pub(crate) fn describe(max_memory_bytes: usize) -> Self {
-        TaskState::new(
-            TaskInput {
-                action_name: Arc::from(""),
-                config: Arc::default(),
-                grants: Arc::default(),
-                env: Arc::default(),
-                usage: Arc::default(),
-                key: String::new(),
-                event_id: String::new(),
-                memory: KeyMemory::default(),
-                max_emits: 0,
-            },
-            max_memory_bytes,
-        )
+    /// Ends the task: its state, with the HTTP requests it was refused.
+    pub(crate) fn into_task(self) -> Task {
+        let mut task = self.task;
+        for denial in self.http.denials {
+            task.record_denial(denial);
+        }
+        task
     }
 
-    pub(crate) fn limits(&mut self) -> &mut wasmtime::StoreLimits {
-        &mut self.limits
-    }
-
-    /// What the guest wrote to stderr and stdout (lossy UTF-8).
-    pub(crate) fn captured_output(&self) -> (String, String) {
-        let text = |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).into_owned();
-        (text(&self.stderr), text(&self.stdout))
+    /// The memory limit the guest ran into, if it did.
+    pub(crate) fn memory_refused(&self) -> Option<usize> {
+        self.limiter.refused()
     }
 }
 
@@ -266,8 +414,17 @@ impl Task {
             input,
             undo: Vec::new(),
             emitted: Vec::new(),
+            emitted_bytes: 0,
             host_calls: 0,
+            violation: None,
+            denials: Vec::new(),
+            denial_counts: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// A task that holds nothing: what a warm instance holds between tasks.
+    pub(crate) fn idle() -> Task {
+        Task::new(TaskInput::idle())
     }
 
     /// Counts the call and checks its grant.
@@ -276,11 +433,57 @@ impl Task {
         if self.input.grants.allows(op.capability) {
             return Ok(());
         }
-        tracing::debug!(action = %self.input.action_name, call = op.name, "host call denied");
-        Err(HostError::Denied(format!(
-            "action `{}` is not granted {:?} (calling `{}`)",
-            self.input.action_name, op.capability, op.name
-        )))
+        Err(self.deny(
+            op.capability.name(),
+            op.name,
+            format!(
+                "action `{}` is not granted {:?} (calling `{}`)",
+                self.input.action_name, op.capability, op.name
+            ),
+        ))
+    }
+
+    /// Records a refused request and returns the error the guest gets.
+    pub(crate) fn deny(
+        &mut self,
+        capability: &'static str,
+        target: impl Into<String>,
+        message: String,
+    ) -> HostError {
+        let denial = Denial::new(capability, target);
+        tracing::debug!(action = %self.input.action_name, capability, target = %denial.target, "denied");
+        self.record_denial(denial);
+        HostError::Denied(message)
+    }
+
+    fn record_denial(&mut self, denial: Denial) {
+        *self.denial_counts.entry(denial.capability).or_default() += 1;
+        if self.denials.len() < MAX_DENIALS_KEPT {
+            self.denials.push(denial);
+        }
+    }
+
+    /// Records that the task reached a limit; the guest is stopped (its
+    /// host call traps) and the task fails with this limit.
+    pub(crate) fn exceed(&mut self, limit: crate::limits::Limit, detail: String) -> HostError {
+        let exceeded = self.input.limits.exceeded(limit, detail);
+        let message = exceeded.to_string();
+        self.violation.get_or_insert(exceeded);
+        HostError::Limit(message)
+    }
+
+    /// Turns a limit reached during a guest's host call into a trap, so the
+    /// guest cannot go on past it.
+    pub(crate) fn stop_on_limit<R>(
+        &self,
+        result: Result<R, HostError>,
+    ) -> wasmtime::Result<Result<R, HostError>> {
+        match (&result, &self.violation) {
+            (Err(HostError::Limit(_)), Some(exceeded)) => {
+                Err(wasmtime::Error::new(exceeded.clone()))
+            }
+            _ => Ok(result),
+        }
     }
 
     fn trace<R>(&self, op: Op, result: &Result<R, HostError>) {
@@ -328,9 +531,10 @@ impl Task {
 
 impl bindings::weir::agent::types::Host for TaskState {}
 
-/// Adds WASI p2 and weir's capabilities to `linker`.
+/// Adds WASI p2, wasi:http and weir's capabilities to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<TaskState>) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     Skill::add_to_linker::<TaskState, HasSelf<TaskState>>(linker, |state| state)?;
     Ok(())
 }

@@ -88,14 +88,15 @@ pub(crate) struct ChatCall {
 }
 
 impl Task {
-    fn granted_model(&self, model: &str) -> Result<(), HostError> {
+    fn granted_model(&mut self, model: &str) -> Result<(), HostError> {
         if self.input.grants.models.contains(model) {
             return Ok(());
         }
-        Err(HostError::Denied(format!(
+        let message = format!(
             "action `{}` is not granted model `{model}` (grant it with `models = [\"{model}\"]`)",
             self.input.action_name
-        )))
+        );
+        Err(self.deny("model", model, message))
     }
 
     /// Asks a chat model for the next message.

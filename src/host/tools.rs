@@ -4,6 +4,8 @@
 use super::bindings::weir::agent::tools::Host;
 use super::bindings::weir::agent::types::ToolSpec as WitToolSpec;
 use super::{Capability, HostError, Op, Task, TaskState};
+use crate::limits::Limit;
+use crate::tools::ToolCaller;
 use serde_json::Value;
 
 const CALL: Op = Op {
@@ -27,14 +29,25 @@ impl Task {
                 return Err(HostError::Invalid(format!("no tool named `{name}`")));
             }
             if !task.input.grants.tools.contains(&name) {
-                return Err(HostError::Denied(format!(
+                let message = format!(
                     "action `{}` is not granted tool `{name}` (grant it with `tools = [\"{name}\"]`)",
                     task.input.action_name
-                )));
+                );
+                return Err(task.deny("tool", name.clone(), message));
+            }
+            let depth = task.input.tool_depth + 1;
+            if depth > task.input.limits.max_tool_depth {
+                let detail = format!("calling tool `{name}` at depth {depth}");
+                return Err(task.exceed(Limit::MaxToolDepth, detail));
             }
             let catalog = task.input.env.tools.clone();
-            let key = task.input.key.clone();
-            Ok(async move { catalog.call(&name, arguments, &key).await })
+            let caller = ToolCaller {
+                key: task.input.key.clone(),
+                env: task.input.env.clone(),
+                usage: task.input.usage.clone(),
+                depth,
+            };
+            Ok(async move { catalog.call(&name, arguments, caller).await })
         })
         .await
     }
@@ -75,10 +88,7 @@ impl Host for TaskState {
                 ))));
             }
         };
-        Ok(self
-            .task
-            .call_tool(name, arguments)
-            .await
-            .map(|v| v.to_string()))
+        let result = self.task.call_tool(name, arguments).await;
+        self.task.stop_on_limit(result.map(|v| v.to_string()))
     }
 }

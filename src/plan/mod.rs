@@ -10,14 +10,15 @@ mod error;
 
 pub use error::{PlanError, Problem};
 
-use crate::agent::{Agent, Origin, RuntimeSettings};
+use crate::agent::{Agent, GrantSpec, Isolation, Origin, RuntimeSettings};
 use crate::builtin::{self, Builtin, ReactConfig};
 use crate::event::types;
 use crate::host::{ActionConfig, Grants, TaskEnv};
+use crate::limits::Limits;
 use crate::resources::model::ToolSpec;
 use crate::resources::{self, ResourceProviders, models as model_kinds};
-use crate::sandbox::{ActionComponent, ActionInfo, CompileSource, Sandbox};
-use crate::tools::ToolCatalog;
+use crate::sandbox::{ActionComponent, ActionInfo, CompileSource, InstancePool, Sandbox};
+use crate::tools::{ToolCatalog, ToolPolicy};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -84,8 +85,15 @@ pub struct ActionPlan {
     pub config: Map<String, Value>,
     /// What it is granted beyond the defaults.
     pub grants: Arc<Grants>,
+    /// The limits its tasks run under.
+    pub limits: Limits,
+    /// How its tasks get an instance.
+    pub isolation: Isolation,
     #[serde(skip)]
     pub(crate) kind: ActionKind,
+    /// Warm instances, when its isolation reuses them.
+    #[serde(skip)]
+    pub(crate) pool: Option<InstancePool>,
     #[serde(skip)]
     pub(crate) merged_config: Arc<ActionConfig>,
     #[serde(skip)]
@@ -118,9 +126,10 @@ impl std::fmt::Display for AgentPlan {
 }
 
 impl AgentPlan {
-    /// Compiles and checks `agent` in the process-wide [`Sandbox`].
+    /// Compiles and checks `agent` in the process-wide [`Sandbox`] (the one
+    /// that meters fuel if any of its limits sets `fuel`).
     pub async fn from_agent(agent: &Agent) -> Result<AgentPlan, PlanError> {
-        let sandbox = Sandbox::shared().map_err(PlanError::sandbox)?;
+        let sandbox = Sandbox::shared_for(agent.uses_fuel()).map_err(PlanError::sandbox)?;
         Self::from_agent_in(agent, sandbox).await
     }
 
@@ -264,6 +273,27 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
             );
             continue;
         }
+        let limits = spec.limits.or(agent.limits).resolve();
+        for message in limit_problems(&limits, sandbox) {
+            report(&spec.origin, "limits", subject("limits"), message);
+        }
+        let grants = match Grants::action_default().with(&spec.grants) {
+            Ok(grants) => grants,
+            Err(found) => {
+                for (field, message) in found {
+                    report(&spec.origin, field, subject(field), message);
+                }
+                continue;
+            }
+        };
+        let pool = match spec.isolation {
+            Isolation::Fresh => None,
+            Isolation::Reuse { scope, max_tasks } => Some(InstancePool::new(
+                scope,
+                max_tasks,
+                agent.runtime.max_concurrency,
+            )),
+        };
         actions.insert(
             spec.name.clone(),
             ActionPlan {
@@ -273,15 +303,37 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
                 builtin: None,
                 listen: spec.listen.clone(),
                 config: spec.config.clone(),
-                grants: Arc::new(Grants::action_default().with(&spec.models, &spec.tools)),
+                grants: Arc::new(grants),
+                limits,
+                isolation: spec.isolation,
                 kind: ActionKind::Component(component.clone()),
+                pool,
                 merged_config: Arc::new(ActionConfig::new(&agent.config, &spec.config)),
                 name_arc: Arc::from(spec.name.as_str()),
             },
         );
     }
 
-    let (catalog, tool_problems) = ToolCatalog::build(&compiled);
+    let mut tool_policies = BTreeMap::new();
+    for (name, spec) in &agent.components {
+        let subject = |field: &str| format!("components.{name}.{field}");
+        let limits = spec.limits.or(agent.limits).resolve();
+        for message in limit_problems(&limits, sandbox) {
+            report(&spec.origin, "limits", subject("limits"), message);
+        }
+        match Grants::tool_default().with(&spec.grants) {
+            Ok(grants) => {
+                let grants = Arc::new(grants);
+                tool_policies.insert(name.clone(), ToolPolicy { grants, limits });
+            }
+            Err(found) => {
+                for (field, message) in found {
+                    report(&spec.origin, field, subject(field), message);
+                }
+            }
+        }
+    }
+    let (catalog, tool_problems) = ToolCatalog::build(&compiled, &tool_policies);
     for (component, message) in tool_problems {
         let origin = &agent.components[&component].origin;
         report(origin, "path", format!("components.{component}"), message);
@@ -329,23 +381,33 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
             Some(model_kinds::CHAT_MODEL | model_kinds::EMBEDDING_MODEL)
         )
     };
-    for spec in &agent.actions {
-        for model in &spec.models {
+    let granted = agent
+        .actions
+        .iter()
+        .map(|a| (format!("actions.{}", a.name), &a.origin, &a.grants))
+        .chain(
+            agent
+                .components
+                .iter()
+                .map(|(n, c)| (format!("components.{n}"), &c.origin, &c.grants)),
+        );
+    for (subject, origin, grants) in granted {
+        for model in &grants.models {
             if !model_kind(model) {
                 report(
-                    &spec.origin,
+                    origin,
                     "models",
-                    format!("actions.{}.models", spec.name),
+                    format!("{subject}.models"),
                     format!("no chat-model or embedding-model resource named `{model}`"),
                 );
             }
         }
-        for tool in &spec.tools {
+        for tool in &grants.tools {
             if catalog.spec(tool).is_none() {
                 report(
-                    &spec.origin,
+                    origin,
                     "tools",
-                    format!("actions.{}.tools", spec.name),
+                    format!("{subject}.tools"),
                     unknown_tool(tool, &catalog),
                 );
             }
@@ -441,6 +503,14 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
             Builtin::ToolCall => "tool-call",
             Builtin::React(_) => "react",
         };
+        let grants = GrantSpec {
+            models,
+            tools,
+            ..GrantSpec::default()
+        };
+        let grants = Grants::action_default()
+            .with(&grants)
+            .expect("built-in actions are granted only models and tools");
         actions.insert(
             name.to_string(),
             ActionPlan {
@@ -450,7 +520,10 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
                 builtin: Some(builtin_name.to_string()),
                 listen: listen.iter().map(|t| t.to_string()).collect(),
                 config: Map::new(),
-                grants: Arc::new(Grants::action_default().with(&models, &tools)),
+                grants: Arc::new(grants),
+                limits: agent.limits.resolve(),
+                isolation: Isolation::Fresh,
+                pool: None,
                 kind: ActionKind::Builtin(kind),
                 merged_config: Arc::new(ActionConfig::new(&agent.config, &Map::new())),
                 name_arc: Arc::from(name),
@@ -514,6 +587,35 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
         runtime: agent.runtime,
         routes,
     })
+}
+
+/// What in `limits` this sandbox cannot enforce.
+fn limit_problems(limits: &Limits, sandbox: &Sandbox) -> Vec<String> {
+    let mut problems = Vec::new();
+    let ceiling = sandbox.config().max_memory_bytes;
+    if limits.memory_bytes() > ceiling {
+        problems.push(format!(
+            "memory_mb = {} exceeds the sandbox's ceiling of {} MiB",
+            limits.memory_mb,
+            ceiling >> 20
+        ));
+    }
+    if limits.fuel.is_some() && !sandbox.config().fuel {
+        problems.push(
+            "fuel is set but this sandbox does not meter fuel (`SandboxConfig::fuel`)".into(),
+        );
+    }
+    for (name, value) in [
+        ("memory_mb", limits.memory_mb),
+        ("cpu_ms", limits.cpu_ms),
+        ("timeout_ms", limits.timeout_ms),
+        ("max_payload_bytes", limits.max_payload_bytes as u64),
+    ] {
+        if value == 0 {
+            problems.push(format!("{name} must be at least 1"));
+        }
+    }
+    problems
 }
 
 /// What is wrong with listening to `event_type`, if anything.

@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use summary::Counters;
-use task::{Failure, TaskLimits};
+use task::Failure;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
@@ -150,11 +150,6 @@ impl Runtime {
             outputs: output_tx,
             permits: Semaphore::new(settings.max_concurrency),
             usage: Arc::default(),
-            limits: TaskLimits {
-                timeout: Duration::from_millis(settings.task_timeout_ms),
-                cpu: Duration::from_millis(settings.task_cpu_ms),
-                max_emits: settings.max_emits_per_task,
-            },
         });
         let done = tokio::spawn(schedule(shared, input_rx, self.memory));
         RunHandle {
@@ -172,7 +167,6 @@ struct Shared {
     counters: Counters,
     outputs: mpsc::Sender<Event>,
     permits: Semaphore,
-    limits: TaskLimits,
     usage: Arc<ModelUsage>,
 }
 
@@ -288,7 +282,6 @@ async fn agent_run(shared: &Shared, input: Event, short_term: MemoryObject) -> M
     let task_context = task::TaskContext {
         env: &shared.plan.env,
         usage: &shared.usage,
-        limits: shared.limits,
     };
     while let Some((event, depth)) = queue.pop_front() {
         let routes = shared.plan.route(&event.event_type);
@@ -312,6 +305,9 @@ async fn agent_run(shared: &Shared, input: Event, short_term: MemoryObject) -> M
                 .counters
                 .host_calls
                 .fetch_add(outcome.host_calls, Relaxed);
+            if !outcome.denial_counts.is_empty() {
+                counters.denied(&outcome.denial_counts);
+            }
             match outcome.result {
                 Ok(emitted) => {
                     for e in emitted {
@@ -335,13 +331,7 @@ async fn agent_run(shared: &Shared, input: Event, short_term: MemoryObject) -> M
                     }
                 }
                 Err(failure) => {
-                    counters.failures.fetch_add(1, Relaxed);
-                    *counters
-                        .failures_by_kind
-                        .lock()
-                        .expect("counter lock")
-                        .entry(failure.kind())
-                        .or_default() += 1;
+                    counters.failed(&failure);
                     let error = failure_event(action, &event, &failure);
                     tracing::warn!(
                         action = %action.name, key = %event.key, event = %event.id,

@@ -26,6 +26,43 @@ pub(crate) struct ActionCounters {
     pub failures: AtomicU64,
     pub busy_nanos: AtomicU64,
     pub failures_by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    pub limits: Mutex<BTreeMap<&'static str, u64>>,
+    pub denials: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl ActionCounters {
+    pub(crate) fn failed(&self, failure: &super::Failure) {
+        self.failures.fetch_add(1, Relaxed);
+        *self
+            .failures_by_kind
+            .lock()
+            .expect("counter lock")
+            .entry(failure.kind())
+            .or_default() += 1;
+        if let super::Failure::Limit(exceeded) = failure {
+            *self
+                .limits
+                .lock()
+                .expect("counter lock")
+                .entry(exceeded.limit.name())
+                .or_default() += 1;
+        }
+    }
+
+    pub(crate) fn denied(&self, counts: &BTreeMap<&'static str, u64>) {
+        let mut denials = self.denials.lock().expect("counter lock");
+        for (capability, n) in counts {
+            *denials.entry(capability).or_default() += n;
+        }
+    }
+}
+
+fn names(map: &Mutex<BTreeMap<&'static str, u64>>) -> BTreeMap<String, u64> {
+    map.lock()
+        .expect("counter lock")
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect()
 }
 
 impl Counters {
@@ -61,13 +98,9 @@ impl Counters {
                     ActionSummary {
                         runs,
                         failures: a.failures.load(Relaxed),
-                        failures_by_kind: a
-                            .failures_by_kind
-                            .lock()
-                            .expect("counter lock")
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), *v))
-                            .collect(),
+                        failures_by_kind: names(&a.failures_by_kind),
+                        limits: names(&a.limits),
+                        denials: names(&a.denials),
                         mean_task_micros: match runs {
                             0 => 0.0,
                             n => a.busy_nanos.load(Relaxed) as f64 / n as f64 / 1e3,
@@ -126,8 +159,15 @@ pub struct ActionSummary {
     pub runs: u64,
     /// Tasks failed.
     pub failures: u64,
-    /// Failures by kind (`trap`, `action-error`, `timeout`, ...).
+    /// Failures by kind (`trap`, `action-error`, `limit`, `denied`, ...).
     pub failures_by_kind: BTreeMap<String, u64>,
+    /// Tasks stopped by each limit (`cpu_ms`, `memory_mb`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, u64>,
+    /// Requests refused, by capability (`http`, `model`, `tool`, ...),
+    /// whether or not the task then failed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub denials: BTreeMap<String, u64>,
     /// Mean wall time of a task, in microseconds.
     pub mean_task_micros: f64,
 }
@@ -164,6 +204,12 @@ impl fmt::Display for RunSummary {
                     .map(|(k, n)| format!("{k} {n}"))
                     .collect();
                 write!(f, " ({})", kinds.join(", "))?;
+            }
+            for (label, map) in [("limits hit", &a.limits), ("denied", &a.denials)] {
+                if !map.is_empty() {
+                    let items: Vec<String> = map.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                    write!(f, "; {label}: {}", items.join(", "))?;
+                }
             }
             writeln!(f)?;
         }

@@ -6,24 +6,32 @@
 
 use crate::event::Event;
 use crate::host::bindings::weir::agent::types::Event as WitEvent;
-use crate::host::{Emitted, KeyMemory, ModelUsage, Task, TaskEnv, TaskInput, TaskState};
+use crate::host::{Denial, Emitted, KeyMemory, ModelUsage, Task, TaskEnv, TaskInput, TaskState};
+use crate::limits::{Limit, LimitExceeded};
 use crate::plan::{ActionKind, ActionPlan};
-use crate::sandbox::{CpuLimitExceeded, StoreLimits};
+use crate::sandbox::{ActionComponent, GuestStop, WarmInstance, classify};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Why a task failed.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Failure {
     /// The action returned an error.
     Guest { code: String, message: String },
+    /// The action failed after being refused something it was not granted.
+    Denied {
+        denial: Denial,
+        code: String,
+        message: String,
+    },
     /// The guest trapped (a panic is a trap too).
-    Trap { message: String, stderr: String },
-    /// The wall-clock deadline passed.
-    Timeout { limit_ms: u64 },
-    /// The guest used up its CPU time.
-    CpuLimit { limit_ms: u64 },
+    Trap {
+        message: String,
+        stderr: String,
+        backtrace: String,
+    },
+    /// The task reached one of its limits.
+    Limit(LimitExceeded),
     /// The host could not run the task (for example instantiation failed).
     Host { message: String },
 }
@@ -33,9 +41,9 @@ impl Failure {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Failure::Guest { .. } => "action-error",
+            Failure::Denied { .. } => "denied",
             Failure::Trap { .. } => "trap",
-            Failure::Timeout { .. } => "timeout",
-            Failure::CpuLimit { .. } => "cpu-limit",
+            Failure::Limit(_) => "limit",
             Failure::Host { .. } => "host",
         }
     }
@@ -44,26 +52,41 @@ impl Failure {
     pub(crate) fn details(&self) -> Value {
         match self {
             Failure::Guest { code, message } => json!({ "code": code, "message": message }),
-            Failure::Trap { message, stderr } => json!({ "message": message, "stderr": stderr }),
-            Failure::Timeout { limit_ms } => json!({
-                "message": format!("the task ran past its {limit_ms} ms deadline"),
-                "limit_ms": limit_ms,
+            Failure::Denied {
+                denial,
+                code,
+                message,
+            } => json!({
+                "capability": denial.capability,
+                "target": denial.target,
+                "code": code,
+                "message": message,
             }),
-            Failure::CpuLimit { limit_ms } => json!({
-                "message": format!("the guest ran past its {limit_ms} ms CPU budget"),
-                "limit_ms": limit_ms,
+            Failure::Trap {
+                message,
+                stderr,
+                backtrace,
+            } => json!({ "message": message, "stderr": stderr, "backtrace": backtrace }),
+            Failure::Limit(exceeded) => json!({
+                "limit": exceeded.limit,
+                "value": exceeded.value,
+                "message": exceeded.to_string(),
             }),
             Failure::Host { message } => json!({ "message": message }),
         }
     }
-}
 
-/// Limits of one task, from the runtime settings.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TaskLimits {
-    pub timeout: Duration,
-    pub cpu: Duration,
-    pub max_emits: usize,
+    fn from_stop(stop: GuestStop, stderr: &str) -> Failure {
+        match stop {
+            GuestStop::Limit(exceeded) => Failure::Limit(exceeded),
+            GuestStop::Trap { message, backtrace } => Failure::Trap {
+                message,
+                stderr: crate::util::tail(stderr, STDERR_TAIL_BYTES).to_string(),
+                backtrace,
+            },
+            GuestStop::Host { message } => Failure::Host { message },
+        }
+    }
 }
 
 /// What a finished task hands back: the key's memory (always), and its
@@ -72,6 +95,8 @@ pub(crate) struct TaskOutcome {
     pub memory: KeyMemory,
     pub result: Result<Vec<Emitted>, Failure>,
     pub host_calls: u64,
+    /// What it was refused, per capability.
+    pub denial_counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// Longest stderr tail kept in an error event.
@@ -81,7 +106,6 @@ const STDERR_TAIL_BYTES: usize = 2048;
 pub(crate) struct TaskContext<'a> {
     pub env: &'a Arc<TaskEnv>,
     pub usage: &'a Arc<ModelUsage>,
-    pub limits: TaskLimits,
 }
 
 pub(crate) async fn run(
@@ -91,6 +115,7 @@ pub(crate) async fn run(
     memory: KeyMemory,
     context: &TaskContext<'_>,
 ) -> TaskOutcome {
+    let limits = action.limits;
     let input = TaskInput {
         action_name: action.name_arc.clone(),
         config: action.merged_config.clone(),
@@ -100,33 +125,67 @@ pub(crate) async fn run(
         key: event.key.clone(),
         event_id: event.id.clone(),
         memory,
-        max_emits: context.limits.max_emits,
+        limits,
+        tool_depth: 0,
     };
-    let (task, result) = match &action.kind {
-        ActionKind::Component(component) => {
-            run_component(action, component, wit_event, input, context.limits).await
-        }
-        ActionKind::Builtin(builtin) => {
-            let mut task = Task::new(input);
-            let run = builtin.run(event, &mut task);
-            let result = match tokio::time::timeout(context.limits.timeout, run).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(Failure::Guest {
-                    code: e.code.to_string(),
-                    message: e.message,
-                }),
-                Err(_) => Err(Failure::Timeout {
-                    limit_ms: context.limits.timeout.as_millis() as u64,
-                }),
-            };
-            (task, result)
+    let (task, result) = if wit_event.payload.len() > limits.max_payload_bytes {
+        let exceeded = limits.exceeded(
+            Limit::MaxPayloadBytes,
+            format!(
+                "the `{}` event's payload is {} bytes",
+                event.event_type,
+                wit_event.payload.len()
+            ),
+        );
+        (Task::new(input), Err(Failure::Limit(exceeded)))
+    } else {
+        match &action.kind {
+            ActionKind::Component(component) => {
+                run_component(action, component, wit_event, input).await
+            }
+            ActionKind::Builtin(builtin) => {
+                let mut task = Task::new(input);
+                let run = builtin.run(event, &mut task);
+                let result = match tokio::time::timeout(limits.timeout(), run).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Failure::Guest {
+                        code: e.code.to_string(),
+                        message: e.message,
+                    }),
+                    Err(_) => Err(timeout(&task)),
+                };
+                (task, result)
+            }
         }
     };
-    let mut memory = task.input.memory;
+    // A limit reached in a host call stops the task whatever the guest did
+    // with the error.
+    let result = match (result, &task.violation) {
+        (Err(Failure::Guest { .. } | Failure::Trap { .. }), Some(exceeded)) => {
+            Err(Failure::Limit(exceeded.clone()))
+        }
+        (Err(Failure::Guest { code, message }), None) if !task.denials.is_empty() => {
+            Err(Failure::Denied {
+                denial: task.denials[0].clone(),
+                code,
+                message,
+            })
+        }
+        (result, _) => result,
+    };
+    let Task {
+        input,
+        undo,
+        emitted,
+        host_calls,
+        denial_counts,
+        ..
+    } = task;
+    let mut memory = input.memory;
     let result = match result {
-        Ok(()) => Ok(task.emitted),
+        Ok(()) => Ok(emitted),
         Err(failure) => {
-            for (scope, undo) in task.undo.into_iter().rev() {
+            for (scope, undo) in undo.into_iter().rev() {
                 use crate::host::bindings::weir::agent::memory::Scope;
                 let object = match scope {
                     Scope::ShortTerm => &mut memory.short_term,
@@ -140,83 +199,98 @@ pub(crate) async fn run(
     TaskOutcome {
         memory,
         result,
-        host_calls: task.host_calls,
+        host_calls,
+        denial_counts,
     }
 }
 
+fn timeout(task: &Task) -> Failure {
+    Failure::Limit(task.input.limits.exceeded(
+        Limit::TimeoutMs,
+        "the task ran past its wall-clock deadline".to_string(),
+    ))
+}
+
+/// Runs the action in a fresh instance, or a warm one if its isolation
+/// allows; a warm instance goes back to the pool unless the task trapped,
+/// timed out or reached a limit.
 async fn run_component(
     action: &ActionPlan,
-    component: &crate::sandbox::ActionComponent,
+    component: &ActionComponent,
     event: &WitEvent,
     input: TaskInput,
-    limits: TaskLimits,
 ) -> (Task, Result<(), Failure>) {
     let sandbox = &component.sandbox;
-    let tick = sandbox.config().epoch_tick.as_millis().max(1);
-    let mut store = sandbox.new_store(
-        TaskState::new(input, sandbox.config().max_memory_bytes),
-        StoreLimits {
-            cpu_ticks: (limits.cpu.as_millis() / tick).max(1) as u64,
+    let limits = input.limits;
+    let warm = action.pool.as_ref().and_then(|pool| pool.take(&input.key));
+    let (mut store, skill, tasks) = match warm {
+        Some(warm) => {
+            let mut store = warm.store;
+            let _idle = store.data_mut().replace_task(Task::new(input));
+            sandbox.arm(&mut store);
+            (store, Some(warm.skill), warm.tasks)
+        }
+        None => match TaskState::new(input) {
+            Ok(state) => (sandbox.new_store(state), None, 0),
+            Err(failed) => {
+                let message = format!("{:#}", failed.error);
+                return (Task::new(failed.input), Err(Failure::Host { message }));
+            }
         },
-    );
+    };
     let call = async {
-        let instance = component.pre.instantiate_async(&mut store).await?;
-        instance
+        let skill = match skill {
+            Some(skill) => skill,
+            None => component.pre.instantiate_async(&mut store).await?,
+        };
+        let result = skill
             .weir_agent_handler()
             .call_handle(&mut store, &action.export, event)
-            .await
+            .await?;
+        wasmtime::Result::Ok((skill, result))
     };
-    let outcome = tokio::time::timeout(limits.timeout, call).await;
-    let state = store.into_data();
-    let result = match outcome {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(Failure::Guest {
-            code: e.code,
-            message: e.message,
-        }),
-        Ok(Err(error)) if error.downcast_ref::<CpuLimitExceeded>().is_some() => {
-            Err(Failure::CpuLimit {
-                limit_ms: limits.cpu.as_millis() as u64,
-            })
-        }
-        Ok(Err(error)) if error.downcast_ref::<wasmtime::Trap>().is_some() => {
-            let (stderr, _) = state.captured_output();
-            Err(Failure::Trap {
-                message: format!("{error:#}"),
-                stderr: tail(&stderr, STDERR_TAIL_BYTES).to_string(),
-            })
-        }
-        Ok(Err(error)) => Err(Failure::Host {
-            message: format!("{error:#}"),
-        }),
-        Err(_) => Err(Failure::Timeout {
-            limit_ms: limits.timeout.as_millis() as u64,
-        }),
+    let outcome = tokio::time::timeout(limits.timeout(), call).await;
+    let (stderr, stdout) = store.data().take_output();
+    log_guest_output(action, &stderr, &stdout);
+    let (result, reusable) = match outcome {
+        Ok(Ok((skill, Ok(())))) => (Ok(()), Some(skill)),
+        Ok(Ok((skill, Err(e)))) => (
+            Err(Failure::Guest {
+                code: e.code,
+                message: e.message,
+            }),
+            Some(skill),
+        ),
+        Ok(Err(error)) => (
+            Err(Failure::from_stop(classify(error, store.data()), &stderr)),
+            None,
+        ),
+        Err(_) => (Err(timeout(&store.data().task)), None),
     };
-    log_guest_output(&state, action);
-    (state.task, result)
+    let task = match (reusable, &action.pool) {
+        (Some(skill), Some(pool)) if store.data().task.violation.is_none() => {
+            let task = store.data_mut().replace_task(Task::idle());
+            pool.put(WarmInstance {
+                key: task.input.key.clone(),
+                store,
+                skill,
+                tasks: tasks + 1,
+            });
+            task
+        }
+        _ => store.into_data().into_task(),
+    };
+    (task, result)
 }
 
 /// Guest stdout/stderr go to the host log at debug level.
-fn log_guest_output(state: &TaskState, action: &ActionPlan) {
+fn log_guest_output(action: &ActionPlan, stderr: &str, stdout: &str) {
     if !tracing::enabled!(target: "weir::guest", tracing::Level::DEBUG) {
         return;
     }
-    let (stderr, stdout) = state.captured_output();
     for (stream, text) in [("stdout", stdout), ("stderr", stderr)] {
         for line in text.lines() {
             tracing::debug!(target: "weir::guest", action = %action.name, stream, "{line}");
         }
     }
-}
-
-fn tail(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }

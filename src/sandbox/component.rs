@@ -1,7 +1,7 @@
 //! An action component: read, checked against the WIT contract, compiled,
 //! pre-instantiated, and asked which actions it carries.
 
-use super::{CompileSource, Sandbox, StoreLimits};
+use super::{CompileSource, Sandbox};
 use crate::host::{SkillPre, TaskState};
 use crate::resources::model::ToolSpec;
 use sha2::{Digest, Sha256};
@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub const SKILL_WORLD: &str = "weir:agent/skill@0.1.0";
 
 /// Epoch ticks a component's `actions` and `tools` exports may run at plan time.
-const DESCRIBE_CPU_TICKS: u64 = 500;
+const DESCRIBE_CPU_MS: u64 = 5_000;
 
 /// An action a component carries, as its `actions` export reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -198,13 +198,7 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
 /// capability-less store.
 fn describe(component: &ActionComponent) -> Result<(Vec<ActionInfo>, Vec<ToolSpec>), String> {
     let sandbox = &component.sandbox;
-    let state = TaskState::describe(sandbox.config.max_memory_bytes);
-    let mut store = sandbox.new_store(
-        state,
-        StoreLimits {
-            cpu_ticks: DESCRIBE_CPU_TICKS,
-        },
-    );
+    let mut store = sandbox.new_store(TaskState::describe(DESCRIBE_CPU_MS));
     let run = async {
         let instance = component.pre.instantiate_async(&mut store).await?;
         let actions: Vec<_> = instance

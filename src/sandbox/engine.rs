@@ -15,12 +15,18 @@ pub struct SandboxConfig {
     /// Component instances the pool holds; must cover the tasks that run at
     /// once.
     pub max_instances: u32,
-    /// Linear memory one instance may use, in bytes.
+    /// The most linear memory any one memory may have, in bytes: the ceiling
+    /// for actions' `memory_mb` limits.
     pub max_memory_bytes: usize,
     /// Interval of the epoch ticker that interrupts guest code.
     pub epoch_tick: Duration,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Meter fuel, so that actions may set a `fuel` limit (slows guest code).
+    pub fuel: bool,
+    /// Enforce tasks' memory, CPU and fuel limits. Turn off only to measure
+    /// what the limits cost: guests can then run and grow without bound.
+    pub enforce_limits: bool,
 }
 
 impl Default for SandboxConfig {
@@ -28,9 +34,11 @@ impl Default for SandboxConfig {
         SandboxConfig {
             pooling: true,
             max_instances: 1024,
-            max_memory_bytes: 256 << 20,
+            max_memory_bytes: 4 << 30,
             epoch_tick: Duration::from_millis(10),
             cache_dir: default_cache_dir(),
+            fuel: false,
+            enforce_limits: true,
         }
     }
 }
@@ -46,13 +54,14 @@ pub fn default_cache_dir() -> Option<std::path::PathBuf> {
 
 /// Every engine setting that affects compiled code lives here, so that the
 /// compile cache's compatibility key covers all of them.
-pub(crate) fn compiler_config() -> Config {
+pub(crate) fn compiler_config(sandbox: &SandboxConfig) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Actions are synchronous guest code behind async host calls: without
     // WASI P3's concurrency machinery, component calls are several times cheaper.
     config.concurrency_support(false);
-    config.epoch_interruption(true);
+    config.epoch_interruption(sandbox.enforce_limits);
+    config.consume_fuel(sandbox.fuel && sandbox.enforce_limits);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     config
 }
@@ -81,7 +90,7 @@ fn pooling(config: &SandboxConfig) -> PoolingAllocationConfig {
 /// Creates the engine: pooling allocator when possible, on-demand otherwise.
 pub(crate) fn create_engine(config: &SandboxConfig) -> anyhow::Result<(Engine, bool)> {
     if config.pooling {
-        let mut with_pool = compiler_config();
+        let mut with_pool = compiler_config(config);
         with_pool.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(config)));
         match Engine::new(&with_pool) {
             Ok(engine) => return Ok((engine, true)),
@@ -91,7 +100,7 @@ pub(crate) fn create_engine(config: &SandboxConfig) -> anyhow::Result<(Engine, b
             ),
         }
     }
-    Ok((Engine::new(&compiler_config())?, false))
+    Ok((Engine::new(&compiler_config(config))?, false))
 }
 
 /// Increments the engine's epoch on a fixed interval until dropped. One per

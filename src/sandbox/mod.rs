@@ -4,10 +4,14 @@
 mod cache;
 mod component;
 mod engine;
+mod outcome;
+mod pool;
 
 pub use cache::CompileSource;
 pub use component::{ActionComponent, ActionInfo, ComponentError};
 pub use engine::{SandboxConfig, default_cache_dir};
+pub(crate) use outcome::{GuestStop, classify};
+pub(crate) use pool::{InstancePool, WarmInstance};
 
 use crate::host::{self, TaskState};
 use std::sync::{Arc, OnceLock};
@@ -33,22 +37,26 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-/// Per-task limits applied to a store.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StoreLimits {
-    /// Epoch ticks the guest may run before it is interrupted.
-    pub cpu_ticks: u64,
-}
-
 impl Sandbox {
     /// The process-wide sandbox with default settings.
     pub fn shared() -> anyhow::Result<Arc<Sandbox>> {
-        static SHARED: OnceLock<Arc<Sandbox>> = OnceLock::new();
-        if let Some(sandbox) = SHARED.get() {
+        Self::shared_for(false)
+    }
+
+    /// The process-wide sandbox, with fuel metering if `fuel` (a second
+    /// engine: fuel changes the compiled code).
+    pub fn shared_for(fuel: bool) -> anyhow::Result<Arc<Sandbox>> {
+        static SHARED: [OnceLock<Arc<Sandbox>>; 2] = [OnceLock::new(), OnceLock::new()];
+        let slot = &SHARED[usize::from(fuel)];
+        if let Some(sandbox) = slot.get() {
             return Ok(sandbox.clone());
         }
-        let sandbox = Arc::new(Sandbox::new(SandboxConfig::default())?);
-        Ok(SHARED.get_or_init(|| sandbox).clone())
+        let config = SandboxConfig {
+            fuel,
+            ..SandboxConfig::default()
+        };
+        let sandbox = Arc::new(Sandbox::new(config)?);
+        Ok(slot.get_or_init(|| sandbox).clone())
     }
 
     /// A sandbox with its own engine. Prefer [`Sandbox::shared`]: one engine
@@ -103,12 +111,30 @@ impl Sandbox {
         component::load(self, path)
     }
 
-    /// A fresh store for one task, with its limits set.
-    pub(crate) fn new_store(&self, state: TaskState, limits: StoreLimits) -> Store<TaskState> {
+    /// A fresh store for one task, armed with the task's limits.
+    pub(crate) fn new_store(&self, state: TaskState) -> Store<TaskState> {
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| state.limits());
+        if self.config.enforce_limits {
+            store.limiter(|state| state.limiter());
+        }
+        self.arm(&mut store);
+        store
+    }
+
+    /// Gives the store's current task its CPU budget and fuel (again, for a
+    /// reused instance).
+    pub(crate) fn arm(&self, store: &mut Store<TaskState>) {
+        if !self.config.enforce_limits {
+            return;
+        }
+        let limits = store.data().task.input.limits;
+        if self.config.fuel {
+            // Without a fuel limit, fuel is still metered: give it all.
+            let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+        }
+        let tick = self.config.epoch_tick.as_millis().max(1) as u64;
+        let mut ticks_left = (limits.cpu_ms / tick).max(1);
         store.set_epoch_deadline(1);
-        let mut ticks_left = limits.cpu_ticks;
         store.epoch_deadline_callback(move |_| {
             if ticks_left == 0 {
                 return Err(wasmtime::Error::new(CpuLimitExceeded));
@@ -118,7 +144,6 @@ impl Sandbox {
             // thread run.
             Ok(UpdateDeadline::Yield(1))
         });
-        store
     }
 }
 
@@ -157,14 +182,14 @@ pub mod probe {
             key: "k".into(),
             event_id: "probe".into(),
             memory: Default::default(),
-            max_emits: usize::MAX,
-        };
-        sandbox.new_store(
-            TaskState::new(input, sandbox.config.max_memory_bytes),
-            StoreLimits {
-                cpu_ticks: u64::MAX,
+            limits: crate::limits::Limits {
+                max_emits: usize::MAX,
+                ..Default::default()
             },
-        )
+            tool_depth: 0,
+        };
+        let state = TaskState::new(input).unwrap_or_else(|_| unreachable!("no dirs are granted"));
+        sandbox.new_store(state)
     }
 
     async fn handle(

@@ -1,0 +1,230 @@
+//! Outbound HTTP for guests (`wasi:http/outgoing-handler`), allowed only to
+//! the hosts an action is granted.
+//!
+//! Every request is checked when it is sent. wasi:http does not follow
+//! redirects itself (the guest sends the next request), so a redirect to a
+//! host off the list is refused like any other request.
+
+use super::Denial;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// One allowed destination: `scheme://host:port`, where the scheme may be
+/// `*`, the host `*` or `*.suffix`, and the port `*` (no port means the
+/// scheme's default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRule {
+    scheme: Option<String>,
+    host: HostPattern,
+    port: Option<u16>,
+    text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Any,
+    Exact(String),
+    /// `*.example.com`: any subdomain, not `example.com` itself.
+    Suffix(String),
+}
+
+impl HttpRule {
+    /// Parses a rule such as `https://api.example.com`,
+    /// `http://127.0.0.1:8080` or `https://*.example.com:*`.
+    pub fn parse(text: &str) -> Result<HttpRule, String> {
+        let bad = |why: &str| format!("`{text}` is not an HTTP grant: {why}");
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| bad("expected scheme://host[:port]"))?;
+        let scheme = match scheme {
+            "*" => None,
+            "http" | "https" => Some(scheme.to_string()),
+            _ => return Err(bad("the scheme must be http, https or *")),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(bad("grants name a host, not a path, query or user"));
+        }
+        let (host, port) = split_port(authority).map_err(|why| bad(&why))?;
+        let port = match port {
+            None => match scheme.as_deref() {
+                Some("http") => Some(80),
+                Some("https") => Some(443),
+                _ => return Err(bad("with scheme `*`, give a port (or `*`)")),
+            },
+            Some("*") => None,
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| bad("the port must be 0-65535 or *"))?,
+            ),
+        };
+        let host = host.to_ascii_lowercase();
+        let host = if host == "*" {
+            HostPattern::Any
+        } else if let Some(suffix) = host.strip_prefix("*.") {
+            HostPattern::Suffix(format!(".{suffix}"))
+        } else if host.is_empty() || host.contains('*') {
+            return Err(bad(
+                "the host must be a name, an address, `*` or `*.domain`",
+            ));
+        } else {
+            HostPattern::Exact(host)
+        };
+        Ok(HttpRule {
+            scheme,
+            host,
+            port,
+            text: text.to_string(),
+        })
+    }
+
+    fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.scheme.as_deref().is_none_or(|s| s == scheme)
+            && self.port.is_none_or(|p| p == port)
+            && match &self.host {
+                HostPattern::Any => true,
+                HostPattern::Exact(h) => h == host,
+                HostPattern::Suffix(suffix) => host.ends_with(suffix.as_str()),
+            }
+    }
+}
+
+/// Splits `host[:port]`, where host may be a bracketed IPv6 address.
+fn split_port(authority: &str) -> Result<(&str, Option<&str>), String> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| "unclosed `[` in the host".to_string())?;
+        return match after {
+            "" => Ok((host, None)),
+            _ => match after.strip_prefix(':') {
+                Some(port) => Ok((host, Some(port))),
+                None => Err("unexpected text after `]`".into()),
+            },
+        };
+    }
+    Ok(match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    })
+}
+
+impl fmt::Display for HttpRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl serde::Serialize for HttpRule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+/// True if some rule allows `scheme://host:port`.
+pub(crate) fn allowed(rules: &[HttpRule], scheme: &str, host: &str, port: u16) -> bool {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    rules.iter().any(|rule| rule.allows(scheme, &host, port))
+}
+
+/// The wasi:http hooks of one task: the allow-list, and the requests it
+/// refused.
+pub(crate) struct HttpPolicy {
+    pub rules: Arc<[HttpRule]>,
+    pub denials: Vec<Denial>,
+    pub requests: u64,
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for HttpPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> ResponseFuture {
+        self.requests += 1;
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let host = uri.host().unwrap_or("");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        if !allowed(&self.rules, scheme, host, port) {
+            let target = format!("{scheme}://{host}:{port}");
+            tracing::debug!(%target, "outbound HTTP request denied");
+            self.denials.push(Denial::new("http", target));
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        let _ = fut;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(list: &[&str]) -> Vec<HttpRule> {
+        list.iter().map(|r| HttpRule::parse(r).unwrap()).collect()
+    }
+
+    #[test]
+    fn rules_match_scheme_host_and_port() {
+        let r = rules(&[
+            "https://api.example.com",
+            "http://127.0.0.1:8080",
+            "https://*.corp.test:*",
+            "*://[::1]:9000",
+        ]);
+        assert!(allowed(&r, "https", "api.example.com", 443));
+        assert!(allowed(&r, "https", "API.example.com", 443));
+        assert!(!allowed(&r, "http", "api.example.com", 80));
+        assert!(!allowed(&r, "https", "api.example.com", 8443));
+        assert!(!allowed(&r, "https", "api.example.com.evil.test", 443));
+        assert!(allowed(&r, "http", "127.0.0.1", 8080));
+        assert!(!allowed(&r, "http", "127.0.0.1", 8081));
+        assert!(allowed(&r, "https", "a.b.corp.test", 1234));
+        assert!(!allowed(&r, "https", "corp.test", 443));
+        assert!(allowed(&r, "http", "[::1]", 9000));
+        assert!(!allowed(&[], "https", "api.example.com", 443));
+    }
+
+    #[test]
+    fn bad_rules_say_why() {
+        for (rule, why) in [
+            ("api.example.com", "scheme://"),
+            ("ftp://x", "scheme must be"),
+            ("https://x/path", "not a path"),
+            ("https://x:99999", "port"),
+            ("*://x", "give a port"),
+            ("https://a*b", "host must be"),
+        ] {
+            let err = HttpRule::parse(rule).unwrap_err();
+            assert!(err.contains(why), "{rule}: {err}");
+        }
+    }
+}

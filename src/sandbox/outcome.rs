@@ -1,0 +1,57 @@
+//! Why a guest call stopped: a limit, a trap, or a host failure.
+
+use super::CpuLimitExceeded;
+use crate::host::TaskState;
+use crate::limits::{Limit, LimitExceeded};
+
+/// Longest guest backtrace kept in an error.
+const MAX_BACKTRACE_BYTES: usize = 4096;
+
+/// How a guest call ended other than by returning.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum GuestStop {
+    /// It reached one of its limits.
+    Limit(LimitExceeded),
+    /// It trapped (a panic is a trap too): the trap, and where (the guest's
+    /// backtrace, cut short).
+    Trap { message: String, backtrace: String },
+    /// The host could not run it, for example instantiation failed.
+    Host { message: String },
+}
+
+/// Classifies `error`, raised by a call into the guest of `state`'s store.
+pub(crate) fn classify(error: wasmtime::Error, state: &TaskState) -> GuestStop {
+    let limits = &state.task.input.limits;
+    if let Some(exceeded) = error.downcast_ref::<LimitExceeded>() {
+        return GuestStop::Limit(exceeded.clone());
+    }
+    if error.downcast_ref::<CpuLimitExceeded>().is_some() {
+        return GuestStop::Limit(
+            limits.exceeded(Limit::CpuMs, "the guest ran past its CPU time".to_string()),
+        );
+    }
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => {
+            GuestStop::Limit(limits.exceeded(Limit::Fuel, "the guest ran out of fuel".to_string()))
+        }
+        // A refused memory.grow ends in a trap (Rust aborts on a failed
+        // allocation); report the limit, not the abort.
+        Some(_) if state.memory_refused().is_some() => {
+            let asked = state.memory_refused().unwrap_or(0);
+            GuestStop::Limit(limits.exceeded(
+                Limit::MemoryMb,
+                format!(
+                    "the guest asked for {:.1} MiB of linear memory",
+                    asked as f64 / f64::from(1 << 20)
+                ),
+            ))
+        }
+        Some(trap) => GuestStop::Trap {
+            message: format!("wasm trap: {trap}"),
+            backtrace: crate::util::head(&format!("{error:?}"), MAX_BACKTRACE_BYTES).to_string(),
+        },
+        None => GuestStop::Host {
+            message: format!("{error:#}"),
+        },
+    }
+}

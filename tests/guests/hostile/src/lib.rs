@@ -1,0 +1,301 @@
+//! Test fixture: actions and tools that try to hurt the host, escape the
+//! sandbox or exhaust it. Each reports what it managed to do as output, so a
+//! test can check that it managed nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use weir_sdk::{ActionError, Event, Result, Value, emit, emit_output, json};
+
+fn arg(event: &Event, name: &str) -> Result<Value> {
+    Ok(event.payload_value()?[name].clone())
+}
+
+fn text_arg(event: &Event, name: &str) -> Result<String> {
+    Ok(arg(event, name)?.as_str().unwrap_or_default().to_string())
+}
+
+/// Loops forever.
+fn spin(_: Event) -> Result<()> {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+/// Allocates 1 MiB blocks, touching each, until the allocator fails.
+fn memory_bomb(_: Event) -> Result<()> {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        block[4096] = 1;
+        blocks.push(std::hint::black_box(block));
+    }
+}
+
+#[inline(never)]
+fn descend(depth: u64, pad: [u64; 16]) -> u64 {
+    let pad = std::hint::black_box(pad);
+    if depth == u64::MAX {
+        return pad[0];
+    }
+    descend(depth + 1, pad) + pad[(depth % 16) as usize]
+}
+
+/// Recurses until the stack runs out.
+fn recurse(_: Event) -> Result<()> {
+    let n = descend(0, [1; 16]);
+    emit_output(&json!(n))?;
+    Ok(())
+}
+
+/// Executes `unreachable`.
+fn trap(_: Event) -> Result<()> {
+    std::process::abort()
+}
+
+/// Panics.
+fn panic(_: Event) -> Result<()> {
+    panic!("the hostile guest panicked")
+}
+
+/// Emits one payload of `mb` MiB.
+fn big_output(event: Event) -> Result<()> {
+    let mb = arg(&event, "mb")?.as_u64().unwrap_or(100) as usize;
+    let text = "x".repeat(mb << 20);
+    emit_output(&json!(text))?;
+    Ok(())
+}
+
+/// Emits events forever, ignoring every error.
+fn emit_storm(_: Event) -> Result<()> {
+    let mut i: u64 = 0;
+    loop {
+        let _ = emit("storm", &json!({ "i": i }));
+        i += 1;
+    }
+}
+
+/// Reads the file at `path`; outputs its length, or the error.
+fn read_file(event: Event) -> Result<()> {
+    let path = text_arg(&event, "path")?;
+    let outcome = match std::fs::read(&path) {
+        Ok(bytes) => {
+            json!({ "read": bytes.len(), "text": String::from_utf8_lossy(&bytes[..bytes.len().min(64)]) })
+        }
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    emit_output(&outcome)?;
+    Ok(())
+}
+
+/// Lists the directory at `path`.
+fn list_dir(event: Event) -> Result<()> {
+    let path = text_arg(&event, "path")?;
+    let outcome = match std::fs::read_dir(&path) {
+        Ok(entries) => {
+            json!({ "entries": entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>() })
+        }
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    emit_output(&outcome)?;
+    Ok(())
+}
+
+/// Writes `text` to the file at `path`.
+fn write_file(event: Event) -> Result<()> {
+    let path = text_arg(&event, "path")?;
+    let text = text_arg(&event, "text")?;
+    let outcome = match std::fs::write(&path, text) {
+        Ok(()) => json!({ "written": true }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    emit_output(&outcome)?;
+    Ok(())
+}
+
+/// Opens a TCP connection to `addr` and sends a line.
+fn connect(event: Event) -> Result<()> {
+    use std::io::Write;
+    let addr = text_arg(&event, "addr")?;
+    let outcome = match std::net::TcpStream::connect(&addr) {
+        Ok(mut stream) => {
+            let sent = stream.write_all(b"hello from the guest\n").is_ok();
+            json!({ "connected": true, "sent": sent })
+        }
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    emit_output(&outcome)?;
+    Ok(())
+}
+
+/// GETs `url`, following up to `follow` redirects itself; outputs the
+/// status and body, or fails with the HTTP error.
+fn http_get(event: Event) -> Result<()> {
+    let mut url = text_arg(&event, "url")?;
+    let mut follow = arg(&event, "follow")?.as_u64().unwrap_or(0);
+    loop {
+        let response = weir_sdk::http::get(&url)?;
+        let location = response
+            .headers
+            .iter()
+            .find(|(name, _)| name == "location")
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned());
+        match location {
+            Some(next) if (300..400).contains(&response.status) && follow > 0 => {
+                follow -= 1;
+                url = next;
+            }
+            _ => {
+                emit_output(&json!({ "status": response.status, "body": response.text() }))?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Outputs the environment variable `name` and how many variables it sees.
+fn env(event: Event) -> Result<()> {
+    let name = text_arg(&event, "name")?;
+    emit_output(&json!({
+        "value": std::env::var(&name).ok(),
+        "count": std::env::vars().count(),
+    }))?;
+    Ok(())
+}
+
+/// Asks the chat model `model`.
+fn ask(event: Event) -> Result<()> {
+    use weir_sdk::model::{self, Message};
+    let name = text_arg(&event, "model")?;
+    let reply = model::chat(&name, vec![Message::user("hello")]).send()?;
+    emit_output(&json!({ "content": reply.message.content }))?;
+    Ok(())
+}
+
+/// Calls tool `tool` with `arguments`.
+fn use_tool(event: Event) -> Result<()> {
+    let name = text_arg(&event, "tool")?;
+    let result: Value = weir_sdk::tools::call(&name, &arg(&event, "arguments")?)?;
+    emit_output(&json!({ "result": result }))?;
+    Ok(())
+}
+
+/// Sleeps `ms` in a host call (WASI clocks), where epochs cannot stop it.
+fn sleep(event: Event) -> Result<()> {
+    let ms = arg(&event, "ms")?.as_u64().unwrap_or(0);
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    emit_output(&json!({ "slept": ms }))?;
+    Ok(())
+}
+
+/// Counts `n` iterations of a loop, then outputs the count.
+fn count(event: Event) -> Result<()> {
+    let n = arg(&event, "n")?.as_u64().unwrap_or(0);
+    let mut x: u64 = 0;
+    for _ in 0..n {
+        x = std::hint::black_box(x + 1);
+    }
+    emit_output(&json!({ "counted": x }))?;
+    Ok(())
+}
+
+static TASKS: AtomicU64 = AtomicU64::new(0);
+
+/// Outputs how many tasks this instance has run (1 in a fresh instance),
+/// then traps if asked to.
+fn instance_tasks(event: Event) -> Result<()> {
+    let n = TASKS.fetch_add(1, Ordering::SeqCst) + 1;
+    if arg(&event, "trap")?.as_bool() == Some(true) {
+        std::process::abort();
+    }
+    emit_output(&json!({ "key": event.key, "tasks": n }))?;
+    Ok(())
+}
+
+/// Emits the payload unchanged as output.
+fn echo(event: Event) -> Result<()> {
+    emit_output(&event.payload_value()?)?;
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct NestArgs {
+    levels: u32,
+}
+
+/// Tool: calls itself `levels` more times; returns the depth reached.
+fn nest(args: NestArgs) -> Result<Value> {
+    if args.levels == 0 {
+        return Ok(json!({ "levels_left": 0 }));
+    }
+    let inner: Value = weir_sdk::tools::call("nest", &json!({ "levels": args.levels - 1 }))?;
+    Ok(json!({ "inner": inner }))
+}
+
+/// Tool: spins forever.
+fn slow(_: Value) -> Result<Value> {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+        if x == u64::MAX {
+            return Err(ActionError::new("never", "unreachable"));
+        }
+    }
+}
+
+/// Tool: GETs `url` (the tool's component may be granted hosts).
+fn fetch(args: Value) -> Result<Value> {
+    let url = args["url"].as_str().unwrap_or_default();
+    let response = weir_sdk::http::get(url)?;
+    Ok(json!({ "status": response.status, "body": response.text() }))
+}
+
+weir_sdk::skill! {
+    actions {
+        /// Loops forever.
+        "spin" => spin,
+        /// Allocates until refused.
+        "memory-bomb" => memory_bomb,
+        /// Recurses until the stack overflows.
+        "recurse" => recurse,
+        /// Traps.
+        "trap" => trap,
+        /// Panics.
+        "panic" => panic,
+        /// Emits one huge payload.
+        "big-output" => big_output,
+        /// Emits forever.
+        "emit-storm" => emit_storm,
+        /// Reads a file.
+        "read-file" => read_file,
+        /// Lists a directory.
+        "list-dir" => list_dir,
+        /// Writes a file.
+        "write-file" => write_file,
+        /// Opens a TCP connection.
+        "connect" => connect,
+        /// Sends an HTTP GET.
+        "http-get" => http_get,
+        /// Reads an environment variable.
+        "env" => env,
+        /// Calls a chat model.
+        "ask" => ask,
+        /// Calls a tool.
+        "use-tool" => use_tool,
+        /// Sleeps in a host call.
+        "sleep" => sleep,
+        /// Burns a known amount of CPU.
+        "count" => count,
+        /// Counts the tasks its instance ran.
+        "instance-tasks" => instance_tasks,
+        /// Echoes its payload.
+        "echo" => echo,
+    }
+    tools {
+        /// Calls itself.
+        "nest" (r#"{"type": "object", "properties": {"levels": {"type": "integer"}}, "required": ["levels"]}"#) => nest,
+        /// Never returns.
+        "slow" (r#"{"type": "object"}"#) => slow,
+        /// Fetches a URL.
+        "fetch" (r#"{"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}"#) => fetch,
+    }
+}

@@ -1,0 +1,674 @@
+//! The hostile-guest suite: real components that attack the sandbox. For
+//! each attack, the task fails with the right error, other keys' events in
+//! the same run all complete with correct output, the host stays within its
+//! memory, and nothing arrives where it must not.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use support::*;
+use weir::event::types;
+use weir::{
+    ActionBuilder, Agent, AgentBuilder, AgentPlan, Event, Isolation, LimitSettings, ReuseScope,
+    RunSummary, Runtime, Sandbox, SandboxConfig,
+};
+
+/// Keys of well-behaved events run beside every attack.
+const BYSTANDERS: usize = 20;
+
+/// An agent with the hostile component, `echo` on input events, and the
+/// attacking action on `attack` events.
+fn hostile(attack: ActionBuilder) -> AgentBuilder {
+    Agent::builder("hostile")
+        .component("h", component("guest_hostile.wasm"))
+        .action(ActionBuilder::new("echo", "h").listen(types::INPUT))
+        .action(attack.listen("attack"))
+}
+
+/// Runs the attack (key `evil`) among bystander events, checks every
+/// bystander's output and the host's memory, and returns the evil key's
+/// events and the summary.
+async fn attack(plan: AgentPlan, payload: Value) -> (Vec<Event>, RunSummary) {
+    let mut events = vec![Event::input("evil", payload).with_type("attack")];
+    events.extend((0..BYSTANDERS).map(|i| Event::input(format!("k{i}"), json!({ "n": i }))));
+    let (outputs, summary) = run(plan, events).await;
+    for i in 0..BYSTANDERS {
+        let mine: Vec<&Event> = outputs
+            .iter()
+            .filter(|e| e.key == format!("k{i}"))
+            .collect();
+        assert_eq!(mine.len(), 1, "bystander k{i}: {mine:?}");
+        assert_eq!(mine[0].event_type, types::OUTPUT);
+        assert_eq!(mine[0].payload, json!({ "n": i }));
+    }
+    assert_host_memory_bounded();
+    let evil = outputs.into_iter().filter(|e| e.key == "evil").collect();
+    (evil, summary)
+}
+
+/// The test process's resident memory stays well under what the attacks
+/// ask for in all (several GiB).
+fn assert_host_memory_bounded() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(rss_kib < 1536 << 10, "host RSS {} MiB", rss_kib >> 10);
+}
+
+fn the_error(events: &[Event]) -> &Value {
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].event_type, types::ERROR, "{events:#?}");
+    &events[0].payload
+}
+
+fn assert_limit(events: &[Event], limit: &str, value: u64) {
+    let error = the_error(events);
+    assert_eq!(error["error"], "limit", "{error}");
+    assert_eq!(error["limit"], limit, "{error}");
+    assert_eq!(error["value"], value, "{error}");
+    assert_eq!(error["action"], "attack", "{error}");
+    assert_eq!(error["key"], "evil", "{error}");
+}
+
+fn limits(f: impl FnOnce(&mut LimitSettings)) -> LimitSettings {
+    let mut settings = LimitSettings::default();
+    f(&mut settings);
+    settings
+}
+
+/// A TCP server on loopback that records every connection and byte.
+struct Recorder {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let (c, b) = (connections.clone(), bytes.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                c.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    b.fetch_add(n, Ordering::SeqCst);
+                }
+            }
+        });
+        Recorder {
+            port,
+            connections,
+            bytes,
+        }
+    }
+
+    fn assert_untouched(&self) {
+        assert_eq!(
+            self.connections.load(Ordering::SeqCst),
+            0,
+            "a connection arrived"
+        );
+        assert_eq!(self.bytes.load(Ordering::SeqCst), 0, "bytes arrived");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_is_stopped_by_its_cpu_limit() {
+    let action = ActionBuilder::new("attack", "h")
+        .export("spin")
+        .limits(limits(|l| l.cpu_ms = Some(200)));
+    let plan = self::plan(&hostile(action).build()).await;
+    let (evil, summary) = attack(plan, json!({})).await;
+    assert_limit(&evil, "cpu_ms", 200);
+    assert_eq!(summary.actions["attack"].limits["cpu_ms"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_is_refused_at_its_memory_limit() {
+    let action = ActionBuilder::new("attack", "h")
+        .export("memory-bomb")
+        .limits(limits(|l| l.memory_mb = Some(64)));
+    let plan = self::plan(&hostile(action).build()).await;
+    let (evil, _) = attack(plan, json!({})).await;
+    assert_limit(&evil, "memory_mb", 64);
+    let message = evil[0].payload["message"].as_str().unwrap();
+    assert!(message.contains("MiB of linear memory"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_traps_on_stack_overflow() {
+    let action = ActionBuilder::new("attack", "h").export("recurse");
+    let plan = self::plan(&hostile(action).build()).await;
+    let (evil, _) = attack(plan, json!({})).await;
+    let error = the_error(&evil);
+    assert_eq!(error["error"], "trap", "{error}");
+    // Rust's stack lives in linear memory: it runs out there first, or the
+    // engine's call stack does.
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("out of bounds memory access") || message.contains("call stack exhausted"),
+        "{error}"
+    );
+    assert!(
+        error["backtrace"].as_str().unwrap().contains("descend"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_and_panics_fail_only_their_task() {
+    for (export, expect) in [
+        ("trap", "unreachable"),
+        ("panic", "the hostile guest panicked"),
+    ] {
+        let action = ActionBuilder::new("attack", "h").export(export);
+        let plan = self::plan(&hostile(action).build()).await;
+        let (evil, _) = attack(plan, json!({})).await;
+        let error = the_error(&evil);
+        assert_eq!(error["error"], "trap", "{error}");
+        let said = format!("{} {}", error["message"], error["stderr"]);
+        assert!(said.contains(expect), "{export}: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_payload_is_refused_in_and_out() {
+    // In: an input event of 100 MB never reaches the guest.
+    let action = ActionBuilder::new("attack", "h").export("echo");
+    let plan = self::plan(&hostile(action).build()).await;
+    let huge = "x".repeat(100 << 20);
+    let (evil, summary) = attack(plan, json!({ "text": huge })).await;
+    assert_limit(&evil, "max_payload_bytes", 16 << 20);
+    assert_eq!(
+        summary.host_calls, BYSTANDERS as u64,
+        "the attack ran no guest code"
+    );
+
+    // Out: a guest that builds 100 MiB and emits it is stopped at the host.
+    let action = ActionBuilder::new("attack", "h")
+        .export("big-output")
+        .limits(limits(|l| l.memory_mb = Some(512)));
+    let plan = self::plan(&hostile(action).build()).await;
+    let (evil, _) = attack(plan, json!({ "mb": 100 })).await;
+    assert_limit(&evil, "max_output_bytes", 16 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_storm_is_stopped_at_max_emits() {
+    let action = ActionBuilder::new("attack", "h")
+        .export("emit-storm")
+        .limits(limits(|l| l.max_emits = Some(100)));
+    let plan = self::plan(&hostile(action).build()).await;
+    let (evil, summary) = attack(plan, json!({})).await;
+    // Nothing it emitted leaves the task: only the error.
+    assert_limit(&evil, "max_emits", 100);
+    assert_eq!(summary.unrouted.get("storm"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_filesystem_is_invisible_without_a_grant() {
+    for path in ["/etc/passwd", ".", "/", "Cargo.toml"] {
+        let action = ActionBuilder::new("attack", "h").export("read-file");
+        let plan = self::plan(&hostile(action).build()).await;
+        let (evil, _) = attack(plan, json!({ "path": path })).await;
+        assert_eq!(evil.len(), 1);
+        assert!(
+            evil[0].payload["error"].is_string(),
+            "{path}: {:?}",
+            evil[0].payload
+        );
+        let action = ActionBuilder::new("attack", "h").export("list-dir");
+        let plan = self::plan(&hostile(action).build()).await;
+        let (evil, _) = attack(plan, json!({ "path": path })).await;
+        assert!(
+            evil[0].payload["error"].is_string(),
+            "{path}: {:?}",
+            evil[0].payload
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_dirs_are_confined_and_read_only_unless_writable() {
+    let input = tempfile::tempdir().unwrap();
+    std::fs::write(input.path().join("in.txt"), "granted text").unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    let output = parent.path().join("out");
+    std::fs::create_dir(&output).unwrap();
+    let agent = |export: &str| {
+        hostile(
+            ActionBuilder::new("attack", "h")
+                .export(export)
+                .dir(input.path(), "/data", false)
+                .dir(&output, "/out", true),
+        )
+        .build()
+    };
+    let read = plan(&agent("read-file")).await;
+    let (evil, _) = attack(read, json!({ "path": "/data/in.txt" })).await;
+    assert_eq!(evil[0].payload["text"], "granted text");
+
+    for (path, why) in [
+        ("/data/new.txt", "read-only dir"),
+        ("/out/../escape.txt", "outside the granted dir"),
+        ("/out/../../escape.txt", "outside the granted dir"),
+        ("/tmp/escape.txt", "not granted"),
+    ] {
+        let write = plan(&agent("write-file")).await;
+        let (evil, _) = attack(write, json!({ "path": path, "text": "x" })).await;
+        assert!(
+            evil[0].payload["error"].is_string(),
+            "{path} ({why}): {:?}",
+            evil[0].payload
+        );
+    }
+    assert!(!input.path().join("new.txt").exists());
+    assert!(!parent.path().join("escape.txt").exists());
+
+    let write = plan(&agent("write-file")).await;
+    let (evil, _) = attack(write, json!({ "path": "/out/ok.txt", "text": "kept" })).await;
+    assert_eq!(evil[0].payload["written"], true);
+    assert_eq!(
+        std::fs::read_to_string(output.join("ok.txt")).unwrap(),
+        "kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_and_ungranted_http_reach_nothing() {
+    let recorder = Recorder::start();
+    let addr = format!("127.0.0.1:{}", recorder.port);
+
+    let action = ActionBuilder::new("attack", "h").export("connect");
+    let plan_ = plan(&hostile(action).build()).await;
+    let (evil, _) = attack(plan_, json!({ "addr": addr })).await;
+    assert!(
+        evil[0].payload["error"].is_string(),
+        "{:?}",
+        evil[0].payload
+    );
+
+    // wasi:http to a host not on the list (another loopback port is granted).
+    let action = ActionBuilder::new("attack", "h")
+        .export("http-get")
+        .http(format!(
+            "http://127.0.0.1:{}",
+            recorder.port.wrapping_add(1)
+        ));
+    let plan_ = plan(&hostile(action).build()).await;
+    let (evil, summary) = attack(plan_, json!({ "url": format!("http://{addr}/steal") })).await;
+    let error = the_error(&evil);
+    assert_eq!(error["error"], "denied", "{error}");
+    assert_eq!(error["capability"], "http", "{error}");
+    assert_eq!(
+        error["target"],
+        format!("http://127.0.0.1:{}", recorder.port)
+    );
+    assert_eq!(summary.actions["attack"].denials["http"], 1);
+    recorder.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_http_works_and_redirects_off_the_list_are_refused() {
+    use axum::response::Redirect;
+    use axum::routing::get;
+    let recorder = Recorder::start();
+    let elsewhere = format!("http://127.0.0.1:{}/steal", recorder.port);
+    let app = axum::Router::new()
+        .route("/hello", get(|| async { "hello, guest" }))
+        .route(
+            "/away",
+            get(move || async move { Redirect::temporary(&elsewhere) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let agent = hostile(
+        ActionBuilder::new("attack", "h")
+            .export("http-get")
+            .http(format!("http://127.0.0.1:{port}")),
+    )
+    .build();
+    let (evil, _) = attack(
+        plan(&agent).await,
+        json!({ "url": format!("http://127.0.0.1:{port}/hello") }),
+    )
+    .await;
+    assert_eq!(
+        evil[0].payload,
+        json!({ "status": 200, "body": "hello, guest" })
+    );
+
+    let (evil, _) = attack(
+        plan(&agent).await,
+        json!({ "url": format!("http://127.0.0.1:{port}/away"), "follow": 1 }),
+    )
+    .await;
+    let error = the_error(&evil);
+    assert_eq!(error["error"], "denied", "{error}");
+    recorder.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_granted_environment_variables_are_visible() {
+    let path = std::env::var("PATH").expect("PATH is set");
+    assert!(std::env::var("HOME").is_ok() || std::env::var("CARGO").is_ok());
+    let agent = hostile(ActionBuilder::new("attack", "h").export("env").env("PATH")).build();
+    let (evil, _) = attack(plan(&agent).await, json!({ "name": "PATH" })).await;
+    assert_eq!(evil[0].payload, json!({ "value": path, "count": 1 }));
+    for secret in ["HOME", "CARGO", "CARGO_MANIFEST_DIR"] {
+        let (evil, _) = attack(plan(&agent).await, json!({ "name": secret })).await;
+        assert_eq!(
+            evil[0].payload,
+            json!({ "value": null, "count": 1 }),
+            "{secret}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ungranted_models_and_tools_are_denied_and_reach_no_server() {
+    let recorder = Recorder::start();
+    let agent = |export: &str| {
+        hostile(ActionBuilder::new("attack", "h").export(export))
+            .resource(
+                "llm",
+                "chat-model-connection",
+                json!({ "provider": "openai", "base_url": format!("http://127.0.0.1:{}/v1", recorder.port) }),
+            )
+            .resource("gpt", "chat-model", json!({ "connection": "llm", "model": "m" }))
+            .build()
+    };
+    let (evil, summary) = attack(plan(&agent("ask")).await, json!({ "model": "gpt" })).await;
+    let error = the_error(&evil);
+    assert_eq!(error["error"], "denied", "{error}");
+    assert_eq!(error["capability"], "model");
+    assert_eq!(error["target"], "gpt");
+    assert_eq!(summary.actions["attack"].denials["model"], 1);
+
+    let (evil, _) = attack(
+        plan(&agent("use-tool")).await,
+        json!({ "tool": "fetch", "arguments": { "url": "http://127.0.0.1:1/" } }),
+    )
+    .await;
+    let error = the_error(&evil);
+    assert_eq!(error["error"], "denied", "{error}");
+    assert_eq!(error["capability"], "tool");
+    assert_eq!(error["target"], "fetch");
+    recorder.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_tool_is_cut_by_the_callers_wall_deadline() {
+    let agent = hostile(
+        ActionBuilder::new("attack", "h")
+            .export("use-tool")
+            .tool("slow")
+            .limits(limits(|l| l.timeout_ms = Some(500))),
+    )
+    .build();
+    let (evil, _) = attack(
+        plan(&agent).await,
+        json!({ "tool": "slow", "arguments": {} }),
+    )
+    .await;
+    assert_limit(&evil, "timeout_ms", 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_in_a_host_call_is_cut_by_the_wall_deadline() {
+    let action = ActionBuilder::new("attack", "h")
+        .export("sleep")
+        .limits(limits(|l| l.timeout_ms = Some(300)));
+    let plan = self::plan(&hostile(action).build()).await;
+    let (evil, _) = attack(plan, json!({ "ms": 30_000 })).await;
+    assert_limit(&evil, "timeout_ms", 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_nest_only_to_max_tool_depth() {
+    let agent = hostile(
+        ActionBuilder::new("attack", "h")
+            .export("use-tool")
+            .tool("nest"),
+    )
+    .component_grants(
+        "h",
+        weir::GrantSpec {
+            tools: vec!["nest".into()],
+            ..Default::default()
+        },
+        limits(|l| l.max_tool_depth = Some(3)),
+    )
+    .limits(limits(|l| l.max_tool_depth = Some(3)))
+    .build();
+    let plan = self::plan(&agent).await;
+    // Depth 3 is allowed: the action calls nest (1), which calls nest (2), (3).
+    let (evil, _) = attack(
+        plan,
+        json!({ "tool": "nest", "arguments": { "levels": 2 } }),
+    )
+    .await;
+    assert_eq!(
+        evil[0].payload["result"],
+        json!({ "inner": { "inner": { "levels_left": 0 } } })
+    );
+    let plan = self::plan(&agent).await;
+    let (evil, _) = attack(
+        plan,
+        json!({ "tool": "nest", "arguments": { "levels": 10 } }),
+    )
+    .await;
+    let error = the_error(&evil);
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("max_tool_depth"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_limits_count_instructions() {
+    let sandbox = Arc::new(
+        Sandbox::new(SandboxConfig {
+            fuel: true,
+            max_instances: 64,
+            cache_dir: None,
+            ..SandboxConfig::default()
+        })
+        .unwrap(),
+    );
+    let agent = hostile(
+        ActionBuilder::new("attack", "h")
+            .export("count")
+            .limits(limits(|l| l.fuel = Some(5_000_000))),
+    )
+    .build();
+    let plan_in = |agent: Agent| {
+        let sandbox = sandbox.clone();
+        async move { AgentPlan::from_agent_in(&agent, sandbox).await.unwrap() }
+    };
+    let (evil, _) = attack(plan_in(agent.clone()).await, json!({ "n": 1000 })).await;
+    assert_eq!(evil[0].payload["counted"], 1000);
+    let (evil, _) = attack(plan_in(agent.clone()).await, json!({ "n": 100_000_000 })).await;
+    assert_limit(&evil, "fuel", 5_000_000);
+
+    // The default sandbox does not meter fuel, and says so.
+    let err = AgentPlan::from_agent_in(&agent, sandbox_default())
+        .await
+        .expect_err("fuel needs a fuel-metering sandbox")
+        .to_string();
+    assert!(err.contains("does not meter fuel"), "{err}");
+}
+
+fn sandbox_default() -> Arc<Sandbox> {
+    support::sandbox()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_instances_serve_one_key_for_a_bounded_number_of_tasks() {
+    let agent = Agent::builder("warm")
+        .component("h", component("guest_hostile.wasm"))
+        .action(
+            ActionBuilder::new("count", "h")
+                .export("instance-tasks")
+                .listen(types::INPUT)
+                .isolation(Isolation::Reuse {
+                    scope: ReuseScope::Key,
+                    max_tasks: 3,
+                }),
+        )
+        .build();
+    let plan = self::plan(&agent).await;
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        events.push(Event::input("a", json!({})));
+        events.push(Event::input("b", json!({})));
+    }
+    // A trap drops the instance: the next task of `c` starts fresh.
+    events.push(Event::input("c", json!({})));
+    events.push(Event::input("c", json!({ "trap": true })));
+    events.push(Event::input("c", json!({})));
+    let (outputs, _) = run(plan, events).await;
+    let tasks = |key: &str| -> Vec<Value> {
+        outputs
+            .iter()
+            .filter(|e| e.key == key && e.event_type == types::OUTPUT)
+            .map(|e| e.payload["tasks"].clone())
+            .collect()
+    };
+    assert_eq!(tasks("a"), [1, 2, 3, 1, 2].map(|n| json!(n)));
+    assert_eq!(tasks("b"), [1, 2, 3, 1, 2].map(|n| json!(n)));
+    assert_eq!(tasks("c"), [json!(1), json!(1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_isolation_never_shares_an_instance() {
+    let agent = Agent::builder("fresh")
+        .component("h", component("guest_hostile.wasm"))
+        .action(
+            ActionBuilder::new("count", "h")
+                .export("instance-tasks")
+                .listen(types::INPUT),
+        )
+        .build();
+    let events = (0..10).map(|_| Event::input("a", json!({}))).collect();
+    let (outputs, _) = run(plan(&agent).await, events).await;
+    assert_eq!(outputs.len(), 10);
+    assert!(outputs.iter().all(|e| e.payload["tasks"] == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_grants_and_limits_are_checked_with_locations() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write(
+        dir.path(),
+        "agent.toml",
+        &format!(
+            r#"[agent]
+name = "bad-grants"
+
+[components.h]
+path = "{}"
+
+[actions.attack]
+component = "h"
+export = "http-get"
+listen = ["attack"]
+http = ["ftp://example.com"]
+dirs = [{{ host = "missing-dir", guest = "/data" }}]
+limits = {{ memory_mb = 999999 }}
+"#,
+            component("guest_hostile.wasm").display()
+        ),
+    );
+    let agent = Agent::from_manifest(&manifest).unwrap();
+    let err = AgentPlan::from_agent_in(&agent, sandbox())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("agent.toml:11:") && err.contains("actions.attack.http"),
+        "{err}"
+    );
+    assert!(err.contains("scheme must be http, https or *"), "{err}");
+    assert!(
+        err.contains("agent.toml:12:") && err.contains("missing-dir"),
+        "{err}"
+    );
+    assert!(
+        err.contains("agent.toml:13:") && err.contains("memory_mb = 999999"),
+        "{err}"
+    );
+
+    let bad_isolation = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("limits = { memory_mb = 999999 }", "isolation = \"warm\"");
+    let err = Agent::from_manifest_str(&manifest, &bad_isolation)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("agent.toml:13:") && err.contains("isolation"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_keeps_serving_after_every_attack_at_once() {
+    // All the attacks in one run, each on its own key, beside bystanders.
+    let mut builder = Agent::builder("everything")
+        .component("h", component("guest_hostile.wasm"))
+        .action(ActionBuilder::new("echo", "h").listen(types::INPUT));
+    let attacks = [
+        ("spin", json!({})),
+        ("memory-bomb", json!({})),
+        ("recurse", json!({})),
+        ("trap", json!({})),
+        ("panic", json!({})),
+        ("emit-storm", json!({})),
+        ("read-file", json!({ "path": "/etc/passwd" })),
+        ("connect", json!({ "addr": "127.0.0.1:9" })),
+    ];
+    for (export, _) in &attacks {
+        builder = builder.action(
+            ActionBuilder::new(format!("attack-{export}"), "h")
+                .export(*export)
+                .listen(format!("attack-{export}"))
+                .limits(limits(|l| {
+                    l.cpu_ms = Some(300);
+                    l.memory_mb = Some(64);
+                    l.max_emits = Some(50);
+                })),
+        );
+    }
+    let plan = self::plan(&builder.build()).await;
+    let mut events: Vec<Event> = attacks
+        .iter()
+        .map(|(export, payload)| {
+            Event::input(format!("evil-{export}"), payload.clone())
+                .with_type(format!("attack-{export}"))
+        })
+        .collect();
+    events.extend((0..200).map(|i| Event::input(format!("k{i}"), json!({ "n": i }))));
+    let runtime = Runtime::new(plan);
+    let (outputs, summary) = run_with(runtime, events).await;
+    let good = outputs
+        .iter()
+        .filter(|e| e.key.starts_with('k') && e.event_type == types::OUTPUT)
+        .count();
+    assert_eq!(good, 200);
+    assert_eq!(summary.actions["echo"].failures, 0);
+    assert_eq!(summary.failed_tasks, 6, "{summary}");
+    assert_host_memory_bounded();
+}
