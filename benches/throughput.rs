@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::event::types;
 use weir::sandbox::probe;
-use weir::{ActionBuilder, Agent, AgentPlan, Event, Runtime, Sandbox, SandboxConfig};
+use weir::{
+    ActionBuilder, Agent, AgentPlan, Event, Isolation, LimitSettings, ReuseScope, Runtime, Sandbox,
+    SandboxConfig,
+};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -167,6 +170,87 @@ async fn bench() -> anyhow::Result<()> {
             m.events_per_sec * m.tasks as f64 / n as f64,
             m.p50.as_secs_f64() * 1e3,
             m.p99.as_secs_f64() * 1e3
+        );
+    }
+    limits_cost(&dir, n, keys).await?;
+    Ok(())
+}
+
+/// The trivial agent with limits and epoch interruption on and off, fuel
+/// metering, and a reused instance, each in its own engine, interleaved over
+/// rounds in one run; prints the median events/s of each.
+async fn limits_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::Result<()> {
+    let rounds = env_usize("WEIR_BENCH_ROUNDS", 5);
+    let engine = |enforce_limits: bool, fuel: bool| -> anyhow::Result<Arc<Sandbox>> {
+        Ok(Arc::new(Sandbox::new(SandboxConfig {
+            enforce_limits,
+            fuel,
+            cache_dir: None,
+            ..SandboxConfig::default()
+        })?))
+    };
+    let echo = || ActionBuilder::new("echo", "m").listen(types::INPUT);
+    let agent = |action: ActionBuilder| {
+        Agent::builder("trivial")
+            .component("m", dir.join("guest_misbehave.wasm"))
+            .action(action)
+            .build()
+    };
+    let fuel = LimitSettings {
+        fuel: Some(10_000_000),
+        ..LimitSettings::default()
+    };
+    let reuse = Isolation::Reuse {
+        scope: ReuseScope::Any,
+        max_tasks: 10_000,
+    };
+    let variants = [
+        (
+            "limits on (default: memory limiter, epoch CPU budget, caps)",
+            engine(true, false)?,
+            agent(echo()),
+        ),
+        (
+            "limits off (no limiter, no epoch interruption)",
+            engine(false, false)?,
+            agent(echo()),
+        ),
+        (
+            "limits on + fuel metering",
+            engine(true, true)?,
+            agent(echo().limits(fuel)),
+        ),
+        (
+            "limits on, reused instance (`reuse = \"any\"`)",
+            engine(true, false)?,
+            agent(echo().isolation(reuse)),
+        ),
+    ];
+    let mut plans = Vec::new();
+    for (name, sandbox, agent) in variants {
+        let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox).await?);
+        pipeline(plan.clone(), n.min(5_000), keys).await; // warm up
+        plans.push((name, plan, Vec::new()));
+    }
+    for _ in 0..rounds {
+        for (_, plan, rates) in plans.iter_mut() {
+            rates.push(pipeline(plan.clone(), n, keys).await.events_per_sec);
+        }
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let base = median(&mut plans[1].2.clone());
+    println!(
+        "\n| trivial agent, {n} events, {keys} keys, median of {rounds} interleaved rounds | events/s | vs limits off |"
+    );
+    println!("|---|---|---|");
+    for (name, _, rates) in plans.iter_mut() {
+        let rate = median(rates);
+        println!(
+            "| {name} | {rate:.0} | {:+.1}% |",
+            (rate / base - 1.0) * 100.0
         );
     }
     Ok(())

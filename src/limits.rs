@@ -26,7 +26,7 @@ pub struct LimitSettings {
     pub max_emits: Option<usize>,
     /// Largest event payload (JSON bytes) a task is given.
     pub max_payload_bytes: Option<usize>,
-    /// Bytes of payload one task may emit, all events together.
+    /// Bytes one task may emit and write to memory, all together.
     pub max_output_bytes: Option<usize>,
     /// How deep tool calls may nest (an action calling a tool is depth 1).
     pub max_tool_depth: Option<u32>,
@@ -79,7 +79,7 @@ pub struct Limits {
     pub max_emits: usize,
     /// Largest payload a task is given, in bytes (default 16 MiB).
     pub max_payload_bytes: usize,
-    /// Bytes one task may emit in all (default 16 MiB).
+    /// Bytes one task may emit and write to memory in all (default 16 MiB).
     pub max_output_bytes: usize,
     /// Deepest nesting of tool calls (default 4).
     pub max_tool_depth: u32,

@@ -218,6 +218,24 @@ async fn an_emit_storm_is_stopped_at_max_emits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_flood_is_stopped_and_leaves_memory_untouched() {
+    let action = ActionBuilder::new("attack", "h")
+        .export("memory-flood")
+        .limits(limits(|l| l.max_output_bytes = Some(8 << 20)));
+    let plan = self::plan(&hostile(action).build()).await;
+    let runtime = Runtime::new(plan);
+    let (outputs, memory) = run_keeping_memory(
+        runtime,
+        vec![Event::input("evil", json!({})).with_type("attack")],
+    )
+    .await;
+    assert_limit(&outputs, "max_output_bytes", 8 << 20);
+    // The failed task's writes were undone: the key keeps no memory.
+    assert_eq!(memory.get("evil"), None);
+    assert_host_memory_bounded();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_filesystem_is_invisible_without_a_grant() {
     for path in ["/etc/passwd", ".", "/", "Cargo.toml"] {
         let action = ActionBuilder::new("attack", "h").export("read-file");

@@ -48,14 +48,7 @@ impl Task {
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>();
-        if self.emitted_bytes + size > limits.max_output_bytes {
-            let detail = format!(
-                "emitting a `{event_type}` event of {size} bytes after {} bytes",
-                self.emitted_bytes
-            );
-            return Err(self.exceed(Limit::MaxOutputBytes, detail));
-        }
-        self.emitted_bytes += size;
+        self.charge_output(size, || format!("emitting a `{event_type}` event"))?;
         let id = crate::event::derived_id(
             &self.input.event_id,
             &self.input.action_name,
@@ -80,14 +73,11 @@ impl Host for TaskState {
     ) -> wasmtime::Result<Result<String, HostError>> {
         let result = self.task.call(EMIT, |task| {
             // Check the size before parsing: a huge payload is refused
-            // without the host building a second copy of it.
+            // without the host building a second copy of it (it is charged
+            // once, in `push_event`).
             let size = payload.len();
-            if task.emitted_bytes + size > task.input.limits.max_output_bytes {
-                let detail = format!(
-                    "emitting a `{event_type}` event of {size} bytes after {} bytes",
-                    task.emitted_bytes
-                );
-                return Err(task.exceed(Limit::MaxOutputBytes, detail));
+            if task.output_bytes + size > task.input.limits.max_output_bytes {
+                task.charge_output(size, || format!("emitting a `{event_type}` event"))?;
             }
             let value = serde_json::from_str(&payload).map_err(|e| {
                 HostError::Invalid(format!(

@@ -72,12 +72,18 @@ impl Host for TaskState {
         path: String,
         value: String,
     ) -> wasmtime::Result<Result<(), HostError>> {
-        Ok(self.task.call(SET, |task| {
+        let result = self.task.call(SET, |task| {
+            // Memory outlives the task: what a task may write is bounded
+            // with what it may emit.
+            task.charge_output(path.len() + value.len(), || {
+                format!("writing memory at `{path}`")
+            })?;
             let value = serde_json::from_str(&value).map_err(|e| {
                 HostError::Invalid(format!("memory value for `{path}` is not JSON: {e}"))
             })?;
             task.write(scope, &path, value)
-        }))
+        });
+        self.task.stop_on_limit(result)
     }
 
     async fn remove(

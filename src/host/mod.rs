@@ -291,7 +291,8 @@ pub(crate) struct Task {
     pub input: TaskInput,
     pub undo: Vec<(bindings::weir::agent::memory::Scope, Undo)>,
     pub emitted: Vec<Emitted>,
-    pub emitted_bytes: usize,
+    /// Bytes emitted and written to memory so far.
+    pub output_bytes: usize,
     pub host_calls: u64,
     /// The limit that stopped the task, if one did.
     pub violation: Option<LimitExceeded>,
@@ -414,7 +415,7 @@ impl Task {
             input,
             undo: Vec::new(),
             emitted: Vec::new(),
-            emitted_bytes: 0,
+            output_bytes: 0,
             host_calls: 0,
             violation: None,
             denials: Vec::new(),
@@ -470,6 +471,25 @@ impl Task {
         let message = exceeded.to_string();
         self.violation.get_or_insert(exceeded);
         HostError::Limit(message)
+    }
+
+    /// Counts `size` bytes a task emits or writes to memory against its
+    /// `max_output_bytes`; `what` describes the write for the error.
+    pub(crate) fn charge_output(
+        &mut self,
+        size: usize,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), HostError> {
+        if self.output_bytes + size > self.input.limits.max_output_bytes {
+            let detail = format!(
+                "{} of {size} bytes after {} bytes",
+                what(),
+                self.output_bytes
+            );
+            return Err(self.exceed(crate::limits::Limit::MaxOutputBytes, detail));
+        }
+        self.output_bytes += size;
+        Ok(())
     }
 
     /// Turns a limit reached during a guest's host call into a trap, so the

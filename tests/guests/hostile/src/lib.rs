@@ -74,6 +74,16 @@ fn emit_storm(_: Event) -> Result<()> {
     }
 }
 
+/// Writes 1 MiB values to short-term memory forever, ignoring errors.
+fn memory_flood(_: Event) -> Result<()> {
+    let block = "m".repeat(1 << 20);
+    let mut i: u64 = 0;
+    loop {
+        let _ = weir_sdk::memory::short_term().set(&format!("flood.{i}"), &block);
+        i += 1;
+    }
+}
+
 /// Reads the file at `path`; outputs its length, or the error.
 fn read_file(event: Event) -> Result<()> {
     let path = text_arg(&event, "path")?;
@@ -265,6 +275,8 @@ weir_sdk::skill! {
         "big-output" => big_output,
         /// Emits forever.
         "emit-storm" => emit_storm,
+        /// Floods short-term memory.
+        "memory-flood" => memory_flood,
         /// Reads a file.
         "read-file" => read_file,
         /// Lists a directory.
