@@ -228,29 +228,38 @@ async fn limits_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::Re
     ];
     let mut plans = Vec::new();
     for (name, sandbox, agent) in variants {
+        let component = sandbox
+            .load_component(&dir.join("guest_misbehave.wasm"))
+            .await?;
         let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox).await?);
         pipeline(plan.clone(), n.min(5_000), keys).await; // warm up
-        plans.push((name, plan, Vec::new()));
+        plans.push((name, plan, component, Vec::new(), Vec::new()));
     }
     for _ in 0..rounds {
-        for (_, plan, rates) in plans.iter_mut() {
+        for (_, plan, component, rates, task_micros) in plans.iter_mut() {
             rates.push(pipeline(plan.clone(), n, keys).await.events_per_sec);
+            let tasks = 20_000;
+            let took = probe::fresh_tasks(component, "echo", tasks).await?;
+            task_micros.push(micros(took, tasks));
         }
     }
     let median = |rates: &mut Vec<f64>| {
         rates.sort_by(f64::total_cmp);
         rates[rates.len() / 2]
     };
-    let base = median(&mut plans[1].2.clone());
+    let base = median(&mut plans[1].3.clone());
+    let base_task = median(&mut plans[1].4.clone());
     println!(
-        "\n| trivial agent, {n} events, {keys} keys, median of {rounds} interleaved rounds | events/s | vs limits off |"
+        "\n| trivial agent, {n} events, {keys} keys, median of {rounds} interleaved rounds | events/s | vs limits off | fresh task, one thread (us) | vs limits off |"
     );
-    println!("|---|---|---|");
-    for (name, _, rates) in plans.iter_mut() {
+    println!("|---|---|---|---|---|");
+    for (name, _, _, rates, task_micros) in plans.iter_mut() {
         let rate = median(rates);
+        let task = median(task_micros);
         println!(
-            "| {name} | {rate:.0} | {:+.1}% |",
-            (rate / base - 1.0) * 100.0
+            "| {name} | {rate:.0} | {:+.1}% | {task:.1} | {:+.1}% |",
+            (rate / base - 1.0) * 100.0,
+            (task / base_task - 1.0) * 100.0
         );
     }
     Ok(())
