@@ -36,6 +36,7 @@ pub mod plan;
 pub mod resources;
 pub mod runtime;
 pub mod sandbox;
+pub mod skill;
 pub mod tools;
 mod util;
 

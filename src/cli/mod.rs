@@ -1,5 +1,7 @@
 //! The `weir` command line: thin commands over the library API.
 
+mod skill;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -26,6 +28,9 @@ enum Command {
     },
     /// Run an agent over JSON-lines input events.
     Run(RunArgs),
+    /// Package, install and inspect skills.
+    #[command(subcommand)]
+    Skill(skill::SkillCommand),
 }
 
 #[derive(clap::Args)]
@@ -74,6 +79,7 @@ impl Cli {
                 Ok(std::process::ExitCode::SUCCESS)
             }
             Command::Run(args) => run(args).await,
+            Command::Skill(command) => command.run().await,
         }
     }
 }

@@ -1,0 +1,366 @@
+//! `weir skill ...`: package, install, list, inspect, verify and remove
+//! skills in the local store.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use weir::skill::archive;
+use weir::skill::oci::{self, Reference};
+use weir::skill::store::{self, InstalledSkill, SkillStore};
+
+#[derive(Subcommand)]
+pub enum SkillCommand {
+    /// Check a skill directory's SKILL.md (strictly, every violation with its place).
+    Validate {
+        /// The skill directory.
+        dir: PathBuf,
+    },
+    /// Pack a skill directory into one archive, and print its digest.
+    Pack {
+        /// The skill directory (with SKILL.md and weir-skill.toml).
+        dir: PathBuf,
+        /// The archive to write (default: NAME-VERSION.tar.gz here).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Publish a skill to an OCI registry (installing it locally first if it is a directory).
+    Push {
+        /// An installed skill (NAME or NAME@VERSION) or a skill package directory.
+        skill: String,
+        /// Where to: `registry/namespace/name:tag`.
+        reference: String,
+        /// The store.
+        #[arg(long, env = "WEIR_SKILLS_DIR")]
+        store: Option<PathBuf>,
+    },
+    /// Install a skill from an OCI registry, a directory, an archive file, or an https URL.
+    Install {
+        /// `registry/namespace/name:tag` or `...@sha256:<hex>`, a skill directory, a
+        /// `.tar.gz` archive, or an `https://` URL of one.
+        reference: String,
+        /// The archive's expected digest (`sha256:<hex>`); required for URLs.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// The store (default: `$WEIR_SKILLS_DIR`, else the user's data dir).
+        #[arg(long, env = "WEIR_SKILLS_DIR")]
+        store: Option<PathBuf>,
+    },
+    /// List installed skills.
+    List {
+        /// The store.
+        #[arg(long, env = "WEIR_SKILLS_DIR")]
+        store: Option<PathBuf>,
+    },
+    /// Show an installed skill: version, digest, source, requested permissions, files.
+    Inspect {
+        /// NAME or NAME@VERSION.
+        skill: String,
+        /// The store.
+        #[arg(long, env = "WEIR_SKILLS_DIR")]
+        store: Option<PathBuf>,
+    },
+    /// Re-check installed skills' digests and files (all, or one).
+    Verify {
+        /// NAME or NAME@VERSION; all installed skills if omitted.
+        skill: Option<String>,
+        /// The store.
+        #[arg(long, env = "WEIR_SKILLS_DIR")]
+        store: Option<PathBuf>,
+    },
+    /// Uninstall a skill (one version, or every version).
+    Remove {
+        /// NAME or NAME@VERSION.
+        skill: String,
+        /// The store.
+        #[arg(long, env = "WEIR_SKILLS_DIR")]
+        store: Option<PathBuf>,
+    },
+}
+
+fn open_store(store: Option<PathBuf>) -> SkillStore {
+    SkillStore::open(store.unwrap_or_else(SkillStore::default_root))
+}
+
+/// `NAME` or `NAME@VERSION`.
+fn split_ref(reference: &str) -> (&str, Option<&str>) {
+    match reference.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (reference, None),
+    }
+}
+
+impl SkillCommand {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            SkillCommand::Validate { dir } => validate(&dir),
+            SkillCommand::Pack { dir, output } => pack(&dir, output),
+            SkillCommand::Install {
+                reference,
+                sha256,
+                store,
+            } => install(&open_store(store), &reference, sha256.as_deref()).await,
+            SkillCommand::Push {
+                skill,
+                reference,
+                store,
+            } => {
+                let store = open_store(store);
+                let reference = Reference::parse(&reference).map_err(anyhow::Error::msg)?;
+                let installed = if Path::new(&skill).is_dir() {
+                    store.install_dir(Path::new(&skill))?
+                } else {
+                    let (name, version) = split_ref(&skill);
+                    store.get(name, version)?
+                };
+                let digest = oci::push(&store, &installed, &reference).await?;
+                println!(
+                    "pushed {}@{} to {reference} (manifest {digest}, package {})",
+                    installed.name, installed.version, installed.digest
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            SkillCommand::List { store } => {
+                let skills = open_store(store).list()?;
+                if skills.is_empty() {
+                    eprintln!("no skills installed");
+                }
+                for s in skills {
+                    println!("{}@{}  {}  {}", s.name, s.version, s.digest, s.description);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            SkillCommand::Inspect { skill, store } => {
+                let (name, version) = split_ref(&skill);
+                let installed = open_store(store).get(name, version)?;
+                inspect(&installed)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            SkillCommand::Verify { skill, store } => {
+                let store = open_store(store);
+                let skills = match &skill {
+                    Some(reference) => {
+                        let (name, version) = split_ref(reference);
+                        vec![store.get(name, version)?]
+                    }
+                    None => store.list()?,
+                };
+                let mut failed = 0;
+                for s in &skills {
+                    match store.verify(s) {
+                        Ok(()) => println!("ok      {}@{} {}", s.name, s.version, s.digest),
+                        Err(e) => {
+                            failed += 1;
+                            println!("FAILED  {}@{}: {e}", s.name, s.version);
+                        }
+                    }
+                }
+                Ok(if failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            SkillCommand::Remove { skill, store } => {
+                let (name, version) = split_ref(&skill);
+                for s in open_store(store).remove(name, version)? {
+                    println!("removed {}@{}", s.name, s.version);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+fn validate(dir: &Path) -> anyhow::Result<ExitCode> {
+    let path = dir.join(weir::skill::package::SKILL_MD_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let folder = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    match weir::skill::skill_md::validate(&folder, &text) {
+        Ok(skill) => {
+            println!("{}: valid skill `{}`", path.display(), skill.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(violations) => {
+            for v in &violations {
+                eprintln!("{}", v.at(&path));
+            }
+            eprintln!("{} violation(s)", violations.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn pack(dir: &Path, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (manifest, _) = store::check_package(dir).map_err(|problems| {
+        anyhow::anyhow!(
+            "{} is not a valid skill package:\n{}",
+            dir.display(),
+            problems.join("\n")
+        )
+    })?;
+    let output = output.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "{}-{}.tar.gz",
+            manifest.skill.name, manifest.skill.version
+        ))
+    });
+    archive::pack(dir, &output)?;
+    let digest = store::digest_of(&output)?;
+    println!("{} {digest}", output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn install(
+    store: &SkillStore,
+    reference: &str,
+    sha256: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(expected) = sha256 {
+        anyhow::ensure!(
+            store::digest_hex(expected).is_some(),
+            "--sha256 must be `sha256:` and 64 lowercase hex digits, got `{expected}`"
+        );
+    }
+    let path = Path::new(reference);
+    let installed = if !path.exists()
+        && let Ok(oci_ref) = Reference::parse(reference)
+    {
+        let bar = progress_bar(&format!("pulling {oci_ref}"));
+        let report = |done: u64, total: Option<u64>| {
+            if let Some(bar) = &bar {
+                bar.set_length(total.unwrap_or(0));
+                bar.set_position(done);
+            }
+        };
+        let installed = oci::install(store, &oci_ref, &report).await?;
+        if let Some(bar) = bar {
+            bar.finish_with_message("pulled");
+        }
+        installed
+    } else if reference.starts_with("https://") || reference.starts_with("http://") {
+        let expected = sha256.ok_or_else(|| {
+            anyhow::anyhow!(
+                "installing from a URL needs the archive's digest: --sha256 sha256:<hex>"
+            )
+        })?;
+        let staging = store.temp_dir()?;
+        let file = staging.path().join("download.tar.gz");
+        download(reference, &file).await?;
+        store.install_archive(&file, Some(expected), reference)?
+    } else {
+        if path.is_dir() {
+            store.install_dir(path)?
+        } else if path.is_file() {
+            store.install_archive(path, sha256, reference)?
+        } else {
+            anyhow::bail!(
+                "`{reference}` is neither a skill directory, an archive, nor an https URL"
+            );
+        }
+    };
+    println!(
+        "installed {}@{} {}",
+        installed.name, installed.version, installed.digest
+    );
+    let requested = installed.requested.describe();
+    if !requested.is_empty() {
+        println!("it requests (grant these in the agent manifest):");
+        for line in requested {
+            println!("  {line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on a terminal; otherwise `message` as a plain line.
+fn progress_bar(message: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        eprintln!("{message}");
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(message.to_string());
+    Some(bar)
+}
+
+/// Downloads `url` to `file`, with a progress bar on a terminal and plain
+/// lines otherwise.
+async fn download(url: &str, file: &Path) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut response = reqwest::get(url)
+        .await
+        .with_context(|| format!("cannot fetch {url}"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url} answered {}",
+        response.status()
+    );
+    let total = response.content_length();
+    let limit = archive::ArchiveLimits::default().max_total_bytes;
+    if let Some(total) = total {
+        anyhow::ensure!(
+            total <= limit,
+            "{url} is {total} bytes, over the {limit} byte limit"
+        );
+    }
+    let bar = progress_bar(&format!("downloading {url}"));
+    if let (Some(bar), Some(total)) = (&bar, total) {
+        bar.set_length(total);
+    }
+    let mut out = tokio::fs::File::create(file).await?;
+    let mut received: u64 = 0;
+    while let Some(chunk) = response.chunk().await? {
+        received += chunk.len() as u64;
+        anyhow::ensure!(received <= limit, "{url} is over the {limit} byte limit");
+        out.write_all(&chunk).await?;
+        if let Some(bar) = &bar {
+            bar.set_position(received);
+        }
+    }
+    out.flush().await?;
+    match bar {
+        Some(bar) => bar.finish_with_message("downloaded"),
+        None => eprintln!("downloaded {received} bytes"),
+    }
+    Ok(())
+}
+
+fn inspect(skill: &InstalledSkill) -> anyhow::Result<()> {
+    println!("{}@{}", skill.name, skill.version);
+    println!("  {}", skill.description);
+    println!("  digest:  {}", skill.digest);
+    println!("  source:  {}", skill.source);
+    println!("  files:   {}", skill.dir.display());
+    let manifest = weir::skill::package::PackageManifest::read(&skill.dir)?;
+    for (name, c) in &manifest.components {
+        println!(
+            "  component {name}: {} (sha256 {}), actions: {}, tools: {}",
+            c.path,
+            c.sha256,
+            c.actions.join(", "),
+            c.tools.join(", ")
+        );
+    }
+    let requested = skill.requested.describe();
+    if requested.is_empty() {
+        println!("  requests no permissions");
+    }
+    for line in requested {
+        println!("  requests {line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Skills: installable packages of an Agent Skills `SKILL.md`, WebAssembly
+//! components and a weir manifest, kept in a content-addressed store.
+
+pub mod archive;
+pub mod oci;
+pub mod package;
+pub mod skill_md;
+pub mod store;

@@ -1,0 +1,413 @@
+//! Skill packages: pack, install into the content-addressed store from a
+//! directory, an archive, an https URL and a real OCI registry on loopback,
+//! verify, remove; and every bad input leaves nothing installed.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::registry::Registry;
+use support::*;
+use weir::skill::archive;
+use weir::skill::oci::{self, Reference};
+use weir::skill::package::sha256_file;
+use weir::skill::store::{SkillStore, StoreError, digest_of};
+
+const SKILL_MD: &str = "---
+name: greeter
+description: Greets visitors by name and counts their visits. Use when a visitor arrives.
+license: Apache-2.0
+metadata:
+  author: weir
+---
+# Greeter
+
+Emits a greeting with the visitor's name and how many times they came.
+";
+
+/// A valid package of the greeter skill in `parent/greeter`.
+fn greeter_package(parent: &Path) -> PathBuf {
+    let dir = parent.join("greeter");
+    std::fs::create_dir_all(dir.join("components")).unwrap();
+    std::fs::create_dir_all(dir.join("references")).unwrap();
+    let wasm = dir.join("components/skill_greeter.wasm");
+    std::fs::copy(component("skill_greeter.wasm"), &wasm).unwrap();
+    std::fs::write(dir.join("SKILL.md"), SKILL_MD).unwrap();
+    std::fs::write(dir.join("references/style.md"), "Be warm.\n").unwrap();
+    std::fs::write(
+        dir.join("weir-skill.toml"),
+        format!(
+            "[skill]\nname = \"greeter\"\nversion = \"0.1.0\"\n\n[components.greeter]\npath = \"components/skill_greeter.wasm\"\nsha256 = \"{}\"\nactions = [\"greet\"]\n\n[permissions]\nhttp = [\"https://api.example.com\"]\n",
+            sha256_file(&wasm).unwrap()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// Nothing of a failed install is left: no record, package, blob or temp dir.
+fn assert_empty(store: &SkillStore) {
+    assert!(store.list().unwrap().is_empty());
+    for sub in ["packages", "blobs/sha256", "installed"] {
+        let dir = store.root().join(sub);
+        let count = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(count, 0, "{} is not empty", dir.display());
+    }
+    let tmp = store.root().join("tmp");
+    let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "temp files left in {}", tmp.display());
+}
+
+#[test]
+fn a_directory_installs_verifies_and_removes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = greeter_package(tmp.path());
+    let store = SkillStore::open(tmp.path().join("store"));
+    let installed = store.install_dir(&dir).unwrap();
+    assert_eq!(
+        (installed.name.as_str(), installed.version.as_str()),
+        ("greeter", "0.1.0")
+    );
+    assert!(installed.description.starts_with("Greets visitors"));
+    assert_eq!(installed.requested.http, ["https://api.example.com"]);
+
+    // The digest is that of the deterministic archive of the directory.
+    let archive_path = tmp.path().join("greeter.tar.gz");
+    archive::pack(&dir, &archive_path).unwrap();
+    assert_eq!(installed.digest, digest_of(&archive_path).unwrap());
+    assert_eq!(
+        std::fs::read(installed.dir.join("references/style.md")).unwrap(),
+        b"Be warm.\n"
+    );
+    assert_eq!(store.get("greeter", None).unwrap(), installed);
+    store.verify(&installed).unwrap();
+
+    // Installing again (or the same archive) changes nothing.
+    let again = store
+        .install_archive(&archive_path, Some(&installed.digest), "again")
+        .unwrap();
+    assert_eq!(again.digest, installed.digest);
+    assert_eq!(store.list().unwrap().len(), 1);
+
+    let removed = store.remove("greeter", None).unwrap();
+    assert_eq!(removed.len(), 1);
+    assert!(!installed.dir.exists());
+    assert_empty(&store);
+}
+
+#[test]
+fn a_tampered_installed_component_fails_verification() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SkillStore::open(tmp.path().join("store"));
+    let installed = store.install_dir(&greeter_package(tmp.path())).unwrap();
+    let wasm = installed.dir.join("components/skill_greeter.wasm");
+    let mut bytes = std::fs::read(&wasm).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&wasm, bytes).unwrap();
+    let err = store.verify(&installed).unwrap_err().to_string();
+    assert!(err.contains("the file was changed"), "{err}");
+}
+
+#[test]
+fn bad_packages_are_refused_and_leave_nothing() {
+    type Spoil = fn(&Path);
+    let cases: [(&str, Spoil, &str); 5] = [
+        (
+            "component changed after packing",
+            |dir| {
+                std::fs::write(dir.join("components/skill_greeter.wasm"), b"\0asm tampered")
+                    .unwrap()
+            },
+            "the file was changed",
+        ),
+        (
+            "SKILL.md violations",
+            |dir| std::fs::write(dir.join("SKILL.md"), "---\nname: Greeter--x\n---\n").unwrap(),
+            "SKILL.md:2:7: name:",
+        ),
+        (
+            "a capability weir does not know",
+            |dir| {
+                let path = dir.join("weir-skill.toml");
+                let text = std::fs::read_to_string(&path).unwrap();
+                std::fs::write(
+                    path,
+                    text.replace("[permissions]", "[permissions]\nraw_sockets = true"),
+                )
+                .unwrap()
+            },
+            "unknown field `raw_sockets`",
+        ),
+        (
+            "a component path leaving the package",
+            |dir| {
+                let path = dir.join("weir-skill.toml");
+                let text = std::fs::read_to_string(&path).unwrap();
+                std::fs::write(
+                    path,
+                    text.replace("components/skill_greeter.wasm", "../../etc/passwd"),
+                )
+                .unwrap()
+            },
+            "must be a relative path inside the package",
+        ),
+        (
+            "no manifest",
+            |dir| std::fs::remove_file(dir.join("weir-skill.toml")).unwrap(),
+            "weir-skill.toml",
+        ),
+    ];
+    for (what, spoil, expect) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = greeter_package(tmp.path());
+        spoil(&dir);
+        let store = SkillStore::open(tmp.path().join("store"));
+        let err = store.install_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains(expect), "{what}: {err}");
+        assert_empty(&store);
+    }
+}
+
+#[test]
+fn a_digest_mismatch_installs_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive_path = tmp.path().join("greeter.tar.gz");
+    archive::pack(&greeter_package(tmp.path()), &archive_path).unwrap();
+    let store = SkillStore::open(tmp.path().join("store"));
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let err = store
+        .install_archive(&archive_path, Some(&wrong), "test")
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    assert_empty(&store);
+}
+
+#[test]
+fn concurrent_installs_of_one_package_are_safe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = greeter_package(tmp.path());
+    let store = SkillStore::open(tmp.path().join("store"));
+    let digests: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| store.install_dir(&dir).unwrap().digest))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(digests.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(store.list().unwrap().len(), 1);
+    store
+        .verify(&store.get("greeter", Some("0.1.0")).unwrap())
+        .unwrap();
+    assert_eq!(
+        std::fs::read_dir(store.root().join("packages"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skills_push_to_and_install_from_a_real_oci_registry() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let publisher = SkillStore::open(tmp.path().join("publisher"));
+    let installed = publisher.install_dir(&greeter_package(tmp.path())).unwrap();
+    let tag = Reference::parse(&format!("{}/skills/greeter:0.1.0", registry.host)).unwrap();
+    let manifest_digest = oci::push(&publisher, &installed, &tag).await.unwrap();
+
+    // By tag, into another store.
+    let user = SkillStore::open(tmp.path().join("user"));
+    let seen = std::sync::atomic::AtomicU64::new(0);
+    let progress =
+        |done: u64, _: Option<u64>| seen.store(done, std::sync::atomic::Ordering::SeqCst);
+    let pulled = oci::install(&user, &tag, &progress).await.unwrap();
+    assert_eq!(pulled.digest, installed.digest);
+    assert_eq!(pulled.source, tag.to_string());
+    assert!(seen.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    user.verify(&pulled).unwrap();
+
+    // By manifest digest; a wrong digest is refused and installs nothing.
+    let by_digest = Reference::parse(&format!(
+        "{}/skills/greeter@{manifest_digest}",
+        registry.host
+    ))
+    .unwrap();
+    let other = SkillStore::open(tmp.path().join("other"));
+    assert_eq!(
+        oci::install(&other, &by_digest, &|_, _| {})
+            .await
+            .unwrap()
+            .digest,
+        installed.digest
+    );
+    let wrong = Reference::parse(&format!(
+        "{}/skills/greeter@sha256:{}",
+        registry.host,
+        "1".repeat(64)
+    ))
+    .unwrap();
+    let empty = SkillStore::open(tmp.path().join("empty"));
+    let err = oci::install(&empty, &wrong, &|_, _| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("404") || err.contains("mismatch"), "{err}");
+    let missing = Reference::parse(&format!("{}/skills/greeter:9.9.9", registry.host)).unwrap();
+    let err = oci::install(&empty, &missing, &|_, _| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("404") && err.contains("no such repository, tag or digest"),
+        "{err}"
+    );
+    assert_empty(&empty);
+
+    // The registry holds a standard OCI manifest with the wasm media types.
+    let manifest: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v2/skills/greeter/manifests/0.1.0",
+            registry.host
+        ))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(manifest["artifactType"], oci::ARTIFACT_TYPE);
+    assert_eq!(manifest["config"]["mediaType"], oci::CONFIG_MEDIA_TYPE);
+    assert_eq!(manifest["layers"][0]["digest"], installed.digest.as_str());
+    assert_eq!(manifest["layers"][1]["mediaType"], oci::WASM_MEDIA_TYPE);
+
+    // A registry that is down: a clear error, nothing installed.
+    drop(registry);
+    let err = oci::install(&empty, &tag, &|_, _| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot reach the registry"), "{err}");
+    assert_empty(&empty);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_installs_from_an_https_style_url_only_with_the_right_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive_path = tmp.path().join("greeter.tar.gz");
+    archive::pack(&greeter_package(tmp.path()), &archive_path).unwrap();
+    let digest = digest_of(&archive_path).unwrap();
+    let bytes = std::fs::read(&archive_path).unwrap();
+    let app = axum::Router::new().route(
+        "/greeter.tar.gz",
+        axum::routing::get(move || async move { bytes.clone() }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/greeter.tar.gz", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let store = tmp.path().join("store");
+    let weir = |args: &[&str]| {
+        let url = url.clone();
+        let store = store.clone();
+        let args: Vec<String> = args.iter().map(|a| a.replace("URL", &url)).collect();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_weir"))
+                    .args(&args)
+                    .env("WEIR_SKILLS_DIR", &store)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let wrong = format!("sha256:{}", "2".repeat(64));
+    let out = weir(&["skill", "install", "URL", "--sha256", &wrong]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("digest mismatch"),
+        "{out:?}"
+    );
+    let out = weir(&["skill", "install", "URL"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs the archive's digest"),
+        "{out:?}"
+    );
+
+    let out = weir(&["skill", "install", "URL", "--sha256", &digest]).await;
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("installed greeter@0.1.0 {digest}")),
+        "{said}"
+    );
+    assert!(
+        said.contains("outbound HTTP: https://api.example.com"),
+        "{said}"
+    );
+    // Not a terminal: plain progress lines.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("downloaded"),
+        "{out:?}"
+    );
+
+    let out = weir(&["skill", "list"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("greeter@0.1.0  {digest}")));
+    let out = weir(&["skill", "verify"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let out = weir(&["skill", "remove", "greeter@0.1.0"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let out = weir(&["skill", "inspect", "greeter"]).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no skill `greeter` is installed"));
+}
+
+#[test]
+fn the_cli_pushes_a_directory_and_installs_it_by_reference() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = greeter_package(tmp.path());
+    let reference = format!("{}/acme/greeter:0.1.0", registry.host);
+    let weir = |store: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .env("WEIR_SKILLS_DIR", tmp.path().join(store))
+            .output()
+            .unwrap()
+    };
+    let out = weir(
+        "publisher",
+        &["skill", "push", dir.to_str().unwrap(), &reference],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pushed greeter@0.1.0"));
+    let out = weir("user", &["skill", "install", &reference]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("pulling {reference}")));
+    let out = weir("user", &["skill", "inspect", "greeter@0.1.0"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("source:  {reference}")), "{said}");
+    assert!(
+        said.contains("component greeter: components/skill_greeter.wasm"),
+        "{said}"
+    );
+    assert!(
+        said.contains("requests outbound HTTP: https://api.example.com"),
+        "{said}"
+    );
+    let out = weir(
+        "user",
+        &[
+            "skill",
+            "install",
+            &format!("{}/acme/nothing:1.0.0", registry.host),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404"),
+        "{out:?}"
+    );
+}
