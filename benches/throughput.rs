@@ -226,6 +226,7 @@ async fn limits_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::Re
             agent(echo().isolation(reuse)),
         ),
     ];
+    let order: Vec<&str> = variants.iter().map(|(name, ..)| *name).collect();
     let mut plans = Vec::new();
     for (name, sandbox, agent) in variants {
         let component = sandbox
@@ -235,7 +236,10 @@ async fn limits_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::Re
         pipeline(plan.clone(), n.min(5_000), keys).await; // warm up
         plans.push((name, plan, component, Vec::new(), Vec::new()));
     }
-    for _ in 0..rounds {
+    // Each round starts with a different variant, so that no variant always
+    // runs right after the same neighbour (the machine's state carries over).
+    for round in 0..rounds {
+        plans.rotate_left(usize::from(round > 0));
         for (_, plan, component, rates, task_micros) in plans.iter_mut() {
             rates.push(pipeline(plan.clone(), n, keys).await.events_per_sec);
             let tasks = 20_000;
@@ -247,6 +251,7 @@ async fn limits_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::Re
         rates.sort_by(f64::total_cmp);
         rates[rates.len() / 2]
     };
+    plans.sort_by_key(|(name, ..)| order.iter().position(|n| n == name));
     let base = median(&mut plans[1].3.clone());
     let base_task = median(&mut plans[1].4.clone());
     println!(
