@@ -42,7 +42,7 @@ mod util;
 
 pub use agent::{
     ActionBuilder, Agent, AgentBuilder, DirGrant, GrantSpec, Isolation, ManifestError, ReuseScope,
-    RuntimeSettings,
+    RuntimeSettings, SkillUse,
 };
 pub use event::Event;
 pub use host::http::HttpRule;

@@ -411,3 +411,77 @@ fn the_cli_pushes_a_directory_and_installs_it_by_reference() {
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_runs_an_installed_skill_pinned_by_its_lockfile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store_root = tmp.path().join("store");
+    let store = SkillStore::open(&store_root);
+    let installed = store.install_dir(&greeter_package(tmp.path())).unwrap();
+    let agent_dir = tmp.path().join("agent");
+    std::fs::create_dir(&agent_dir).unwrap();
+    let manifest = write(
+        &agent_dir,
+        "agent.toml",
+        r#"[agent]
+name = "visits"
+
+[skills.greeter]
+version = "0.1.0"
+
+[actions.greet]
+component = "greeter"
+listen = ["_input_event"]
+config = { greeting = "Welcome" }
+"#,
+    );
+    let load = || {
+        let mut agent = weir::Agent::from_manifest(&manifest).unwrap();
+        agent.skill_store = Some(store_root.clone());
+        agent
+    };
+    let plan = weir::AgentPlan::from_agent_in(&load(), sandbox())
+        .await
+        .unwrap();
+    let (outputs, _) = run(
+        plan,
+        vec![weir::Event::input(
+            "ada",
+            serde_json::json!({ "name": "Ada" }),
+        )],
+    )
+    .await;
+    assert_eq!(outputs[0].payload["text"], "Welcome, Ada! Visit #1");
+
+    // The lockfile pins the digest.
+    let lock = weir::skill::lock::Lockfile::read(&agent_dir.join("weir.lock")).unwrap();
+    assert_eq!(lock.skills.len(), 1);
+    assert_eq!(lock.skills[0].digest, installed.digest);
+
+    // The same name and version, different bytes: refused.
+    let changed = greeter_package(&tmp.path().join("changed"));
+    std::fs::write(changed.join("references/style.md"), "Be curt.\n").unwrap();
+    store.remove("greeter", None).unwrap();
+    let other = store.install_dir(&changed).unwrap();
+    assert_ne!(other.digest, installed.digest);
+    let err = weir::AgentPlan::from_agent_in(&load(), sandbox())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("agent.toml:5:11: skills.greeter.version"),
+        "{err}"
+    );
+    assert!(err.contains("the package changed"), "{err}");
+
+    // A skill that is not installed is named with its place in the manifest.
+    store.remove("greeter", None).unwrap();
+    let err = weir::AgentPlan::from_agent_in(&load(), sandbox())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no skill `greeter@0.1.0` is installed"),
+        "{err}"
+    );
+}

@@ -36,6 +36,9 @@ impl AgentBuilder {
                 name: name.into(),
                 description: None,
                 components: BTreeMap::new(),
+                skills: BTreeMap::new(),
+                skill_store: None,
+                lockfile: None,
                 actions: Vec::new(),
                 resources: BTreeMap::new(),
                 config: Map::new(),
@@ -79,6 +82,38 @@ impl AgentBuilder {
             component.grants = grants;
             component.limits = limits;
         }
+        self
+    }
+
+    /// Uses the installed skill `name` at `version`, granting its tools
+    /// `grants`.
+    pub fn skill(
+        mut self,
+        name: impl Into<String>,
+        version: impl Into<String>,
+        grants: GrantSpec,
+    ) -> Self {
+        self.agent.skills.insert(
+            name.into(),
+            super::SkillUse {
+                version: version.into(),
+                grants,
+                limits: LimitSettings::default(),
+                origin: Origin::default(),
+            },
+        );
+        self
+    }
+
+    /// Finds skills in the store at `root` instead of the default one.
+    pub fn skill_store(mut self, root: impl Into<PathBuf>) -> Self {
+        self.agent.skill_store = Some(root.into());
+        self
+    }
+
+    /// Pins the skills' digests in the lockfile at `path`.
+    pub fn lockfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.agent.lockfile = Some(path.into());
         self
     }
 

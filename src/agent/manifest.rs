@@ -22,6 +22,10 @@
 //! limits = { memory_mb = 64 }    # optional, overlays [limits]
 //! isolation = "fresh"            # or { reuse = "key" | "any", max_tasks = N }
 //!
+//! [skills.greeter]              # an installed skill (`weir skill install`), pinned in weir.lock
+//! version = "0.1.0"
+//! http = ["https://api.example.com"]   # what its tools are granted
+//!
 //! [resources.greeting]
 //! kind = "prompt"
 //! template = "Hello {name}"
@@ -36,7 +40,7 @@
 
 use super::{
     ActionSpec, Agent, ComponentSpec, DirGrant, GrantSpec, Isolation, Location, Origin, ReactSpec,
-    ResourceSpec, RuntimeSettings,
+    ResourceSpec, RuntimeSettings, SkillUse,
 };
 use crate::limits::LimitSettings;
 use serde::Deserialize;
@@ -76,6 +80,8 @@ struct RawManifest {
     config: toml::Table,
     #[serde(default)]
     components: BTreeMap<String, Spanned<RawComponent>>,
+    #[serde(default)]
+    skills: BTreeMap<String, Spanned<RawSkill>>,
     #[serde(default)]
     actions: BTreeMap<String, Spanned<RawAction>>,
     #[serde(default)]
@@ -153,6 +159,24 @@ struct RawAction {
     limits: Option<Spanned<LimitSettings>>,
     #[serde(default)]
     isolation: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSkill {
+    version: Spanned<String>,
+    #[serde(default)]
+    models: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    tools: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    http: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    dirs: Option<Spanned<Vec<DirGrant>>>,
+    #[serde(default)]
+    env: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    limits: Option<Spanned<LimitSettings>>,
 }
 
 /// The grant fields an action or a component carries, as read.
@@ -353,6 +377,33 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
         );
     }
 
+    let mut skills = BTreeMap::new();
+    for (skill_name, raw_skill) in raw.skills {
+        let whole = raw_skill.span();
+        let raw_skill = raw_skill.into_inner();
+        let mut origin = Origin::default();
+        origin.set_whole(locator.at(whole));
+        origin.set("version", locator.at(raw_skill.version.span()));
+        let grants = RawGrants {
+            models: raw_skill.models,
+            tools: raw_skill.tools,
+            http: raw_skill.http,
+            dirs: raw_skill.dirs,
+            env: raw_skill.env,
+        }
+        .into_spec(&locator, &mut origin, &base);
+        let limits = limits_of(&locator, &mut origin, raw_skill.limits);
+        skills.insert(
+            skill_name,
+            SkillUse {
+                version: raw_skill.version.into_inner(),
+                grants,
+                limits,
+                origin,
+            },
+        );
+    }
+
     let mut actions = Vec::new();
     for (action_name, raw_action) in raw.actions {
         let whole = raw_action.span();
@@ -467,6 +518,9 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
         react,
         description: raw.agent.description,
         components,
+        skills,
+        skill_store: None,
+        lockfile: Some(crate::skill::lock::Lockfile::path_for(&path)),
         actions,
         resources,
         config: to_json(raw.config),

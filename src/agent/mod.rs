@@ -150,6 +150,20 @@ pub struct ReactSpec {
     pub origin: Origin,
 }
 
+/// An installed skill an agent uses: its version, and what the agent grants
+/// its components' tools.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkillUse {
+    /// The installed version to use (exact).
+    pub version: String,
+    /// What its tools are granted.
+    pub grants: GrantSpec,
+    /// Limits of its tool calls.
+    pub limits: LimitSettings,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
 /// An agent: the user's definition, not yet checked against its components.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Agent {
@@ -159,6 +173,14 @@ pub struct Agent {
     pub description: Option<String>,
     /// Components by name.
     pub components: BTreeMap<String, ComponentSpec>,
+    /// Installed skills by name; each adds its components (named as the
+    /// skill, or `SKILL.COMPONENT` when it has several).
+    pub skills: BTreeMap<String, SkillUse>,
+    /// The skill store to find them in (default: [`crate::skill::store::SkillStore::default_root`]).
+    pub skill_store: Option<PathBuf>,
+    /// The lockfile pinning the skills' digests (a manifest's is `weir.lock`
+    /// beside it; none for agents built in code unless set).
+    pub lockfile: Option<PathBuf>,
     /// Actions, in declaration order.
     pub actions: Vec<ActionSpec>,
     /// Resources by name.

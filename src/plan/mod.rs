@@ -157,7 +157,9 @@ impl AgentPlan {
 }
 
 fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> {
-    let mut problems = Vec::new();
+    // Installed skills become components first, checked against weir.lock.
+    let (resolved, mut problems) = crate::skill::resolve::resolve(agent);
+    let agent = &resolved;
     let mut report = |origin: &Origin, field: &str, subject: String, message: String| {
         problems.push(Problem {
             location: origin.of(field).cloned(),

@@ -2,7 +2,9 @@
 //! components and a weir manifest, kept in a content-addressed store.
 
 pub mod archive;
+pub mod lock;
 pub mod oci;
 pub mod package;
+pub(crate) mod resolve;
 pub mod skill_md;
 pub mod store;

@@ -1,0 +1,135 @@
+//! Turning an agent's `[skills]` into components: find each installed skill
+//! in the store, check it against `weir.lock` and its own manifest, and add
+//! its components with the grants the agent gives them.
+
+use super::lock::{LockedSkill, Lockfile};
+use super::package::PackageManifest;
+use super::store::SkillStore;
+use crate::agent::{Agent, ComponentSpec};
+use crate::plan::Problem;
+
+/// `agent` with its skills' components added, and every problem found.
+/// When there are none and the lockfile changed (a skill added or its
+/// version changed), the lockfile is written.
+pub(crate) fn resolve(agent: &Agent) -> (Agent, Vec<Problem>) {
+    let mut resolved = agent.clone();
+    let mut problems = Vec::new();
+    if agent.skills.is_empty() {
+        return (resolved, problems);
+    }
+    let store = SkillStore::open(
+        agent
+            .skill_store
+            .clone()
+            .unwrap_or_else(SkillStore::default_root),
+    );
+    let (mut lock, lock_path) = match &agent.lockfile {
+        Some(path) => match Lockfile::read(path) {
+            Ok(lock) => (lock, Some(path.clone())),
+            Err(message) => {
+                problems.push(Problem {
+                    location: None,
+                    subject: "weir.lock".into(),
+                    message,
+                });
+                return (resolved, problems);
+            }
+        },
+        None => (Lockfile::default(), None),
+    };
+    let original = lock.clone();
+    for (name, used) in &agent.skills {
+        let mut problem = |field: &str, message: String| {
+            problems.push(Problem {
+                location: used.origin.of(field).cloned(),
+                subject: format!("skills.{name}.{field}"),
+                message,
+            })
+        };
+        let installed = match store.get(name, Some(&used.version)) {
+            Ok(installed) => installed,
+            Err(e) => {
+                problem(
+                    "version",
+                    format!(
+                        "{e}; install it with `weir skill install REFERENCE` (store: {})",
+                        store.root().display()
+                    ),
+                );
+                continue;
+            }
+        };
+        match lock.get(name) {
+            Some(pin) if pin.version == used.version && pin.digest != installed.digest => {
+                problem(
+                    "version",
+                    format!(
+                        "{name}@{} is installed as {} but weir.lock pins {} (from {}): the package changed. \
+                         Install the locked one again, or delete its entry from weir.lock to accept the new one",
+                        used.version, installed.digest, pin.digest, pin.source
+                    ),
+                );
+                continue;
+            }
+            Some(pin) if pin.version == used.version => {}
+            _ => {
+                lock.skills.retain(|s| s.name != *name);
+                lock.skills.push(LockedSkill {
+                    name: name.clone(),
+                    version: used.version.clone(),
+                    digest: installed.digest.clone(),
+                    source: installed.source.clone(),
+                });
+            }
+        }
+        // The store is the user's to change: check the files on every plan.
+        if let Err(e) = store.verify(&installed) {
+            problem("version", e.to_string());
+            continue;
+        }
+        let manifest = match PackageManifest::read(&installed.dir) {
+            Ok(m) => m,
+            Err(e) => {
+                problem("version", e.to_string());
+                continue;
+            }
+        };
+        let single = manifest.components.len() == 1;
+        for (component, packaged) in &manifest.components {
+            let key = if single {
+                name.clone()
+            } else {
+                format!("{name}.{component}")
+            };
+            if resolved.components.contains_key(&key) {
+                problem(
+                    "version",
+                    format!("its component `{key}` has the name of a component the agent declares"),
+                );
+                continue;
+            }
+            resolved.components.insert(
+                key,
+                ComponentSpec {
+                    path: installed.dir.join(&packaged.path),
+                    grants: used.grants.clone(),
+                    limits: used.limits,
+                    origin: used.origin.clone(),
+                },
+            );
+        }
+    }
+    lock.skills.retain(|s| agent.skills.contains_key(&s.name));
+    if problems.is_empty()
+        && lock != original
+        && let Some(path) = lock_path
+        && let Err(e) = lock.write(&path)
+    {
+        problems.push(Problem {
+            location: None,
+            subject: "weir.lock".into(),
+            message: format!("cannot write {}: {e}", path.display()),
+        });
+    }
+    (resolved, problems)
+}
