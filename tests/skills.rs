@@ -485,3 +485,56 @@ config = { greeting = "Welcome" }
         "{err}"
     );
 }
+
+/// The README's flow: new, build, push, install from the registry, run.
+#[test]
+fn a_new_skill_goes_through_build_push_install_and_run() {
+    let registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    let weir = |store: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .current_dir(tmp.path())
+            .env("WEIR_SKILLS_DIR", tmp.path().join(store))
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "weir {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sdk = repo().join("sdk");
+    weir(
+        "dev",
+        &["skill", "new", "hello", "--sdk", sdk.to_str().unwrap()],
+    );
+    let said = weir("dev", &["skill", "build", "hello"]);
+    assert!(said.contains("built hello@0.1.0"), "{said}");
+    assert!(
+        said.contains("actions [shout], tools [count_words]"),
+        "{said}"
+    );
+    let reference = format!("{}/acme/hello:0.1.0", registry.host);
+    weir(
+        "dev",
+        &["skill", "push", "hello/target/skill/hello", &reference],
+    );
+    weir("user", &["skill", "install", &reference]);
+
+    std::fs::write(
+        tmp.path().join("agent.toml"),
+        "[agent]\nname = \"shouter\"\n\n[skills.hello]\nversion = \"0.1.0\"\n\n[actions.shout]\ncomponent = \"hello\"\nlisten = [\"_input_event\"]\nconfig = { prefix = \"> \" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("in.jsonl"),
+        "{\"key\": \"k\", \"payload\": {\"text\": \"quiet please\"}}\n",
+    )
+    .unwrap();
+    let out = weir("user", &["run", "agent.toml", "--input", "in.jsonl"]);
+    let event: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(event["payload"]["text"], "> QUIET PLEASE");
+    assert!(tmp.path().join("weir.lock").exists());
+}

@@ -6,12 +6,35 @@ use clap::Subcommand;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use weir::skill::archive;
 use weir::skill::oci::{self, Reference};
 use weir::skill::store::{self, InstalledSkill, SkillStore};
+use weir::skill::{archive, build};
 
 #[derive(Subcommand)]
 pub enum SkillCommand {
+    /// Create a new skill crate (Rust, built to wasm32-wasip2 with the guest SDK).
+    New {
+        /// The skill's name (lowercase letters, digits and single hyphens).
+        name: String,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The guest SDK crate (`sdk/` of weir's source).
+        #[arg(long, env = "WEIR_SDK_PATH")]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a skill crate and lay out its package (components, sha256s, what they carry).
+    Build {
+        /// The skill crate.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where the package goes (default: DIR/target/skill/NAME).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Cargo's target dir for the build.
+        #[arg(long, env = "CARGO_TARGET_DIR")]
+        target_dir: Option<PathBuf>,
+    },
     /// Check a skill directory's SKILL.md (strictly, every violation with its place).
     Validate {
         /// The skill directory.
@@ -94,6 +117,55 @@ fn split_ref(reference: &str) -> (&str, Option<&str>) {
 impl SkillCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
+            SkillCommand::New { name, dir, sdk } => {
+                let sdk = match sdk {
+                    Some(sdk) => sdk,
+                    None => {
+                        let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk");
+                        anyhow::ensure!(
+                            built_from.is_dir(),
+                            "where is the guest SDK? pass --sdk PATH (weir's `sdk/` directory)"
+                        );
+                        built_from
+                    }
+                };
+                let sdk = sdk
+                    .canonicalize()
+                    .with_context(|| format!("no SDK at {}", sdk.display()))?;
+                let created = build::new_skill(&dir, &name, &sdk)?;
+                println!("created {}", created.display());
+                println!("next: weir skill build {}", created.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            SkillCommand::Build {
+                dir,
+                out,
+                target_dir,
+            } => {
+                let manifest = weir::skill::package::PackageManifest::read(&dir)?;
+                let out = out
+                    .unwrap_or_else(|| dir.join("target").join("skill").join(&manifest.skill.name));
+                let sandbox = weir::Sandbox::shared()?;
+                let (dir2, out2) = (dir.clone(), out.clone());
+                let built = tokio::task::spawn_blocking(move || {
+                    build::build_skill(&dir2, &out2, target_dir.as_deref(), &sandbox)
+                })
+                .await??;
+                println!(
+                    "built {}@{} in {}",
+                    built.skill.name,
+                    built.skill.version,
+                    out.display()
+                );
+                for (name, c) in &built.components {
+                    println!(
+                        "  component {name}: actions [{}], tools [{}]",
+                        c.actions.join(", "),
+                        c.tools.join(", ")
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             SkillCommand::Validate { dir } => validate(&dir),
             SkillCommand::Pack { dir, output } => pack(&dir, output),
             SkillCommand::Install {

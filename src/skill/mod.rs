@@ -2,6 +2,7 @@
 //! components and a weir manifest, kept in a content-addressed store.
 
 pub mod archive;
+pub mod build;
 pub mod lock;
 pub mod oci;
 pub mod package;

@@ -1,0 +1,247 @@
+//! Making skills: `new` scaffolds a skill crate, `build` compiles it to a
+//! wasm32-wasip2 component and lays out the package (SKILL.md, references,
+//! assets, components, and a `weir-skill.toml` recording each component's
+//! sha256 and what it carries).
+
+use super::package::{MANIFEST_FILE, PackageManifest, PackagedComponent, SKILL_MD_FILE};
+use crate::sandbox::Sandbox;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Creates a new skill crate `name` in `parent/name`, using the guest SDK
+/// at `sdk` (a path dependency).
+pub fn new_skill(parent: &Path, name: &str, sdk: &Path) -> anyhow::Result<PathBuf> {
+    let violations = super::skill_md::validate(
+        name,
+        &format!("---\nname: {name}\ndescription: x\n---\nx\n"),
+    )
+    .err()
+    .unwrap_or_default();
+    if let Some(v) = violations.iter().find(|v| v.field == "name") {
+        anyhow::bail!("`{name}` cannot be a skill name: it {}", v.message);
+    }
+    let dir = parent.join(name);
+    anyhow::ensure!(!dir.exists(), "{} already exists", dir.display());
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::create_dir_all(dir.join("references"))?;
+    let crate_name = format!("skill-{name}");
+    let files = [
+        (
+            "Cargo.toml",
+            format!(
+                r#"[package]
+name = "{crate_name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+weir-sdk = {{ path = "{sdk}" }}
+serde = {{ version = "1", features = ["derive"] }}
+
+# A skill builds on its own, not as part of an enclosing workspace.
+[workspace]
+
+[profile.release]
+opt-level = "s"
+debug = false
+strip = true
+"#,
+                sdk = sdk.display()
+            ),
+        ),
+        (
+            "src/lib.rs",
+            r##"//! A weir skill: actions (and tools) as plain Rust functions.
+
+use serde::Deserialize;
+use weir_sdk::{Event, Result, context, emit_output, json};
+
+#[derive(Deserialize)]
+struct Input {
+    text: String,
+}
+
+/// Answers each input with its text, upper-cased, prefixed by the `prefix` config.
+fn shout(event: Event) -> Result<()> {
+    let input: Input = event.payload()?;
+    let prefix: String = context::config("prefix")?.unwrap_or_default();
+    emit_output(&json!({ "text": format!("{prefix}{}", input.text.to_uppercase()) }))?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct CountArgs {
+    text: String,
+}
+
+/// Counts the words of a text.
+fn count_words(args: CountArgs) -> Result<weir_sdk::Value> {
+    Ok(json!({ "words": args.text.split_whitespace().count() }))
+}
+
+weir_sdk::skill! {
+    actions {
+        /// Upper-cases the input text.
+        "shout" => shout,
+    }
+    tools {
+        /// Counts the words of a text.
+        "count_words" (r#"{"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}"#) => count_words,
+    }
+}
+"##
+            .to_string(),
+        ),
+        (
+            SKILL_MD_FILE,
+            format!(
+                "---\nname: {name}\ndescription: Upper-cases text and counts words. Use when text must be shouted or measured.\nlicense: Apache-2.0\n---\n# {name}\n\nThe `shout` action answers `{{\"text\": ...}}` with the text upper-cased; the `count_words`\ntool counts the words of a text.\n\nSee [the style notes](references/style.md).\n"
+            ),
+        ),
+        (
+            "references/style.md",
+            "Keep answers short.\n".to_string(),
+        ),
+        (
+            MANIFEST_FILE,
+            format!(
+                "[skill]\nname = \"{name}\"\nversion = \"0.1.0\"\n\n# What the skill asks to be granted: models, tools, http, dirs, env.\n[permissions]\n"
+            ),
+        ),
+    ];
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text)?;
+    }
+    Ok(dir)
+}
+
+/// Builds the skill crate in `dir` for wasm32-wasip2 and lays out its
+/// package in `out` (replaced if it exists). Returns the package manifest.
+pub fn build_skill(
+    dir: &Path,
+    out: &Path,
+    target_dir: Option<&Path>,
+    sandbox: &std::sync::Arc<Sandbox>,
+) -> anyhow::Result<PackageManifest> {
+    let mut manifest = PackageManifest::read(dir)?;
+    anyhow::ensure!(
+        manifest.components.is_empty(),
+        "{}: a skill's source manifest lists no components; `weir skill build` adds them",
+        dir.join(MANIFEST_FILE).display()
+    );
+    let name = manifest.skill.name.clone();
+    let skill_md = std::fs::read_to_string(dir.join(SKILL_MD_FILE))?;
+    if let Err(violations) = super::skill_md::validate(&name, &skill_md) {
+        let path = dir.join(SKILL_MD_FILE);
+        let lines: Vec<String> = violations.iter().map(|v| v.at(&path).to_string()).collect();
+        anyhow::bail!("{}", lines.join("\n"));
+    }
+
+    let wasm_files = cargo_build(dir, target_dir)?;
+    anyhow::ensure!(
+        !wasm_files.is_empty(),
+        "cargo built no cdylib in {} (a skill crate has `crate-type = [\"cdylib\"]`)",
+        dir.display()
+    );
+
+    if out.exists() {
+        std::fs::remove_dir_all(out)?;
+    }
+    std::fs::create_dir_all(out.join("components"))?;
+    std::fs::copy(dir.join(SKILL_MD_FILE), out.join(SKILL_MD_FILE))?;
+    for sub in ["references", "assets"] {
+        if dir.join(sub).is_dir() {
+            copy_tree(&dir.join(sub), &out.join(sub))?;
+        }
+    }
+    for wasm in wasm_files {
+        let file_name = wasm
+            .file_name()
+            .expect("a file")
+            .to_string_lossy()
+            .into_owned();
+        let relative = format!("components/{file_name}");
+        let target = out.join(&relative);
+        std::fs::copy(&wasm, &target)?;
+        let component = sandbox
+            .load_component_blocking(&target)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let key = file_name.trim_end_matches(".wasm").replace('_', "-");
+        manifest.components.insert(
+            key,
+            PackagedComponent {
+                path: relative,
+                sha256: component.digest().to_string(),
+                actions: component.actions().iter().map(|a| a.name.clone()).collect(),
+                tools: component.tools().iter().map(|t| t.name.clone()).collect(),
+            },
+        );
+    }
+    std::fs::write(out.join(MANIFEST_FILE), manifest.to_toml())?;
+    Ok(manifest)
+}
+
+/// Runs `cargo build --release --target wasm32-wasip2` in `dir`; returns
+/// the `.wasm` files it produced.
+fn cargo_build(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command
+        .current_dir(dir)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(std::process::Stdio::inherit());
+    if let Some(target_dir) = target_dir {
+        command.arg("--target-dir").arg(target_dir);
+    }
+    let output = command
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run cargo: {e}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo build failed in {} (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)",
+        dir.display()
+    );
+    let mut wasm = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_cdylib = message["target"]["kind"]
+            .as_array()
+            .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"));
+        let local = message["package_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("path+file://"));
+        if !(is_cdylib && local) {
+            continue;
+        }
+        for file in message["filenames"].as_array().into_iter().flatten() {
+            if let Some(file) = file.as_str().filter(|f| f.ends_with(".wasm")) {
+                wasm.push(PathBuf::from(file));
+            }
+        }
+    }
+    Ok(wasm)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
