@@ -7,6 +7,7 @@ use crate::host::{Grants, HostError, KeyMemory, ModelUsage, TaskEnv, TaskInput, 
 use crate::limits::Limits;
 use crate::resources::model::ToolSpec;
 use crate::sandbox::{ActionComponent, GuestStop, classify};
+use crate::skill::disclosure::{self, LOAD_SKILL, SkillDoc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,10 +35,12 @@ pub(crate) struct ToolCaller {
     pub depth: u32,
 }
 
-/// Every tool of an agent, by name.
+/// Every tool of an agent, by name, and the skills models may load.
 #[derive(Default)]
 pub struct ToolCatalog {
     tools: BTreeMap<String, Tool>,
+    skills: BTreeMap<String, SkillDoc>,
+    load_skill: Option<ToolSpec>,
 }
 
 impl std::fmt::Debug for ToolCatalog {
@@ -118,17 +121,41 @@ impl ToolCatalog {
                 );
             }
         }
-        (ToolCatalog { tools }, problems)
+        let catalog = ToolCatalog {
+            tools,
+            ..ToolCatalog::default()
+        };
+        (catalog, problems)
+    }
+
+    /// Adds the agent's installed skills, and with them the built-in
+    /// `load_skill` tool.
+    pub(crate) fn add_skills(&mut self, skills: Vec<SkillDoc>) {
+        if skills.is_empty() {
+            return;
+        }
+        self.load_skill = Some(disclosure::load_skill_spec());
+        self.skills = skills.into_iter().map(|s| (s.name.clone(), s)).collect();
+    }
+
+    /// The installed skill `name`, as models see it.
+    pub fn skill(&self, name: &str) -> Option<&SkillDoc> {
+        self.skills.get(name)
     }
 
     /// The tool `name`'s spec.
     pub fn spec(&self, name: &str) -> Option<&ToolSpec> {
-        self.tools.get(name).map(|t| &t.spec)
+        match &self.load_skill {
+            Some(spec) if name == LOAD_SKILL => Some(spec),
+            _ => self.tools.get(name).map(|t| &t.spec),
+        }
     }
 
     /// Every tool's spec, by name.
     pub fn specs(&self) -> impl Iterator<Item = &ToolSpec> {
-        self.tools.values().map(|t| &t.spec)
+        self.load_skill
+            .iter()
+            .chain(self.tools.values().map(|t| &t.spec))
     }
 
     /// Checks `arguments` against tool `name`'s schema and runs it in a
@@ -140,6 +167,17 @@ impl ToolCatalog {
         arguments: Value,
         caller: ToolCaller,
     ) -> Result<Value, HostError> {
+        if name == LOAD_SKILL && self.load_skill.is_some() {
+            let wanted = arguments["name"].as_str().unwrap_or_default();
+            let skill = self.skills.get(wanted).ok_or_else(|| {
+                let known: Vec<&str> = self.skills.keys().map(String::as_str).collect();
+                HostError::Invalid(format!(
+                    "no skill named `{wanted}` (skills: {})",
+                    known.join(", ")
+                ))
+            })?;
+            return disclosure::load(skill, &arguments);
+        }
         let tool = self
             .tools
             .get(name)

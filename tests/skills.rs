@@ -538,3 +538,90 @@ fn a_new_skill_goes_through_build_push_install_and_run() {
     assert_eq!(event["payload"]["text"], "> QUIET PLEASE");
     assert!(tmp.path().join("weir.lock").exists());
 }
+
+/// Progressive disclosure: the model sees the skill's name and description,
+/// loads SKILL.md and a reference on demand through `load_skill`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_is_offered_skills_and_loads_them_on_demand() {
+    use support::model_server::{ModelServer, Reply, openai_text, openai_tool_call};
+    let tmp = tempfile::tempdir().unwrap();
+    let store_root = tmp.path().join("store");
+    SkillStore::open(&store_root)
+        .install_dir(&greeter_package(tmp.path()))
+        .unwrap();
+    let server = ModelServer::start().await;
+    server.script([
+        Reply::Json(openai_tool_call(
+            "c1",
+            "load_skill",
+            serde_json::json!({ "name": "greeter" }),
+        )),
+        Reply::Json(openai_tool_call(
+            "c2",
+            "load_skill",
+            serde_json::json!({ "name": "greeter", "file": "references/style.md" }),
+        )),
+        Reply::Json(openai_text("Hello, warmly.", 40, 4)),
+    ]);
+    let agent = weir::Agent::builder("skilled")
+        .skill("greeter", "0.1.0", weir::GrantSpec::default())
+        .skill_store(&store_root)
+        .resource(
+            "conn",
+            "chat-model-connection",
+            serde_json::json!({ "provider": "openai", "base_url": format!("{}/v1", server.url), "max_retries": 0 }),
+        )
+        .resource(
+            "assistant",
+            "chat-model",
+            serde_json::json!({ "connection": "conn", "model": "m", "system_prompt": "Be kind.", "skills": ["greeter"] }),
+        )
+        .react("assistant", None, None, 6)
+        .build();
+    let plan = weir::AgentPlan::from_agent_in(&agent, sandbox())
+        .await
+        .unwrap();
+    let (outputs, _) = run(
+        plan,
+        vec![weir::Event::input("k", serde_json::json!("Greet Ada"))],
+    )
+    .await;
+    assert_eq!(outputs[0].payload, "Hello, warmly.", "{outputs:#?}");
+
+    let requests = server.received();
+    assert_eq!(requests.len(), 3);
+    let system = requests[0].body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(system.starts_with("Be kind."), "{system}");
+    assert!(
+        system.contains("- greeter: Greets visitors by name"),
+        "{system}"
+    );
+    let tools: Vec<&str> = requests[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["load_skill"]);
+    let tool_result = |request: usize| {
+        let messages = requests[request].body["messages"].as_array().unwrap();
+        messages.last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        tool_result(1).contains("Emits a greeting with the visitor's name"),
+        "{}",
+        tool_result(1)
+    );
+    assert!(
+        !tool_result(1).contains("description:"),
+        "the body only: {}",
+        tool_result(1)
+    );
+    assert!(tool_result(2).contains("Be warm."), "{}", tool_result(2));
+}

@@ -5,6 +5,7 @@
 use super::bindings::weir::agent::model as wit;
 use super::{Capability, HostError, Op, Task, TaskState};
 use crate::resources::model::{ChatOptions, ChatReply, Message, ModelError, ToolCall, ToolSpec};
+use crate::skill::disclosure::{LOAD_SKILL, prompt_block};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -108,7 +109,7 @@ impl Task {
                 .resources
                 .chat_model(&call.model)
                 .map_err(|e| HostError::Failed(e.to_string()))?;
-            let tools: Vec<ToolSpec> = if call.use_tools {
+            let mut tools: Vec<ToolSpec> = if call.use_tools {
                 resource
                     .tools
                     .iter()
@@ -117,12 +118,43 @@ impl Task {
             } else {
                 Vec::new()
             };
+            // Skills: names and descriptions up front, the rest on demand
+            // through `load_skill`, and the skills' own tools.
+            let skills: Vec<_> = resource
+                .skills
+                .iter()
+                .filter_map(|name| env.tools.skill(name))
+                .collect();
+            let extra_system = if call.use_tools && !skills.is_empty() {
+                let offered =
+                    |tools: &Vec<ToolSpec>, name: &str| tools.iter().any(|t| t.name == name);
+                for name in std::iter::once(LOAD_SKILL).chain(
+                    skills
+                        .iter()
+                        .flat_map(|s| s.tools.iter().map(String::as_str)),
+                ) {
+                    if !offered(&tools, name)
+                        && let Some(spec) = env.tools.spec(name)
+                    {
+                        tools.push(spec.clone());
+                    }
+                }
+                Some(prompt_block(skills.into_iter()))
+            } else {
+                None
+            };
             let usage = task.input.usage.clone();
             let action = task.input.action_name.clone();
             Ok(async move {
                 let started = Instant::now();
                 let reply = resource
-                    .chat(call.messages, tools, &call.options, call.output_schema)
+                    .chat(
+                        call.messages,
+                        tools,
+                        &call.options,
+                        call.output_schema,
+                        extra_system,
+                    )
                     .await;
                 let tokens = reply
                     .as_ref()

@@ -158,7 +158,7 @@ impl AgentPlan {
 
 fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> {
     // Installed skills become components first, checked against weir.lock.
-    let (resolved, mut problems) = crate::skill::resolve::resolve(agent);
+    let (resolved, mut problems, skill_docs) = crate::skill::resolve::resolve(agent);
     let agent = &resolved;
     let mut report = |origin: &Origin, field: &str, subject: String, message: String| {
         problems.push(Problem {
@@ -335,7 +335,8 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
             }
         }
     }
-    let (catalog, tool_problems) = ToolCatalog::build(&compiled, &tool_policies);
+    let (mut catalog, tool_problems) = ToolCatalog::build(&compiled, &tool_policies);
+    catalog.add_skills(skill_docs);
     for (component, message) in tool_problems {
         let origin = &agent.components[&component].origin;
         report(origin, "path", format!("components.{component}"), message);
@@ -361,6 +362,16 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
                             "connection",
                             format!("resources.{name}.connection"),
                             format!("no {kind} resource named `{connection}`"),
+                        );
+                    }
+                }
+                for skill in references.skills {
+                    if !agent.skills.contains_key(&skill) {
+                        report(
+                            &spec.origin,
+                            "skills",
+                            format!("resources.{name}.skills"),
+                            format!("the agent uses no skill `{skill}` (add it under [skills])"),
                         );
                     }
                 }

@@ -89,6 +89,9 @@ struct ChatSetupConfig {
     options: Map<String, Value>,
     #[serde(default)]
     tools: Vec<String>,
+    /// Installed skills the model is offered (progressive disclosure).
+    #[serde(default)]
+    skills: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +155,7 @@ pub(crate) fn check(kind: &str, config: &Map<String, Value>) -> Result<Reference
             Ok(References {
                 connection: Some((s.connection, CHAT_CONNECTION)),
                 tools: s.tools,
+                skills: s.skills,
             })
         }
         EMBEDDING_MODEL => {
@@ -161,7 +165,7 @@ pub(crate) fn check(kind: &str, config: &Map<String, Value>) -> Result<Reference
             }
             Ok(References {
                 connection: Some((s.connection, EMBEDDING_CONNECTION)),
-                tools: Vec::new(),
+                ..References::default()
             })
         }
         other => Err(format!("not a model kind: {other}")),
@@ -173,6 +177,7 @@ pub(crate) fn check(kind: &str, config: &Map<String, Value>) -> Result<Reference
 pub(crate) struct References {
     pub connection: Option<(String, &'static str)>,
     pub tools: Vec<String>,
+    pub skills: Vec<String>,
 }
 
 fn http_client() -> reqwest::Client {
@@ -256,6 +261,8 @@ pub struct ChatModel {
     options: ChatOptions,
     /// The tools this setup may offer the model.
     pub tools: Vec<String>,
+    /// The installed skills it offers the model.
+    pub skills: Vec<String>,
 }
 
 impl ChatModel {
@@ -270,6 +277,7 @@ impl ChatModel {
             connection,
             system_prompt: s.system_prompt,
             tools: s.tools,
+            skills: s.skills,
         })
     }
 
@@ -283,19 +291,29 @@ impl ChatModel {
         self.connection.provider
     }
 
-    /// Sends a conversation: the setup's system prompt first, its options
-    /// overlaid by `options`; a reply is checked against `output_schema`.
+    /// Sends a conversation: the setup's system prompt first (with `extra`
+    /// appended to whichever system prompt leads), its options overlaid by
+    /// `options`; a reply is checked against `output_schema`.
     pub async fn chat(
         &self,
         mut messages: Vec<Message>,
         tools: Vec<ToolSpec>,
         options: &ChatOptions,
         output_schema: Option<Value>,
+        extra_system: Option<String>,
     ) -> Result<ChatReply, ModelError> {
         if let Some(system) = &self.system_prompt
             && messages.first().is_none_or(|m| m.role != "system")
         {
             messages.insert(0, Message::new("system", system.clone()));
+        }
+        if let Some(extra) = extra_system {
+            match messages.first_mut() {
+                Some(first) if first.role == "system" => {
+                    first.content = format!("{}\n\n{extra}", first.content);
+                }
+                _ => messages.insert(0, Message::new("system", extra)),
+            }
         }
         let validator = match &output_schema {
             Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod disclosure;
 pub mod lock;
 pub mod oci;
 pub mod package;

@@ -2,20 +2,23 @@
 //! in the store, check it against `weir.lock` and its own manifest, and add
 //! its components with the grants the agent gives them.
 
+use super::disclosure::SkillDoc;
 use super::lock::{LockedSkill, Lockfile};
 use super::package::PackageManifest;
 use super::store::SkillStore;
 use crate::agent::{Agent, ComponentSpec};
 use crate::plan::Problem;
 
-/// `agent` with its skills' components added, and every problem found.
-/// When there are none and the lockfile changed (a skill added or its
-/// version changed), the lockfile is written.
-pub(crate) fn resolve(agent: &Agent) -> (Agent, Vec<Problem>) {
+/// `agent` with its skills' components added, what models are told about
+/// each skill, and every problem found. When there are none and the
+/// lockfile changed (a skill added or its version changed), the lockfile is
+/// written.
+pub(crate) fn resolve(agent: &Agent) -> (Agent, Vec<Problem>, Vec<SkillDoc>) {
     let mut resolved = agent.clone();
     let mut problems = Vec::new();
+    let mut docs = Vec::new();
     if agent.skills.is_empty() {
-        return (resolved, problems);
+        return (resolved, problems, docs);
     }
     let store = SkillStore::open(
         agent
@@ -32,7 +35,7 @@ pub(crate) fn resolve(agent: &Agent) -> (Agent, Vec<Problem>) {
                     subject: "weir.lock".into(),
                     message,
                 });
-                return (resolved, problems);
+                return (resolved, problems, docs);
             }
         },
         None => (Lockfile::default(), None),
@@ -94,6 +97,16 @@ pub(crate) fn resolve(agent: &Agent) -> (Agent, Vec<Problem>) {
                 continue;
             }
         };
+        docs.push(SkillDoc {
+            name: name.clone(),
+            description: installed.description.clone(),
+            dir: installed.dir.clone(),
+            tools: manifest
+                .components
+                .values()
+                .flat_map(|c| c.tools.iter().cloned())
+                .collect(),
+        });
         let single = manifest.components.len() == 1;
         for (component, packaged) in &manifest.components {
             let key = if single {
@@ -131,5 +144,5 @@ pub(crate) fn resolve(agent: &Agent) -> (Agent, Vec<Problem>) {
             message: format!("cannot write {}: {e}", path.display()),
         });
     }
-    (resolved, problems)
+    (resolved, problems, docs)
 }
