@@ -7,13 +7,13 @@ use crate::host::{Grants, HostError, KeyMemory, ModelUsage, TaskEnv, TaskInput, 
 use crate::limits::Limits;
 use crate::resources::model::ToolSpec;
 use crate::sandbox::{ActionComponent, GuestStop, classify};
-use crate::skill::disclosure::{self, LOAD_SKILL, SkillDoc};
+use crate::skill::disclosure::{self, LOAD_SKILL, RUN_SKILL_COMMAND, SkillDoc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What a component's tools run with.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct ToolPolicy {
     pub grants: Arc<Grants>,
     pub limits: Limits,
@@ -40,7 +40,8 @@ pub(crate) struct ToolCaller {
 pub struct ToolCatalog {
     tools: BTreeMap<String, Tool>,
     skills: BTreeMap<String, SkillDoc>,
-    load_skill: Option<ToolSpec>,
+    /// `load_skill` and `run_skill_command`, when skills are installed.
+    skill_tools: Vec<ToolSpec>,
 }
 
 impl std::fmt::Debug for ToolCatalog {
@@ -134,7 +135,10 @@ impl ToolCatalog {
         if skills.is_empty() {
             return;
         }
-        self.load_skill = Some(disclosure::load_skill_spec());
+        self.skill_tools.push(disclosure::load_skill_spec());
+        if skills.iter().any(|s| !s.commands.is_empty()) {
+            self.skill_tools.push(disclosure::run_command_spec());
+        }
         self.skills = skills.into_iter().map(|s| (s.name.clone(), s)).collect();
     }
 
@@ -145,15 +149,15 @@ impl ToolCatalog {
 
     /// The tool `name`'s spec.
     pub fn spec(&self, name: &str) -> Option<&ToolSpec> {
-        match &self.load_skill {
-            Some(spec) if name == LOAD_SKILL => Some(spec),
-            _ => self.tools.get(name).map(|t| &t.spec),
-        }
+        self.skill_tools
+            .iter()
+            .find(|t| t.name == name)
+            .or_else(|| self.tools.get(name).map(|t| &t.spec))
     }
 
     /// Every tool's spec, by name.
     pub fn specs(&self) -> impl Iterator<Item = &ToolSpec> {
-        self.load_skill
+        self.skill_tools
             .iter()
             .chain(self.tools.values().map(|t| &t.spec))
     }
@@ -167,8 +171,9 @@ impl ToolCatalog {
         arguments: Value,
         caller: ToolCaller,
     ) -> Result<Value, HostError> {
-        if name == LOAD_SKILL && self.load_skill.is_some() {
-            let wanted = arguments["name"].as_str().unwrap_or_default();
+        if !self.skills.is_empty() && (name == LOAD_SKILL || name == RUN_SKILL_COMMAND) {
+            let field = if name == LOAD_SKILL { "name" } else { "skill" };
+            let wanted = arguments[field].as_str().unwrap_or_default();
             let skill = self.skills.get(wanted).ok_or_else(|| {
                 let known: Vec<&str> = self.skills.keys().map(String::as_str).collect();
                 HostError::Invalid(format!(
@@ -176,7 +181,10 @@ impl ToolCatalog {
                     known.join(", ")
                 ))
             })?;
-            return disclosure::load(skill, &arguments);
+            if name == LOAD_SKILL {
+                return disclosure::load(skill, &arguments);
+            }
+            return run_command(skill, &arguments, caller).await;
         }
         let tool = self
             .tools
@@ -212,6 +220,59 @@ impl ToolCatalog {
         run.await
             .map_err(|e| HostError::Failed(format!("the tool task failed: {e}")))?
     }
+}
+
+/// Runs a skill's command for a model: `{skill, command, args, stdin}`.
+async fn run_command(
+    skill: &SkillDoc,
+    arguments: &Value,
+    caller: ToolCaller,
+) -> Result<Value, HostError> {
+    let wanted = arguments["command"].as_str().unwrap_or_default();
+    let command = skill
+        .commands
+        .iter()
+        .find(|c| c.name == wanted)
+        .ok_or_else(|| {
+            let known: Vec<&str> = skill.commands.iter().map(|c| c.name.as_str()).collect();
+            HostError::Invalid(format!(
+                "skill `{}` has no command `{wanted}` (commands: {})",
+                skill.name,
+                known.join(", ")
+            ))
+        })?;
+    let (Some(component), Some(policy)) = (&command.component, &skill.policy) else {
+        return Err(HostError::Failed(format!(
+            "command `{wanted}` is not loaded"
+        )));
+    };
+    let mut args = vec![wanted.to_string()];
+    for arg in arguments["args"].as_array().into_iter().flatten() {
+        let arg = arg
+            .as_str()
+            .ok_or_else(|| HostError::Invalid("`args` must be a list of strings".into()))?;
+        args.push(arg.to_string());
+    }
+    let stdin = arguments["stdin"].as_str().unwrap_or_default().to_string();
+    let input = TaskInput {
+        action_name: Arc::from(format!("command:{}/{wanted}", skill.name)),
+        config: Arc::default(),
+        grants: policy.grants.clone(),
+        env: caller.env,
+        usage: caller.usage,
+        key: caller.key,
+        event_id: String::new(),
+        memory: KeyMemory::default(),
+        limits: policy.limits,
+        tool_depth: caller.depth,
+    };
+    let output = component.run(input, args, stdin).await.map_err(|why| {
+        HostError::Failed(format!(
+            "command `{wanted}` of skill `{}` {why}",
+            skill.name
+        ))
+    })?;
+    Ok(serde_json::to_value(output).expect("command output serialises"))
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);

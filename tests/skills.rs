@@ -625,3 +625,92 @@ async fn a_model_is_offered_skills_and_loads_them_on_demand() {
     );
     assert!(tool_result(2).contains("Be warm."), "{}", tool_result(2));
 }
+
+/// Where Agent Skills run `scripts/` in a shell, weir skills carry wasi:cli
+/// commands that a model runs in the sandbox, under the skill's grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_runs_a_skills_command_in_the_sandbox() {
+    use support::model_server::{ModelServer, Reply, openai_text, openai_tool_call};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = greeter_package(tmp.path());
+    std::fs::create_dir(dir.join("commands")).unwrap();
+    let wasm = dir.join("commands/tool.wasm");
+    std::fs::copy(component("guest-command.wasm"), &wasm).unwrap();
+    let manifest = dir.join("weir-skill.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "[permissions]",
+        &format!(
+            "[commands.tool]\ndescription = \"Counts words on stdin.\"\npath = \"commands/tool.wasm\"\nsha256 = \"{}\"\n\n[permissions]",
+            sha256_file(&wasm).unwrap()
+        ),
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let store_root = tmp.path().join("store");
+    SkillStore::open(&store_root).install_dir(&dir).unwrap();
+
+    let run_command = |id: &str, args: serde_json::Value, stdin: &str| {
+        Reply::Json(openai_tool_call(
+            id,
+            "run_skill_command",
+            serde_json::json!({ "skill": "greeter", "command": "tool", "args": args, "stdin": stdin }),
+        ))
+    };
+    let server = ModelServer::start().await;
+    server.script([
+        run_command("c1", serde_json::json!(["count"]), "one two three"),
+        run_command("c2", serde_json::json!(["exit", "3"]), ""),
+        run_command("c3", serde_json::json!(["read", "/etc/passwd"]), ""),
+        Reply::Json(openai_text("done", 10, 1)),
+    ]);
+    let agent = weir::Agent::builder("commands")
+        .skill("greeter", "0.1.0", weir::GrantSpec::default())
+        .skill_store(&store_root)
+        .resource(
+            "conn",
+            "chat-model-connection",
+            serde_json::json!({ "provider": "openai", "base_url": format!("{}/v1", server.url), "max_retries": 0 }),
+        )
+        .resource(
+            "assistant",
+            "chat-model",
+            serde_json::json!({ "connection": "conn", "model": "m", "skills": ["greeter"] }),
+        )
+        .react("assistant", None, None, 6)
+        .build();
+    let plan = weir::AgentPlan::from_agent_in(&agent, sandbox())
+        .await
+        .unwrap();
+    let (outputs, _) = run(
+        plan,
+        vec![weir::Event::input("k", serde_json::json!("Count"))],
+    )
+    .await;
+    assert_eq!(outputs[0].payload, "done", "{outputs:#?}");
+
+    let requests = server.received();
+    let system = requests[0].body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(system.contains("command `tool`"), "{system}");
+    assert!(system.contains("Counts words on stdin."), "{system}");
+    let result = |request: usize| -> serde_json::Value {
+        let messages = requests[request].body["messages"].as_array().unwrap();
+        serde_json::from_str(messages.last().unwrap()["content"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(
+        result(1),
+        serde_json::json!({ "exit_code": 0, "stdout": "3 words\n", "stderr": "" })
+    );
+    // wasi:cli 0.2's exit carries success or failure only: any failure is 1.
+    assert_eq!(result(2)["exit_code"], 1);
+    assert_eq!(result(2)["stderr"], "exiting with 3\n");
+    // The skill is granted no directories: the host's files are not there.
+    assert_eq!(result(3)["exit_code"], 1);
+    assert!(
+        result(3)["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read /etc/passwd")
+    );
+}

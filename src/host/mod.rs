@@ -342,9 +342,22 @@ impl TaskState {
     /// State for a task with `input`'s grants and limits. Fails only if a
     /// granted directory cannot be opened; the input comes back then.
     pub(crate) fn new(input: TaskInput) -> Result<Self, Box<SetupFailed>> {
+        Self::with_io(input, None)
+    }
+
+    /// State for running a wasi:cli command with `args` and `stdin`.
+    pub(crate) fn for_command(
+        input: TaskInput,
+        args: Vec<String>,
+        stdin: Vec<u8>,
+    ) -> Result<Self, Box<SetupFailed>> {
+        Self::with_io(input, Some(wasi::CommandIo { args, stdin }))
+    }
+
+    fn with_io(input: TaskInput, io: Option<wasi::CommandIo>) -> Result<Self, Box<SetupFailed>> {
         let stdout = OutputCapture::default();
         let stderr = OutputCapture::default();
-        let wasi = match wasi::context(&input.grants, &stdout, &stderr) {
+        let wasi = match wasi::context(&input.grants, &stdout, &stderr, io) {
             Ok(wasi) => wasi,
             Err(error) => return Err(Box::new(SetupFailed { input, error })),
         };

@@ -97,14 +97,27 @@ impl AsyncWrite for OutputCapture {
     }
 }
 
+/// Arguments and stdin of a command run.
+pub(crate) struct CommandIo {
+    pub args: Vec<String>,
+    pub stdin: Vec<u8>,
+}
+
 /// Builds a task's WASI context: only the granted environment variables and
-/// directories; no sockets, no name lookup, no host stdio.
+/// directories; no sockets, no name lookup, no host stdio (a command gets
+/// its arguments and stdin).
 pub(crate) fn context(
     grants: &Grants,
     stdout: &OutputCapture,
     stderr: &OutputCapture,
+    io: Option<CommandIo>,
 ) -> anyhow::Result<WasiCtx> {
     let mut builder = WasiCtx::builder();
+    if let Some(io) = io {
+        builder
+            .args(&io.args)
+            .stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(io.stdin));
+    }
     builder
         .stdout(stdout.clone())
         .stderr(stderr.clone())

@@ -336,6 +336,33 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
         }
     }
     let (mut catalog, tool_problems) = ToolCatalog::build(&compiled, &tool_policies);
+    let mut skill_docs = skill_docs;
+    for doc in &mut skill_docs {
+        let used = &agent.skills[&doc.name];
+        let subject = format!("skills.{}", doc.name);
+        let grants = match Grants::tool_default().with(&used.grants) {
+            Ok(grants) => Arc::new(grants),
+            Err(found) => {
+                for (field, message) in found {
+                    report(&used.origin, field, format!("{subject}.{field}"), message);
+                }
+                continue;
+            }
+        };
+        let limits = used.limits.or(agent.limits).resolve();
+        doc.policy = Some(ToolPolicy { grants, limits });
+        for command in &mut doc.commands {
+            match sandbox.load_command(&command.path) {
+                Ok(component) => command.component = Some(Arc::new(component)),
+                Err(e) => report(
+                    &used.origin,
+                    "version",
+                    format!("{subject} command `{}`", command.name),
+                    e.to_string(),
+                ),
+            }
+        }
+    }
     catalog.add_skills(skill_docs);
     for (component, message) in tool_problems {
         let origin = &agent.components[&component].origin;

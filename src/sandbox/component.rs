@@ -139,7 +139,20 @@ impl ActionComponent {
 const MAGIC: &[u8; 4] = b"\0asm";
 const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 
-pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponent, ComponentError> {
+/// Reads `path`, checks it is a component, compiles it (or loads it from the
+/// compile cache) and links its imports. Returns its sha256, where the code
+/// came from, and the pre-linked instance.
+pub(super) fn compile(
+    sandbox: &Arc<Sandbox>,
+    path: &Path,
+) -> Result<
+    (
+        String,
+        CompileSource,
+        wasmtime::component::InstancePre<TaskState>,
+    ),
+    ComponentError,
+> {
     let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
         path: path.to_path_buf(),
         source,
@@ -173,6 +186,11 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
                 path: path.to_path_buf(),
                 message: format!("{e:#}"),
             })?;
+    Ok((digest, source, instance_pre))
+}
+
+pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponent, ComponentError> {
+    let (digest, source, instance_pre) = compile(sandbox, path)?;
     let pre = SkillPre::new(instance_pre).map_err(|e| ComponentError::Exports {
         path: path.to_path_buf(),
         message: format!("{e:#}"),

@@ -2,12 +2,14 @@
 //! by default, compiled components cached on disk, and a fresh store per task.
 
 mod cache;
+mod command;
 mod component;
 mod engine;
 mod outcome;
 mod pool;
 
 pub use cache::CompileSource;
+pub use command::{CommandComponent, CommandOutput};
 pub use component::{ActionComponent, ActionInfo, ComponentError};
 pub use engine::{SandboxConfig, default_cache_dir};
 pub(crate) use outcome::{GuestStop, classify};

@@ -3,7 +3,9 @@
 //! assets, components, and a `weir-skill.toml` recording each component's
 //! sha256 and what it carries).
 
-use super::package::{MANIFEST_FILE, PackageManifest, PackagedComponent, SKILL_MD_FILE};
+use super::package::{
+    MANIFEST_FILE, PackageManifest, PackagedCommand, PackagedComponent, SKILL_MD_FILE,
+};
 use crate::sandbox::Sandbox;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -141,7 +143,7 @@ pub fn build_skill(
         anyhow::bail!("{}", lines.join("\n"));
     }
 
-    let wasm_files = cargo_build(dir, target_dir)?;
+    let (wasm_files, command_files) = cargo_build(dir, target_dir)?;
     anyhow::ensure!(
         !wasm_files.is_empty(),
         "cargo built no cdylib in {} (a skill crate has `crate-type = [\"cdylib\"]`)",
@@ -181,13 +183,42 @@ pub fn build_skill(
             },
         );
     }
+    // The crate's binaries are wasi:cli commands models may run.
+    for wasm in command_files {
+        let name = wasm
+            .file_stem()
+            .expect("a file")
+            .to_string_lossy()
+            .into_owned();
+        let relative = format!("commands/{name}.wasm");
+        std::fs::create_dir_all(out.join("commands"))?;
+        std::fs::copy(&wasm, out.join(&relative))?;
+        sandbox
+            .load_command(&out.join(&relative))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let entry = manifest
+            .commands
+            .entry(name.clone())
+            .or_insert_with(|| PackagedCommand {
+                description: format!("Runs `{name}`."),
+                path: String::new(),
+                sha256: String::new(),
+            });
+        entry.path = relative.clone();
+        entry.sha256 = super::package::sha256_file(&out.join(&relative))?;
+    }
+    manifest.commands.retain(|_, c| !c.path.is_empty());
     std::fs::write(out.join(MANIFEST_FILE), manifest.to_toml())?;
     Ok(manifest)
 }
 
 /// Runs `cargo build --release --target wasm32-wasip2` in `dir`; returns
-/// the `.wasm` files it produced.
-fn cargo_build(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
+/// the `.wasm` files it produced: the library components, then the
+/// binaries (commands).
+fn cargo_build(
+    dir: &Path,
+    target_dir: Option<&Path>,
+) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command
         .current_dir(dir)
@@ -206,6 +237,7 @@ fn cargo_build(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<Path
         dir.display()
     );
     let mut wasm = Vec::new();
+    let mut commands = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -213,22 +245,26 @@ fn cargo_build(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<Vec<Path
         if message["reason"] != "compiler-artifact" {
             continue;
         }
-        let is_cdylib = message["target"]["kind"]
-            .as_array()
-            .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"));
+        let kind = |wanted: &str| {
+            message["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == wanted))
+        };
         let local = message["package_id"]
             .as_str()
             .is_some_and(|id| id.starts_with("path+file://"));
-        if !(is_cdylib && local) {
-            continue;
-        }
+        let into = match (local, kind("cdylib"), kind("bin")) {
+            (true, true, _) => &mut wasm,
+            (true, false, true) => &mut commands,
+            _ => continue,
+        };
         for file in message["filenames"].as_array().into_iter().flatten() {
             if let Some(file) = file.as_str().filter(|f| f.ends_with(".wasm")) {
-                wasm.push(PathBuf::from(file));
+                into.push(PathBuf::from(file));
             }
         }
     }
-    Ok(wasm)
+    Ok((wasm, commands))
 }
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -10,8 +10,10 @@ use crate::resources::model::ToolSpec;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
-/// The built-in tool's name.
+/// The built-in tool that reads a skill's files.
 pub const LOAD_SKILL: &str = "load_skill";
+/// The built-in tool that runs a skill's command.
+pub const RUN_SKILL_COMMAND: &str = "run_skill_command";
 
 /// Longest text `load_skill` returns; longer files are cut with a note.
 const MAX_LOAD_BYTES: usize = 64 << 10;
@@ -27,6 +29,53 @@ pub struct SkillDoc {
     pub dir: PathBuf,
     /// The tools its components provide.
     pub tools: Vec<String>,
+    /// Its wasi:cli commands.
+    pub commands: Vec<SkillCommand>,
+    /// What its tools and commands run with.
+    pub(crate) policy: Option<crate::tools::ToolPolicy>,
+}
+
+/// A wasi:cli command a skill carries.
+#[derive(Clone)]
+pub struct SkillCommand {
+    /// Its name.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// The component file.
+    pub path: PathBuf,
+    pub(crate) component: Option<std::sync::Arc<crate::sandbox::CommandComponent>>,
+}
+
+impl std::fmt::Debug for SkillCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SkillCommand")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The `run_skill_command` tool's spec.
+pub(crate) fn run_command_spec() -> ToolSpec {
+    ToolSpec {
+        name: RUN_SKILL_COMMAND.into(),
+        description:
+            "Run one of a skill's commands (a sandboxed program) with arguments and standard \
+                      input; returns its exit code, standard output and standard error."
+                .into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "skill": { "type": "string", "description": "The skill's name." },
+                "command": { "type": "string", "description": "The command's name." },
+                "args": { "type": "array", "items": { "type": "string" }, "description": "Arguments." },
+                "stdin": { "type": "string", "description": "Standard input." }
+            },
+            "required": ["skill", "command"],
+            "additionalProperties": false
+        }),
+    }
 }
 
 /// The `load_skill` tool's spec.
@@ -60,6 +109,12 @@ pub(crate) fn prompt_block<'a>(skills: impl Iterator<Item = &'a SkillDoc>) -> St
     );
     for skill in skills {
         block.push_str(&format!("- {}: {}\n", skill.name, skill.description));
+        for command in &skill.commands {
+            block.push_str(&format!(
+                "  - command `{}` (run it with `run_skill_command`): {}\n",
+                command.name, command.description
+            ));
+        }
     }
     block
 }
@@ -132,6 +187,8 @@ mod tests {
             description: "A demo.".into(),
             dir: dir.path().to_path_buf(),
             tools: vec![],
+            commands: vec![],
+            policy: None,
         };
         let body = load(&skill, &json!({ "name": "demo" })).unwrap();
         assert_eq!(body["content"], "# Demo\nDo it well.");

@@ -38,6 +38,9 @@ pub struct PackageManifest {
     /// Components by name.
     #[serde(default)]
     pub components: BTreeMap<String, PackagedComponent>,
+    /// wasi:cli command components by name, which models may run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub commands: BTreeMap<String, PackagedCommand>,
     /// What the skill asks to be granted.
     #[serde(default)]
     pub permissions: Permissions,
@@ -67,6 +70,22 @@ pub struct PackagedComponent {
     /// Tools it provides.
     #[serde(default)]
     pub tools: Vec<String>,
+}
+
+/// A wasi:cli command component of a package (a source manifest gives
+/// only its description; `weir skill build` fills in the rest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackagedCommand {
+    /// What it does, for the model.
+    #[serde(default)]
+    pub description: String,
+    /// Path inside the package.
+    #[serde(default)]
+    pub path: String,
+    /// sha256 of the file, hex.
+    #[serde(default)]
+    pub sha256: String,
 }
 
 /// Capabilities a skill requests. Unknown capabilities are refused when
@@ -220,25 +239,32 @@ impl PackageManifest {
                 ),
             });
         }
-        for (name, component) in &self.components {
-            let Some(relative) = inside(&component.path) else {
+        let files = self
+            .components
+            .iter()
+            .map(|(n, c)| (format!("components.{n}"), &c.path, &c.sha256))
+            .chain(
+                self.commands
+                    .iter()
+                    .map(|(n, c)| (format!("commands.{n}"), &c.path, &c.sha256)),
+            );
+        for (name, path, sha256) in files {
+            let Some(relative) = inside(path) else {
                 problems.push(PackageError::Invalid {
                     path: manifest.clone(),
                     message: format!(
-                        "components.{name}.path `{}` must be a relative path inside the package",
-                        component.path
+                        "{name}.path `{path}` must be a relative path inside the package"
                     ),
                 });
                 continue;
             };
             let file = dir.join(relative);
             match sha256_file(&file) {
-                Ok(digest) if digest == component.sha256 => {}
+                Ok(digest) if digest == *sha256 => {}
                 Ok(digest) => problems.push(PackageError::Invalid {
                     path: file,
                     message: format!(
-                        "sha256 is {digest}, the manifest records {} (components.{name}.sha256): the file was changed",
-                        component.sha256
+                        "sha256 is {digest}, the manifest records {sha256} ({name}.sha256): the file was changed"
                     ),
                 }),
                 Err(source) => problems.push(PackageError::Io { path: file, source }),

@@ -106,6 +106,17 @@ pub(crate) fn resolve(agent: &Agent) -> (Agent, Vec<Problem>, Vec<SkillDoc>) {
                 .values()
                 .flat_map(|c| c.tools.iter().cloned())
                 .collect(),
+            commands: manifest
+                .commands
+                .iter()
+                .map(|(command, c)| super::disclosure::SkillCommand {
+                    name: command.clone(),
+                    description: c.description.clone(),
+                    path: installed.dir.join(&c.path),
+                    component: None,
+                })
+                .collect(),
+            policy: None,
         });
         let single = manifest.components.len() == 1;
         for (component, packaged) in &manifest.components {
