@@ -458,6 +458,19 @@ config = { greeting = "Welcome" }
     assert_eq!(lock.skills.len(), 1);
     assert_eq!(lock.skills[0].digest, installed.digest);
 
+    // What the agent grants the skill is recorded in the lockfile.
+    let granting = std::fs::read_to_string(&manifest).unwrap().replace(
+        "version = \"0.1.0\"\n",
+        "version = \"0.1.0\"\nhttp = [\"https://api.example.com\"]\n",
+    );
+    std::fs::write(&manifest, granting).unwrap();
+    weir::AgentPlan::from_agent_in(&load(), sandbox())
+        .await
+        .unwrap();
+    let lock = weir::skill::lock::Lockfile::read(&agent_dir.join("weir.lock")).unwrap();
+    assert_eq!(lock.skills[0].granted.http, ["https://api.example.com"]);
+    assert_eq!(lock.skills[0].digest, installed.digest);
+
     // The same name and version, different bytes: refused.
     let changed = greeter_package(&tmp.path().join("changed"));
     std::fs::write(changed.join("references/style.md"), "Be curt.\n").unwrap();
@@ -713,4 +726,29 @@ async fn a_model_runs_a_skills_command_in_the_sandbox() {
             .unwrap()
             .contains("cannot read /etc/passwd")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_wants_a_login_gets_a_clear_error() {
+    use axum::http::{StatusCode, header};
+    let app = axum::Router::new().fallback(|| async {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"registry\"")],
+            "{\"errors\": [{\"code\": \"UNAUTHORIZED\"}]}",
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SkillStore::open(tmp.path().join("store"));
+    let reference = Reference::parse(&format!("{host}/acme/greeter:0.1.0")).unwrap();
+    let err = oci::install(&store, &reference, &|_, _| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("401"), "{err}");
+    assert!(err.contains("WEIR_REGISTRY_USER"), "{err}");
+    assert_empty(&store);
 }

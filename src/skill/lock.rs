@@ -8,6 +8,7 @@
 //! version = "0.1.0"
 //! digest = "sha256:5f1c..."
 //! source = "127.0.0.1:5000/acme/greeter:0.1.0"
+//! granted = { http = ["https://api.example.com"] }
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,9 @@ pub struct LockedSkill {
     pub digest: String,
     /// Where it was installed from, for the user.
     pub source: String,
+    /// What the agent grants it (recorded so a change shows in review).
+    #[serde(default, skip_serializing_if = "super::package::Permissions::is_empty")]
+    pub granted: super::package::Permissions,
 }
 
 /// The contents of a lockfile.

@@ -4,7 +4,7 @@
 
 use super::disclosure::SkillDoc;
 use super::lock::{LockedSkill, Lockfile};
-use super::package::PackageManifest;
+use super::package::{PackageManifest, Permissions, RequestedDir};
 use super::store::SkillStore;
 use crate::agent::{Agent, ComponentSpec};
 use crate::plan::Problem;
@@ -62,6 +62,26 @@ pub(crate) fn resolve(agent: &Agent) -> (Agent, Vec<Problem>, Vec<SkillDoc>) {
                 continue;
             }
         };
+        let granted = Permissions {
+            models: used.grants.models.clone(),
+            tools: used.grants.tools.clone(),
+            http: used.grants.http.clone(),
+            dirs: used
+                .grants
+                .dirs
+                .iter()
+                .map(|d| RequestedDir {
+                    guest: d.guest.clone(),
+                    write: d.write,
+                })
+                .collect(),
+            env: used.grants.env.clone(),
+        };
+        for line in installed.requested.describe() {
+            if !granted.describe().contains(&line) {
+                tracing::warn!(skill = %name, "the skill requests {line}, which the agent does not grant");
+            }
+        }
         match lock.get(name) {
             Some(pin) if pin.version == used.version && pin.digest != installed.digest => {
                 problem(
@@ -74,7 +94,7 @@ pub(crate) fn resolve(agent: &Agent) -> (Agent, Vec<Problem>, Vec<SkillDoc>) {
                 );
                 continue;
             }
-            Some(pin) if pin.version == used.version => {}
+            Some(pin) if pin.version == used.version && pin.granted == granted => {}
             _ => {
                 lock.skills.retain(|s| s.name != *name);
                 lock.skills.push(LockedSkill {
@@ -82,6 +102,7 @@ pub(crate) fn resolve(agent: &Agent) -> (Agent, Vec<Problem>, Vec<SkillDoc>) {
                     version: used.version.clone(),
                     digest: installed.digest.clone(),
                     source: installed.source.clone(),
+                    granted,
                 });
             }
         }

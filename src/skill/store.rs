@@ -185,10 +185,21 @@ impl SkillStore {
     }
 
     /// A fresh temporary directory inside the store (same filesystem, so a
-    /// rename out of it is atomic); removed when dropped.
+    /// rename out of it is atomic); removed when dropped. Leftovers of
+    /// installs killed more than an hour ago are removed first.
     pub fn temp_dir(&self) -> Result<tempfile::TempDir, StoreError> {
         let tmp = self.root.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(io(tmp.display().to_string()))?;
+        let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < stale);
+            if old {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         tempfile::Builder::new()
             .prefix("install-")
             .tempdir_in(&tmp)
