@@ -35,6 +35,25 @@ pub(crate) struct ToolCaller {
     pub depth: u32,
 }
 
+impl ToolCaller {
+    /// The input of the task that runs a tool or command `name` for this
+    /// caller, with `policy`'s grants and limits.
+    fn task_input(self, name: String, policy: &ToolPolicy) -> TaskInput {
+        TaskInput {
+            action_name: Arc::from(name),
+            config: Arc::default(),
+            grants: policy.grants.clone(),
+            env: self.env,
+            usage: self.usage,
+            key: self.key,
+            event_id: String::new(),
+            memory: KeyMemory::default(),
+            limits: policy.limits,
+            tool_depth: self.depth,
+        }
+    }
+}
+
 /// Every tool of an agent, by name, and the skills models may load.
 #[derive(Default)]
 pub struct ToolCatalog {
@@ -254,18 +273,7 @@ async fn run_command(
         args.push(arg.to_string());
     }
     let stdin = arguments["stdin"].as_str().unwrap_or_default().to_string();
-    let input = TaskInput {
-        action_name: Arc::from(format!("command:{}/{wanted}", skill.name)),
-        config: Arc::default(),
-        grants: policy.grants.clone(),
-        env: caller.env,
-        usage: caller.usage,
-        key: caller.key,
-        event_id: String::new(),
-        memory: KeyMemory::default(),
-        limits: policy.limits,
-        tool_depth: caller.depth,
-    };
+    let input = caller.task_input(format!("command:{}/{wanted}", skill.name), policy);
     let output = component.run(input, args, stdin).await.map_err(|why| {
         HostError::Failed(format!(
             "command `{wanted}` of skill `{}` {why}",
@@ -292,18 +300,7 @@ async fn run_tool(
 ) -> Result<Value, HostError> {
     let sandbox = &component.sandbox;
     let limits = policy.limits;
-    let input = TaskInput {
-        action_name: Arc::from(format!("tool:{name}")),
-        config: Arc::default(),
-        grants: policy.grants.clone(),
-        env: caller.env,
-        usage: caller.usage,
-        key: caller.key,
-        event_id: String::new(),
-        memory: KeyMemory::default(),
-        limits,
-        tool_depth: caller.depth,
-    };
+    let input = caller.task_input(format!("tool:{name}"), policy);
     let state = TaskState::new(input).map_err(|failed| {
         HostError::Failed(format!("tool `{name}` could not start: {:#}", failed.error))
     })?;

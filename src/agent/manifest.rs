@@ -179,6 +179,19 @@ struct RawSkill {
     limits: Option<Spanned<LimitSettings>>,
 }
 
+/// The grant fields of a raw action, component or skill.
+macro_rules! raw_grants {
+    ($raw:expr) => {
+        RawGrants {
+            models: $raw.models,
+            tools: $raw.tools,
+            http: $raw.http,
+            dirs: $raw.dirs,
+            env: $raw.env,
+        }
+    };
+}
+
 /// The grant fields an action or a component carries, as read.
 struct RawGrants {
     models: Option<Spanned<Vec<String>>>,
@@ -353,14 +366,7 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
         origin.set_whole(locator.at(whole));
         origin.set("path", locator.at(raw_component.path.span()));
         let file = PathBuf::from(raw_component.path.into_inner());
-        let grants = RawGrants {
-            models: raw_component.models,
-            tools: raw_component.tools,
-            http: raw_component.http,
-            dirs: raw_component.dirs,
-            env: raw_component.env,
-        }
-        .into_spec(&locator, &mut origin, &base);
+        let grants = raw_grants!(raw_component).into_spec(&locator, &mut origin, &base);
         let limits = limits_of(&locator, &mut origin, raw_component.limits);
         components.insert(
             component_name,
@@ -384,14 +390,7 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
         let mut origin = Origin::default();
         origin.set_whole(locator.at(whole));
         origin.set("version", locator.at(raw_skill.version.span()));
-        let grants = RawGrants {
-            models: raw_skill.models,
-            tools: raw_skill.tools,
-            http: raw_skill.http,
-            dirs: raw_skill.dirs,
-            env: raw_skill.env,
-        }
-        .into_spec(&locator, &mut origin, &base);
+        let grants = raw_grants!(raw_skill).into_spec(&locator, &mut origin, &base);
         let limits = limits_of(&locator, &mut origin, raw_skill.limits);
         skills.insert(
             skill_name,
@@ -426,14 +425,7 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
             }
             None => Map::new(),
         };
-        let grants = RawGrants {
-            models: raw_action.models,
-            tools: raw_action.tools,
-            http: raw_action.http,
-            dirs: raw_action.dirs,
-            env: raw_action.env,
-        }
-        .into_spec(&locator, &mut origin, &base);
+        let grants = raw_grants!(raw_action).into_spec(&locator, &mut origin, &base);
         let limits = limits_of(&locator, &mut origin, raw_action.limits);
         let isolation = match raw_action.isolation {
             Some(value) => Isolation::from_toml(value.get_ref()).map_err(|message| {
