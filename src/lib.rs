@@ -37,6 +37,7 @@ pub mod resources;
 pub mod runtime;
 pub mod sandbox;
 pub mod skill;
+pub mod state;
 pub mod tools;
 mod util;
 

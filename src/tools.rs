@@ -50,6 +50,7 @@ impl ToolCaller {
             memory: KeyMemory::default(),
             limits: policy.limits,
             tool_depth: self.depth,
+            journal: None,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The `weir` command line: thin commands over the library API.
 
+mod sink;
 mod skill;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use weir::{Agent, AgentPlan, RunSummary, Runtime, RuntimeSettings};
 
 /// Run event-driven AI agents with every action sandboxed in WebAssembly.
@@ -58,6 +59,10 @@ struct RunArgs {
     /// Also write the run summary as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Keep durable state here (an embedded journal): a run killed at any
+    /// moment and started again on the same input writes every output once.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,17 +109,6 @@ async fn plan(manifest: &PathBuf) -> anyhow::Result<AgentPlan> {
     Ok(AgentPlan::from_agent(&agent).await?)
 }
 
-async fn open_output(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn AsyncWrite + Unpin + Send>> {
-    Ok(match path {
-        Some(path) => Box::new(
-            tokio::fs::File::create(path)
-                .await
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        ),
-        None => Box::new(tokio::io::stdout()),
-    })
-}
-
 async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let plan = plan(&args.agent).await?;
     let settings = RuntimeSettings {
@@ -127,11 +121,18 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         "--max-concurrency and --max-depth must be at least 1"
     );
 
-    let mut outputs = BufWriter::new(open_output(&args.output).await?);
-    let mut errors = match &args.errors {
-        Some(_) => Some(BufWriter::new(open_output(&args.errors).await?)),
+    let state = match &args.state {
+        Some(dir) => Some(weir::state::StateStore::open(dir, &plan.fingerprint())?),
         None => None,
     };
+    let mut sink = sink::Sink::open(&args.output, &args.errors, state.clone()).await?;
+    if let Some(state) = &state {
+        // Outputs committed before a restart that the sink may not have.
+        for event in state.outbox()? {
+            sink.write(&event).await?;
+        }
+        sink.settle().await?;
+    }
     let input_name = args.input.display().to_string();
     let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if input_name == "-" {
         Box::new(tokio::io::stdin())
@@ -143,7 +144,11 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         )
     };
 
-    let mut handle = Runtime::new(plan).with_settings(settings).start();
+    let mut runtime = Runtime::new(plan).with_settings(settings);
+    if let Some(state) = &state {
+        runtime = runtime.with_state(state.clone())?;
+    }
+    let mut handle = runtime.start();
     let events = handle.events.clone();
     handle.events.close();
     let on_bad_line = args.on_bad_line;
@@ -174,18 +179,14 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         Ok::<u64, anyhow::Error>(bad_lines)
     });
 
-    while let Some(event) = handle.outputs.recv().await {
-        let sink = match (&mut errors, event.event_type == weir::event::types::ERROR) {
-            (Some(errors), true) => errors,
-            _ => &mut outputs,
-        };
-        sink.write_all(event.to_json_line().as_bytes()).await?;
-        sink.write_all(b"\n").await?;
+    let mut batch = Vec::new();
+    while handle.outputs.recv_many(&mut batch, 512).await > 0 {
+        for event in batch.drain(..) {
+            sink.write(&event).await?;
+        }
+        sink.settle().await?;
     }
-    outputs.flush().await?;
-    if let Some(errors) = &mut errors {
-        errors.flush().await?;
-    }
+    sink.settle().await?;
     let summary: RunSummary = handle.finish().await?;
     let fed = feeder.await?;
     eprint!("{summary}");

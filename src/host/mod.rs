@@ -257,6 +257,9 @@ pub(crate) struct TaskInput {
     pub limits: Limits,
     /// How deep in tool calls this task runs (0 for an action).
     pub tool_depth: u32,
+    /// The durable-execution journal and the run (input event) this task
+    /// belongs to, when the runtime keeps state.
+    pub journal: Option<(Arc<crate::state::StateStore>, Arc<str>)>,
 }
 
 impl TaskInput {
@@ -273,6 +276,7 @@ impl TaskInput {
             memory: KeyMemory::default(),
             limits: Limits::default(),
             tool_depth: 0,
+            journal: None,
         }
     }
 }
@@ -544,19 +548,48 @@ impl Task {
     /// The single host-call path for calls that wait (models, tools):
     /// `prepare` checks the request against the task and returns the work as
     /// a future that owns what it needs, so the task is free while it runs.
+    /// With a journal, a call already recorded for this task (same position,
+    /// same request) is answered from the record instead; a call made is
+    /// recorded.
     pub(crate) async fn call_async<R, F>(
         &mut self,
         op: Op,
+        request: &impl serde::Serialize,
         prepare: impl FnOnce(&mut Task) -> Result<F, HostError>,
     ) -> Result<R, HostError>
     where
         F: std::future::Future<Output = Result<R, HostError>> + Send + 'static,
+        R: serde::Serialize + serde::de::DeserializeOwned,
     {
         self.enter(op)?;
+        let journaled = self.input.journal.clone().map(|(journal, run)| {
+            let id = format!(
+                "{run}/{}/{}/{}",
+                self.input.event_id, self.input.action_name, self.host_calls
+            );
+            let digest = crate::state::request_digest(op.name, request);
+            (journal, id, digest)
+        });
+        if let Some((journal, id, digest)) = &journaled
+            && let Some(record) = journal.call(id)
+        {
+            if record.op == op.name && record.request == *digest {
+                let result = crate::state::replay(record);
+                self.trace(op, &result);
+                return result;
+            }
+            tracing::warn!(
+                call = %id, recorded = %record.op, now = op.name,
+                "replay diverged: the guest made another call than the one recorded; running it live"
+            );
+        }
         let result = match prepare(self) {
             Ok(work) => work.await,
             Err(e) => Err(e),
         };
+        if let Some((journal, id, digest)) = journaled {
+            journal.record_call(id, &crate::state::record(op.name, digest, &result));
+        }
         self.trace(op, &result);
         result
     }

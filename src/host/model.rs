@@ -102,7 +102,15 @@ impl Task {
 
     /// Asks a chat model for the next message.
     pub(crate) async fn chat(&mut self, call: ChatCall) -> Result<ChatReply, HostError> {
-        self.call_async(CHAT, |task| {
+        let request = (
+            &call.model,
+            &call.messages,
+            &call.options,
+            &call.output_schema,
+            call.use_tools,
+        );
+        let request = crate::state::request_digest(CHAT.name, &request);
+        self.call_async(CHAT, &request, |task| {
             task.granted_model(&call.model)?;
             let env = task.input.env.clone();
             let resource = env
@@ -173,7 +181,8 @@ impl Task {
         model: String,
         texts: Vec<String>,
     ) -> Result<Vec<Vec<f32>>, HostError> {
-        self.call_async(EMBED, |task| {
+        let request = crate::state::request_digest(EMBED.name, &(&model, &texts));
+        self.call_async(EMBED, &request, |task| {
             task.granted_model(&model)?;
             let resource = task
                 .input

@@ -24,7 +24,9 @@ impl Task {
         name: String,
         arguments: Value,
     ) -> Result<Value, HostError> {
-        self.call_async(CALL, |task| {
+        let request = (&name, &arguments);
+        let request = crate::state::request_digest(CALL.name, &request);
+        self.call_async(CALL, &request, |task| {
             if task.input.env.tools.spec(&name).is_none() {
                 return Err(HostError::Invalid(format!("no tool named `{name}`")));
             }

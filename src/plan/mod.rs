@@ -145,6 +145,43 @@ impl AgentPlan {
             .map_err(|e| PlanError::sandbox(anyhow::anyhow!("planning panicked: {e}")))?
     }
 
+    /// A digest of what determines the agent's behaviour: its components'
+    /// sha256s, actions, routes, resources and config (not where files are
+    /// or whether they came from the compile cache). A durable-execution
+    /// journal belongs to one fingerprint.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let components: BTreeMap<&String, &String> = self
+            .components
+            .iter()
+            .map(|(n, c)| (n, &c.sha256))
+            .collect();
+        let actions: Vec<Value> = self
+            .actions
+            .values()
+            .map(|a| {
+                serde_json::json!([
+                    a.name,
+                    a.component,
+                    a.export,
+                    a.builtin,
+                    a.listen,
+                    a.config,
+                    a.grants,
+                    a.limits
+                ])
+            })
+            .collect();
+        let stable = serde_json::json!({
+            "name": self.name,
+            "components": components,
+            "actions": actions,
+            "config": self.config,
+            "tools": self.tools,
+        });
+        hex::encode(sha2::Sha256::digest(stable.to_string().as_bytes()))
+    }
+
     /// The plan as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("plans always serialise")

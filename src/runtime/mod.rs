@@ -18,6 +18,7 @@ use crate::host::bindings::weir::agent::types::Event as WitEvent;
 use crate::host::{KeyMemory, ModelUsage};
 use crate::memory::MemoryObject;
 use crate::plan::{ActionPlan, AgentPlan};
+use crate::state::{StateError, StateStore};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct Runtime {
     plan: Arc<AgentPlan>,
     settings: RuntimeSettings,
     memory: HashMap<String, MemoryObject>,
+    state: Option<Arc<StateStore>>,
+    committed: HashMap<String, u64>,
 }
 
 /// Sends input events into a running agent. Dropping every clone (or calling
@@ -75,6 +78,7 @@ pub struct RunHandle {
 struct RunResult {
     summary: RunSummary,
     memory: HashMap<String, MemoryObject>,
+    fatal: Option<String>,
 }
 
 impl RunHandle {
@@ -94,6 +98,9 @@ impl RunHandle {
         drop(events);
         drop(outputs);
         let result = done.await?;
+        if let Some(fatal) = result.fatal {
+            anyhow::bail!("the run stopped taking input: {fatal}");
+        }
         let memory = result
             .memory
             .into_iter()
@@ -115,6 +122,8 @@ impl Runtime {
             settings: plan.runtime,
             plan,
             memory: HashMap::new(),
+            state: None,
+            committed: HashMap::new(),
         }
     }
 
@@ -137,6 +146,23 @@ impl Runtime {
         Ok(self)
     }
 
+    /// Keeps durable state in `state`: each key's memory and position are
+    /// restored from it, input events it has committed are skipped, host
+    /// calls it recorded are replayed, and every agent run is committed to
+    /// it before its outputs are released.
+    pub fn with_state(mut self, state: Arc<StateStore>) -> Result<Self, StateError> {
+        for (key, seq, memory) in state.keys()? {
+            let mut object = MemoryObject::new();
+            if !memory.is_null() {
+                let _ = object.set("", memory);
+            }
+            self.memory.insert(key.clone(), object);
+            self.committed.insert(key, seq);
+        }
+        self.state = Some(state);
+        Ok(self)
+    }
+
     /// Starts the run on the current tokio runtime.
     pub fn start(self) -> RunHandle {
         let settings = self.settings;
@@ -150,8 +176,10 @@ impl Runtime {
             outputs: output_tx,
             permits: Semaphore::new(settings.max_concurrency),
             usage: Arc::default(),
+            state: self.state,
+            fatal: std::sync::Mutex::new(None),
         });
-        let done = tokio::spawn(schedule(shared, input_rx, self.memory));
+        let done = tokio::spawn(schedule(shared, input_rx, self.memory, self.committed));
         RunHandle {
             events: EventSender { tx: Some(input_tx) },
             outputs: output_rx,
@@ -168,13 +196,19 @@ struct Shared {
     outputs: mpsc::Sender<Event>,
     permits: Semaphore,
     usage: Arc<ModelUsage>,
+    state: Option<Arc<StateStore>>,
+    /// Why the run had to stop taking input (the journal failed).
+    fatal: std::sync::Mutex<Option<String>>,
 }
 
 /// The state of one key.
 #[derive(Default)]
 struct KeyState {
-    /// Input events waiting for the key's current run to end.
-    queue: VecDeque<Event>,
+    /// Input events waiting for the key's current run to end, with their
+    /// sequence numbers.
+    queue: VecDeque<(Event, u64)>,
+    /// The last sequence number the journal has committed for the key.
+    committed: u64,
     /// The key's short-term memory while no run holds it.
     memory: Option<MemoryObject>,
     /// Sequence number of the key's last input event.
@@ -187,6 +221,7 @@ async fn schedule(
     shared: Arc<Shared>,
     mut input: mpsc::Receiver<Event>,
     memory: HashMap<String, MemoryObject>,
+    committed: HashMap<String, u64>,
 ) -> RunResult {
     let started = Instant::now();
     let mut keys: HashMap<String, KeyState> = memory
@@ -194,6 +229,7 @@ async fn schedule(
         .map(|(key, object)| {
             let state = KeyState {
                 memory: Some(object),
+                committed: committed.get(&key).copied().unwrap_or(0),
                 ..KeyState::default()
             };
             (key, state)
@@ -205,13 +241,17 @@ async fn schedule(
     let mut input_open = true;
 
     while input_open || pending > 0 {
+        if input_open && shared.fatal.lock().expect("fatal lock").is_some() {
+            // The journal failed: take no more input, finish what runs.
+            input_open = false;
+        }
         tokio::select! {
             biased;
             Some((key, memory)) = done_rx.recv() => {
                 pending -= 1;
                 let state = keys.get_mut(&key).expect("a running key has state");
                 match state.queue.pop_front() {
-                    Some(next) => spawn_run(&shared, &done_tx, key, next, memory),
+                    Some((next, seq)) => spawn_run(&shared, &done_tx, key, next, seq, memory),
                     None => {
                         state.memory = Some(memory);
                         state.running = false;
@@ -227,15 +267,22 @@ async fn schedule(
                 shared.counters.events_in.fetch_add(1, Relaxed);
                 let state = keys.entry(event.key.clone()).or_default();
                 state.seq += 1;
+                if state.seq <= state.committed {
+                    // Handled before a restart: the journal has its effects.
+                    pending -= 1;
+                    shared.counters.inputs_already_done.fetch_add(1, Relaxed);
+                    continue;
+                }
                 if event.id.is_empty() {
                     event.id = event::input_id(&event.key, state.seq);
                 }
+                let seq = state.seq;
                 if state.running {
-                    state.queue.push_back(event);
+                    state.queue.push_back((event, seq));
                 } else {
                     state.running = true;
                     let memory = state.memory.take().unwrap_or_default();
-                    spawn_run(&shared, &done_tx, event.key.clone(), event, memory);
+                    spawn_run(&shared, &done_tx, event.key.clone(), event, seq, memory);
                 }
             }
         }
@@ -247,7 +294,12 @@ async fn schedule(
         .into_iter()
         .filter_map(|(key, state)| state.memory.filter(|m| !m.is_empty()).map(|m| (key, m)))
         .collect();
-    RunResult { summary, memory }
+    let fatal = shared.fatal.lock().expect("fatal lock").take();
+    RunResult {
+        summary,
+        memory,
+        fatal,
+    }
 }
 
 fn spawn_run(
@@ -255,6 +307,7 @@ fn spawn_run(
     done: &mpsc::UnboundedSender<(String, MemoryObject)>,
     key: String,
     event: Event,
+    seq: u64,
     short_term: MemoryObject,
 ) {
     let shared = shared.clone();
@@ -265,7 +318,7 @@ fn spawn_run(
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        let memory = agent_run(&shared, event, short_term).await;
+        let memory = agent_run(&shared, event, seq, short_term).await;
         drop(permit);
         // The scheduler outlives every run it started.
         let _ = done.send((key, memory));
@@ -273,15 +326,25 @@ fn spawn_run(
 }
 
 /// One agent run: an input event and everything it causes, for one key.
-async fn agent_run(shared: &Shared, input: Event, short_term: MemoryObject) -> MemoryObject {
+/// With a journal, its outputs are held until the run is committed.
+async fn agent_run(
+    shared: &Shared,
+    input: Event,
+    seq: u64,
+    short_term: MemoryObject,
+) -> MemoryObject {
     let mut memory = KeyMemory {
         short_term,
         sensory: MemoryObject::new(),
     };
+    let run_id: Arc<str> = Arc::from(input.id.as_str());
+    let key = input.key.clone();
+    let mut held: Option<Vec<Event>> = shared.state.as_ref().map(|_| Vec::new());
     let mut queue: VecDeque<(Event, usize)> = VecDeque::from([(input, 0)]);
     let task_context = task::TaskContext {
         env: &shared.plan.env,
         usage: &shared.usage,
+        journal: shared.state.clone().map(|state| (state, run_id.clone())),
     };
     while let Some((event, depth)) = queue.pop_front() {
         let routes = shared.plan.route(&event.event_type);
@@ -321,10 +384,10 @@ async fn agent_run(shared: &Shared, input: Event, short_term: MemoryObject) -> M
                             attributes: e.attributes.into_iter().collect(),
                         };
                         if next.event_type == types::OUTPUT {
-                            deliver(shared, next).await;
+                            release(shared, &mut held, next).await;
                         } else if depth + 1 > shared.settings.max_depth {
                             let error = depth_error(shared, action, &event, &next);
-                            deliver(shared, error).await;
+                            release(shared, &mut held, error).await;
                         } else {
                             queue.push_back((next, depth + 1));
                         }
@@ -346,12 +409,42 @@ async fn agent_run(shared: &Shared, input: Event, short_term: MemoryObject) -> M
                     if route_again {
                         queue.push_back((error.clone(), depth + 1));
                     }
-                    deliver(shared, error).await;
+                    release(shared, &mut held, error).await;
                 }
             }
         }
     }
+    if let (Some(state), Some(outputs)) = (&shared.state, held) {
+        let snapshot = memory.short_term.to_value();
+        match state
+            .commit(&key, seq, snapshot, outputs.clone(), &run_id)
+            .await
+        {
+            Ok(()) => {
+                for event in outputs {
+                    deliver(shared, event).await;
+                }
+            }
+            Err(e) => {
+                // Nothing of this run is released; a restart re-runs it.
+                tracing::error!(key = %key, error = %e, "cannot commit a run; taking no more input");
+                shared
+                    .fatal
+                    .lock()
+                    .expect("fatal lock")
+                    .get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
     memory.short_term
+}
+
+/// Sends an output or error event now, or holds it until the run commits.
+async fn release(shared: &Shared, held: &mut Option<Vec<Event>>, event: Event) {
+    match held {
+        Some(held) => held.push(event),
+        None => deliver(shared, event).await,
+    }
 }
 
 /// Sends an output or error event to the run's receiver.

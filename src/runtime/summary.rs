@@ -11,6 +11,7 @@ use std::time::Duration;
 #[derive(Default)]
 pub(crate) struct Counters {
     pub events_in: AtomicU64,
+    pub inputs_already_done: AtomicU64,
     pub outputs: AtomicU64,
     pub error_events: AtomicU64,
     pub outputs_discarded: AtomicU64,
@@ -111,6 +112,7 @@ impl Counters {
             .collect();
         RunSummary {
             events_in: self.events_in.load(Relaxed),
+            inputs_already_done: self.inputs_already_done.load(Relaxed),
             outputs: self.outputs.load(Relaxed),
             error_events: self.error_events.load(Relaxed),
             outputs_discarded: self.outputs_discarded.load(Relaxed),
@@ -130,6 +132,9 @@ impl Counters {
 pub struct RunSummary {
     /// Input events taken.
     pub events_in: u64,
+    /// Input events skipped because the journal had already committed them
+    /// (a restarted run).
+    pub inputs_already_done: u64,
     /// Output events produced.
     pub outputs: u64,
     /// Error events produced (failed tasks, routing loops cut).
@@ -191,6 +196,13 @@ impl fmt::Display for RunSummary {
             self.elapsed_secs,
             rate
         )?;
+        if self.inputs_already_done > 0 {
+            writeln!(
+                f,
+                "  {} input events were already done before a restart (skipped)",
+                self.inputs_already_done
+            )?;
+        }
         for (name, a) in self.actions.iter().filter(|(_, a)| a.runs > 0) {
             write!(
                 f,

@@ -106,6 +106,8 @@ const STDERR_TAIL_BYTES: usize = 2048;
 pub(crate) struct TaskContext<'a> {
     pub env: &'a Arc<TaskEnv>,
     pub usage: &'a Arc<ModelUsage>,
+    /// The journal and the run's id, when the runtime keeps state.
+    pub journal: Option<(Arc<crate::state::StateStore>, Arc<str>)>,
 }
 
 pub(crate) async fn run(
@@ -127,6 +129,7 @@ pub(crate) async fn run(
         memory,
         limits,
         tool_depth: 0,
+        journal: context.journal.clone(),
     };
     let (task, result) = if wit_event.payload.len() > limits.max_payload_bytes {
         let exceeded = limits.exceeded(

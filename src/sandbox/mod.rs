@@ -189,6 +189,7 @@ pub mod probe {
                 ..Default::default()
             },
             tool_depth: 0,
+            journal: None,
         };
         let state = TaskState::new(input).unwrap_or_else(|_| unreachable!("no dirs are granted"));
         sandbox.new_store(state)

@@ -1,0 +1,342 @@
+//! The journal's tables and its group-committing writer.
+
+use crate::event::Event;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// The journal's format; a different one is refused.
+const FORMAT: &str = "weir-journal-1";
+
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// key -> JSON `{ "seq": u64, "memory": value }`.
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+/// "{run}/{event}/{action}/{index}" -> JSON [`CallRecord`].
+const CALLS: TableDefinition<&str, &[u8]> = TableDefinition::new("calls");
+/// output event id -> JSON `{ "order": "{key}\u{1}{seq:020}\u{1}{n:06}", "event": ... }`.
+const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+
+/// Why the journal could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The store failed (I/O, corruption, a full disk).
+    #[error("state {path}: {message}")]
+    Store {
+        /// The journal file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The journal belongs to another agent (or another version of it).
+    #[error(
+        "state {path} was written by agent `{found}`, not `{expected}`: use another --state directory, or remove this one to start over"
+    )]
+    OtherAgent {
+        /// The journal file.
+        path: PathBuf,
+        /// The fingerprint recorded.
+        found: String,
+        /// This agent's fingerprint.
+        expected: String,
+    },
+}
+
+/// A recorded host call: which function, a digest of its request, and its
+/// result (or error).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The host function, for example `model.chat`.
+    pub op: String,
+    /// sha256 of the request, hex.
+    pub request: String,
+    /// The result as JSON, or the error.
+    pub outcome: Result<Value, (String, String)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutboxRecord {
+    order: String,
+    event: Event,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyRecord {
+    seq: u64,
+    memory: Value,
+}
+
+/// One agent run's commit: the key's new sequence number and memory, the
+/// outputs it released, and the run whose call records can go.
+struct Commit {
+    key: String,
+    seq: u64,
+    memory: Value,
+    outputs: Vec<Event>,
+    run: String,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+enum Write {
+    Commit(Commit),
+    Call(String, Vec<u8>),
+    Delivered(Vec<String>),
+}
+
+/// The journal of one agent's runs in a state directory.
+pub struct StateStore {
+    db: Arc<Database>,
+    path: PathBuf,
+    writes: mpsc::UnboundedSender<Write>,
+    /// Call records written but maybe not yet committed, so a re-run in
+    /// the same process sees them too.
+    pending_calls: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+fn store_error(path: &Path) -> impl Fn(String) -> StateError + '_ {
+    move |message| StateError::Store {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+impl StateStore {
+    /// Opens (or creates) the journal in `dir` for the agent with
+    /// `fingerprint`; a journal of another agent is refused. Must be called
+    /// inside a tokio runtime (the writer is a task).
+    pub fn open(dir: &Path, fingerprint: &str) -> Result<Arc<StateStore>, StateError> {
+        std::fs::create_dir_all(dir).map_err(|e| StateError::Store {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let path = dir.join("journal.redb");
+        let at = path.clone();
+        let err = store_error(&at);
+        let db = Database::create(&path).map_err(|e| err(e.to_string()))?;
+        let txn = db.begin_write().map_err(|e| err(e.to_string()))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| err(e.to_string()))?;
+            let found = meta
+                .get("agent")
+                .map_err(|e| err(e.to_string()))?
+                .map(|v| v.value().to_string());
+            match found {
+                Some(found) if found != fingerprint => {
+                    return Err(StateError::OtherAgent {
+                        path,
+                        found,
+                        expected: fingerprint.to_string(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("agent", fingerprint)
+                        .map_err(|e| err(e.to_string()))?;
+                    meta.insert("format", FORMAT)
+                        .map_err(|e| err(e.to_string()))?;
+                }
+            }
+            txn.open_table(KEYS).map_err(|e| err(e.to_string()))?;
+            txn.open_table(CALLS).map_err(|e| err(e.to_string()))?;
+            txn.open_table(OUTBOX).map_err(|e| err(e.to_string()))?;
+        }
+        txn.commit().map_err(|e| err(e.to_string()))?;
+        let db = Arc::new(db);
+        let (writes, queue) = mpsc::unbounded_channel();
+        let writer_db = db.clone();
+        let writer_path = path.clone();
+        std::thread::Builder::new()
+            .name("weir-journal".into())
+            .spawn(move || writer(writer_db, writer_path, queue))
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Arc::new(StateStore {
+            db,
+            path,
+            writes,
+            pending_calls: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn err(&self) -> impl Fn(String) -> StateError + '_ {
+        store_error(&self.path)
+    }
+
+    /// Every key's committed sequence number and short-term memory.
+    pub fn keys(&self) -> Result<Vec<(String, u64, Value)>, StateError> {
+        let err = self.err();
+        let txn = self.db.begin_read().map_err(|e| err(e.to_string()))?;
+        let table = txn.open_table(KEYS).map_err(|e| err(e.to_string()))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| err(e.to_string()))? {
+            let (key, value) = row.map_err(|e| err(e.to_string()))?;
+            let record: KeyRecord = serde_json::from_slice(value.value())
+                .map_err(|e| err(format!("key `{}`: {e}", key.value())))?;
+            out.push((key.value().to_string(), record.seq, record.memory));
+        }
+        Ok(out)
+    }
+
+    /// Committed outputs the sink has not acknowledged, in commit order per
+    /// key.
+    pub fn outbox(&self) -> Result<Vec<Event>, StateError> {
+        let err = self.err();
+        let txn = self.db.begin_read().map_err(|e| err(e.to_string()))?;
+        let table = txn.open_table(OUTBOX).map_err(|e| err(e.to_string()))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| err(e.to_string()))? {
+            let (_, value) = row.map_err(|e| err(e.to_string()))?;
+            let record: OutboxRecord =
+                serde_json::from_slice(value.value()).map_err(|e| err(format!("outbox: {e}")))?;
+            out.push(record);
+        }
+        out.sort_by(|a, b| a.order.cmp(&b.order));
+        Ok(out.into_iter().map(|r| r.event).collect())
+    }
+
+    /// The recorded result of host call `id`, if there is one.
+    pub fn call(&self, id: &str) -> Option<CallRecord> {
+        if let Some(bytes) = self.pending_calls.lock().expect("journal lock").get(id) {
+            return serde_json::from_slice(bytes).ok();
+        }
+        let txn = self.db.begin_read().ok()?;
+        let table = txn.open_table(CALLS).ok()?;
+        let value = table.get(id).ok()??;
+        serde_json::from_slice(value.value()).ok()
+    }
+
+    /// Records host call `id` (written with the next group commit).
+    pub fn record_call(&self, id: String, record: &CallRecord) {
+        let bytes = serde_json::to_vec(record).expect("call records serialise");
+        self.pending_calls
+            .lock()
+            .expect("journal lock")
+            .insert(id.clone(), bytes.clone());
+        let _ = self.writes.send(Write::Call(id, bytes));
+    }
+
+    /// Commits one agent run: `key` has handled input `seq`, its memory is
+    /// now `memory`, and `outputs` go to the outbox; the run's call records
+    /// are pruned. Returns once the commit is on disk.
+    pub async fn commit(
+        &self,
+        key: &str,
+        seq: u64,
+        memory: Value,
+        outputs: Vec<Event>,
+        run: &str,
+    ) -> Result<(), StateError> {
+        let (done, wait) = oneshot::channel();
+        let commit = Commit {
+            key: key.to_string(),
+            seq,
+            memory,
+            outputs,
+            run: run.to_string(),
+            done,
+        };
+        self.writes
+            .send(Write::Commit(commit))
+            .map_err(|_| self.err()("the journal writer stopped".into()))?;
+        let result = wait
+            .await
+            .map_err(|_| self.err()("the journal writer stopped".into()))?
+            .map_err(self.err());
+        let prefix = format!("{run}/");
+        self.pending_calls
+            .lock()
+            .expect("journal lock")
+            .retain(|id, _| !id.starts_with(&prefix));
+        result
+    }
+
+    /// The sink has these outputs (by id): drop them from the outbox.
+    pub fn delivered(&self, ids: Vec<String>) {
+        let _ = self.writes.send(Write::Delivered(ids));
+    }
+
+    /// Counts of what the journal holds: keys, call records, outbox.
+    pub fn stats(&self) -> Result<(u64, u64, u64), StateError> {
+        let err = self.err();
+        let txn = self.db.begin_read().map_err(|e| err(e.to_string()))?;
+        let count = |def| -> Result<u64, StateError> {
+            let table = txn.open_table(def).map_err(|e| err(e.to_string()))?;
+            ReadableTableMetadata::len(&table).map_err(|e| err(e.to_string()))
+        };
+        Ok((count(KEYS)?, count(CALLS)?, count(OUTBOX)?))
+    }
+}
+
+fn outbox_order(key: &str, seq: u64, n: usize) -> String {
+    format!("{key}\u{1}{seq:020}\u{1}{n:06}")
+}
+
+/// The writer thread: takes every write queued, applies them in one
+/// transaction, commits (fsync), then answers the commits.
+fn writer(db: Arc<Database>, path: PathBuf, mut queue: mpsc::UnboundedReceiver<Write>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            batch.push(next);
+        }
+        let result = apply(&db, &batch).map_err(|e| format!("{e}"));
+        if let Err(message) = &result {
+            tracing::error!(journal = %path.display(), error = %message, "journal commit failed");
+        }
+        for write in batch {
+            if let Write::Commit(commit) = write {
+                let _ = commit.done.send(result.clone());
+            }
+        }
+    }
+}
+
+fn apply(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut keys = txn.open_table(KEYS)?;
+        let mut calls = txn.open_table(CALLS)?;
+        let mut outbox = txn.open_table(OUTBOX)?;
+        for write in batch.iter() {
+            match write {
+                Write::Call(id, bytes) => {
+                    calls.insert(id.as_str(), bytes.as_slice())?;
+                }
+                Write::Commit(commit) => {
+                    let record = serde_json::to_vec(&KeyRecord {
+                        seq: commit.seq,
+                        memory: commit.memory.clone(),
+                    })
+                    .expect("key records serialise");
+                    keys.insert(commit.key.as_str(), record.as_slice())?;
+                    for (n, event) in commit.outputs.iter().enumerate() {
+                        let record = OutboxRecord {
+                            order: outbox_order(&commit.key, commit.seq, n),
+                            event: event.clone(),
+                        };
+                        let bytes = serde_json::to_vec(&record).expect("events serialise");
+                        outbox.insert(event.id.as_str(), bytes.as_slice())?;
+                    }
+                    let prefix = format!("{}/", commit.run);
+                    let end = format!("{}0", commit.run);
+                    let doomed: Vec<String> = calls
+                        .range(prefix.as_str()..end.as_str())?
+                        .filter_map(|row| row.ok().map(|(k, _)| k.value().to_string()))
+                        .collect();
+                    for id in doomed {
+                        calls.remove(id.as_str())?;
+                    }
+                }
+                Write::Delivered(ids) => {
+                    for id in ids {
+                        outbox.remove(id.as_str())?;
+                    }
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}

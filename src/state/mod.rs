@@ -1,0 +1,72 @@
+//! Durable execution: a journal in an embedded store (redb, one file in the
+//! state directory) so that a run killed at any moment restarts where it
+//! stopped.
+//!
+//! - Per key: the last committed input sequence number and the short-term
+//!   memory after it. A restarted run skips input events already committed.
+//! - Per host call that reaches the world (models, tools): its recorded
+//!   result, keyed by (input event, event, action, call index). A re-run
+//!   task gets recorded results instead of calling again.
+//! - An outbox of committed output events, removed once the sink has them;
+//!   outputs have deterministic ids, so a sink deduplicates what it may see
+//!   twice after a crash.
+//!
+//! Commits are grouped: one write transaction (one fsync) takes every
+//! commit queued at that moment, so throughput does not collapse to one
+//! fsync per event.
+
+mod journal;
+
+pub use journal::{CallRecord, StateError, StateStore};
+
+use crate::host::HostError;
+use sha2::{Digest, Sha256};
+
+/// sha256 of a host call's function and request.
+pub(crate) fn request_digest(op: &str, request: &impl serde::Serialize) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(op.as_bytes());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(request).unwrap_or_default());
+    hex::encode(hasher.finalize())
+}
+
+/// A record of a host call's result.
+pub(crate) fn record<R: serde::Serialize>(
+    op: &str,
+    request: String,
+    result: &Result<R, HostError>,
+) -> CallRecord {
+    let outcome = match result {
+        Ok(value) => Ok(serde_json::to_value(value).unwrap_or_default()),
+        Err(e) => Err(match e {
+            HostError::Denied(m) => ("denied".to_string(), m.clone()),
+            HostError::Invalid(m) => ("invalid".to_string(), m.clone()),
+            HostError::Limit(m) => ("limit".to_string(), m.clone()),
+            HostError::Failed(m) => ("failed".to_string(), m.clone()),
+        }),
+    };
+    CallRecord {
+        op: op.to_string(),
+        request,
+        outcome,
+    }
+}
+
+/// The recorded result, as the call returned it.
+pub(crate) fn replay<R: serde::de::DeserializeOwned>(record: CallRecord) -> Result<R, HostError> {
+    match record.outcome {
+        Ok(value) => serde_json::from_value(value).map_err(|e| {
+            HostError::Failed(format!(
+                "the journal's record of `{}` is unreadable: {e}",
+                record.op
+            ))
+        }),
+        Err((kind, message)) => Err(match kind.as_str() {
+            "denied" => HostError::Denied(message),
+            "invalid" => HostError::Invalid(message),
+            "limit" => HostError::Limit(message),
+            _ => HostError::Failed(message),
+        }),
+    }
+}
