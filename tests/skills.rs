@@ -706,6 +706,13 @@ async fn a_model_runs_a_skills_command_in_the_sandbox() {
         .unwrap()
         .to_string();
     assert!(system.contains("command `tool`"), "{system}");
+    let offered: Vec<&str> = requests[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["load_skill", "run_skill_command"]);
     assert!(system.contains("Counts words on stdin."), "{system}");
     let result = |request: usize| -> serde_json::Value {
         let messages = requests[request].body["messages"].as_array().unwrap();

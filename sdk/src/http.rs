@@ -122,6 +122,9 @@ pub fn request(
     let outgoing = request
         .body()
         .map_err(|()| HttpError::Failed("request body taken".into()))?;
+    // Send first, then stream the body: the host buffers little of it, so
+    // writing a large body before sending would wait forever.
+    let pending = outgoing_handler::handle(request, None).map_err(failed)?;
     if let Some(bytes) = body {
         let stream = outgoing
             .write()
@@ -134,7 +137,6 @@ pub fn request(
         }
         drop(stream);
     }
-    let pending = outgoing_handler::handle(request, None).map_err(failed)?;
     OutgoingBody::finish(outgoing, None).map_err(failed)?;
     pending.subscribe().block();
     let response = match pending.get() {

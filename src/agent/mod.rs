@@ -214,6 +214,7 @@ impl Agent {
         set(&self.limits)
             || self.actions.iter().any(|a| set(&a.limits))
             || self.components.values().any(|c| set(&c.limits))
+            || self.skills.values().any(|s| set(&s.limits))
     }
 
     /// Parses manifest text; `path` names it in errors and anchors relative

@@ -75,6 +75,18 @@ pub(super) async fn run(
     let (request_id, mut conversation) = match event.event_type.as_str() {
         types::CHAT_REQUEST => {
             let request: ChatRequest = payload(event)?;
+            // An action asking for a chat must be granted the model itself:
+            // the built-in does not lend its grants.
+            if let Some(requester) = &event.upstream_action
+                && let Some(Some(grants)) = task.input.env.action_grants.get(requester)
+                && !grants.models.contains(&request.model)
+            {
+                let message = format!(
+                    "action `{requester}` asked for model `{}` in a `_chat_request_event` but is not granted it (grant it with `models = [\"{}\"]`)",
+                    request.model, request.model
+                );
+                return Err(task.deny("model", request.model.clone(), message).into());
+            }
             let request_id = request.request_id.unwrap_or_else(|| event.id.clone());
             let conversation = Conversation {
                 model: request.model,

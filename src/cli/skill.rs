@@ -311,7 +311,7 @@ async fn install(
                 bar.set_position(done);
             }
         };
-        let installed = oci::install(store, &oci_ref, &report).await?;
+        let installed = oci::install_pinned(store, &oci_ref, sha256, &report).await?;
         if let Some(bar) = bar {
             bar.finish_with_message("pulled");
         }

@@ -72,6 +72,18 @@ impl Host for TaskState {
         attributes: Vec<Attribute>,
     ) -> wasmtime::Result<Result<String, HostError>> {
         let result = self.task.call(EMIT, |task| {
+            // Built-in events that carry authority (tool requests, responses,
+            // errors) come only from the host; a guest may ask for a chat
+            // through `_chat_request_event`, checked against its grants.
+            if crate::event::types::is_reserved(&event_type)
+                && event_type != crate::event::types::OUTPUT
+                && event_type != crate::event::types::CHAT_REQUEST
+            {
+                let message = format!(
+                    "only weir's built-in actions emit `{event_type}`; an action may emit `_output_event`, `_chat_request_event` and its own event types"
+                );
+                return Err(task.deny("events", event_type.clone(), message));
+            }
             // Check the size before parsing: a huge payload is refused
             // without the host building a second copy of it (it is charged
             // once, in `push_event`).

@@ -136,8 +136,9 @@ pub(crate) fn allowed(rules: &[HttpRule], scheme: &str, host: &str, port: u16) -
 /// refused.
 pub(crate) struct HttpPolicy {
     pub rules: Arc<[HttpRule]>,
+    /// The first few requests refused, and how many in all.
     pub denials: Vec<Denial>,
-    pub requests: u64,
+    pub denied: u64,
 }
 
 type ResponseFuture = Box<
@@ -159,17 +160,22 @@ impl WasiHttpHooks for HttpPolicy {
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> ResponseFuture {
-        self.requests += 1;
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https");
         let host = uri.host().unwrap_or("");
         let port = uri
             .port_u16()
             .unwrap_or(if scheme == "http" { 80 } else { 443 });
-        if !allowed(&self.rules, scheme, host, port) {
-            let target = format!("{scheme}://{host}:{port}");
+        // A user part (`user@host`) would make the host checked and the host
+        // connected to different strings: refused.
+        let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+        if userinfo || !allowed(&self.rules, scheme, host, port) {
+            let target = crate::util::head(&format!("{scheme}://{host}:{port}"), 256).to_string();
             tracing::debug!(%target, "outbound HTTP request denied");
-            self.denials.push(Denial::new("http", target));
+            self.denied += 1;
+            if self.denials.len() < super::MAX_DENIALS_KEPT {
+                self.denials.push(Denial::new("http", target));
+            }
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         let _ = fut;

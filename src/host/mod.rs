@@ -200,7 +200,7 @@ impl Denial {
 }
 
 /// Most denials kept per task (all are counted).
-const MAX_DENIALS_KEPT: usize = 16;
+pub(crate) const MAX_DENIALS_KEPT: usize = 16;
 
 /// One host function, as the host-call path sees it.
 #[derive(Debug, Clone, Copy)]
@@ -237,11 +237,13 @@ impl ActionConfig {
     }
 }
 
-/// What the tasks of one plan share: its resources and tools.
+/// What the tasks of one plan share: its resources and tools, and each
+/// action's grants (`None` for the built-in actions, which are trusted).
 #[derive(Default)]
 pub(crate) struct TaskEnv {
     pub resources: Arc<crate::resources::ResourceProviders>,
     pub tools: Arc<crate::tools::ToolCatalog>,
+    pub action_grants: std::collections::BTreeMap<String, Option<Arc<Grants>>>,
 }
 
 /// What a task starts with.
@@ -372,7 +374,7 @@ impl TaskState {
             http: HttpPolicy {
                 rules: input.grants.http.clone(),
                 denials: Vec::new(),
-                requests: 0,
+                denied: 0,
             },
             limiter: MemoryLimiter::new(input.limits.memory_bytes()),
             stderr,
@@ -405,18 +407,14 @@ impl TaskState {
         self.limiter.set_limit(next.input.limits.memory_bytes());
         self.http.rules = next.input.grants.http.clone();
         let mut done = std::mem::replace(&mut self.task, next);
-        for denial in self.http.denials.drain(..) {
-            done.record_denial(denial);
-        }
+        done.take_http_denials(&mut self.http);
         done
     }
 
     /// Ends the task: its state, with the HTTP requests it was refused.
-    pub(crate) fn into_task(self) -> Task {
+    pub(crate) fn into_task(mut self) -> Task {
         let mut task = self.task;
-        for denial in self.http.denials {
-            task.record_denial(denial);
-        }
+        task.take_http_denials(&mut self.http);
         task
     }
 
@@ -472,6 +470,19 @@ impl Task {
         tracing::debug!(action = %self.input.action_name, capability, target = %denial.target, "denied");
         self.record_denial(denial);
         HostError::Denied(message)
+    }
+
+    /// Takes over the HTTP requests the task's wasi:http hooks refused.
+    fn take_http_denials(&mut self, http: &mut HttpPolicy) {
+        let kept = http.denials.len() as u64;
+        for denial in http.denials.drain(..) {
+            self.record_denial(denial);
+        }
+        // Refusals beyond those kept are counted too.
+        let uncounted = std::mem::take(&mut http.denied).saturating_sub(kept);
+        if uncounted > 0 {
+            *self.denial_counts.entry("http").or_default() += uncounted;
+        }
     }
 
     fn record_denial(&mut self, denial: Denial) {

@@ -5,7 +5,7 @@
 use super::bindings::weir::agent::model as wit;
 use super::{Capability, HostError, Op, Task, TaskState};
 use crate::resources::model::{ChatOptions, ChatReply, Message, ModelError, ToolCall, ToolSpec};
-use crate::skill::disclosure::{LOAD_SKILL, prompt_block};
+use crate::skill::disclosure::{LOAD_SKILL, RUN_SKILL_COMMAND, prompt_block};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -136,7 +136,10 @@ impl Task {
             let extra_system = if call.use_tools && !skills.is_empty() {
                 let offered =
                     |tools: &Vec<ToolSpec>, name: &str| tools.iter().any(|t| t.name == name);
-                for name in std::iter::once(LOAD_SKILL).chain(
+                let commands = skills.iter().any(|s| !s.commands.is_empty());
+                let builtins =
+                    std::iter::once(LOAD_SKILL).chain(commands.then_some(RUN_SKILL_COMMAND));
+                for name in builtins.chain(
                     skills
                         .iter()
                         .flat_map(|s| s.tools.iter().map(String::as_str)),

@@ -650,6 +650,13 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
     let env = Arc::new(TaskEnv {
         resources: resource_providers.clone(),
         tools: Arc::new(catalog),
+        action_grants: actions
+            .values()
+            .map(|a| {
+                let grants = a.builtin.is_none().then(|| a.grants.clone());
+                (a.name.clone(), grants)
+            })
+            .collect(),
     });
     Ok(AgentPlan {
         name: agent.name.clone(),

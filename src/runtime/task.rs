@@ -167,7 +167,9 @@ pub(crate) async fn run(
         (Err(Failure::Guest { .. } | Failure::Trap { .. }), Some(exceeded)) => {
             Err(Failure::Limit(exceeded.clone()))
         }
-        (Err(Failure::Guest { code, message }), None) if !task.denials.is_empty() => {
+        (Err(Failure::Guest { code, message }), None)
+            if code == "denied" && !task.denials.is_empty() =>
+        {
             Err(Failure::Denied {
                 denial: task.denials[0].clone(),
                 code,

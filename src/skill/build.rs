@@ -151,6 +151,12 @@ pub fn build_skill(
     );
 
     if out.exists() {
+        // Replace only a package we laid out before, never another directory.
+        anyhow::ensure!(
+            out.join(MANIFEST_FILE).is_file() && !dir.starts_with(out),
+            "{} exists and is not a skill package built before: choose another --out",
+            out.display()
+        );
         std::fs::remove_dir_all(out)?;
     }
     std::fs::create_dir_all(out.join("components"))?;

@@ -146,16 +146,28 @@ pub(crate) fn load(skill: &SkillDoc, arguments: &Value) -> Result<Value, HostErr
             skill.name
         )));
     }
-    let bytes = std::fs::read(skill.dir.join(&relative)).map_err(|e| {
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(skill.dir.join(&relative)).and_then(|f| {
+        use std::io::Read;
+        f.take(MAX_LOAD_BYTES as u64 + 1).read_to_end(&mut bytes)
+    });
+    read.map_err(|e| {
         HostError::Invalid(format!(
             "skill `{}` has no readable file `{file}`: {e}",
             skill.name
         ))
     })?;
+    if bytes.len() > MAX_LOAD_BYTES {
+        // Only the start of a long file is read, and shown.
+        bytes.truncate(MAX_LOAD_BYTES);
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        text.push_str("\n[... cut: the file is longer]");
+        return Ok(json!({ "name": skill.name, "file": file, "content": text }));
+    }
     let content = String::from_utf8(bytes).map_err(|_| {
         HostError::Invalid(format!("`{file}` of skill `{}` is not text", skill.name))
     })?;
-    Ok(json!({ "name": skill.name, "file": file, "content": cut(content) }))
+    Ok(json!({ "name": skill.name, "file": file, "content": content }))
 }
 
 fn cut(mut text: String) -> String {

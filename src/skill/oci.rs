@@ -155,7 +155,7 @@ pub enum RegistryError {
 fn hint(status: StatusCode) -> &'static str {
     match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            " (set WEIR_REGISTRY_USER and WEIR_REGISTRY_PASSWORD for a registry that needs a login)"
+            " (for a registry that needs a login set WEIR_REGISTRY_HOST to it, and WEIR_REGISTRY_USER and WEIR_REGISTRY_PASSWORD)"
         }
         StatusCode::NOT_FOUND => " (no such repository, tag or digest)",
         _ => "",
@@ -197,7 +197,7 @@ impl Session {
     }
 
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match (&self.token, credentials()) {
+        match (&self.token, credentials(&self.reference.registry)) {
             (Some(token), _) => request.bearer_auth(token),
             (None, Some((user, password))) => request.basic_auth(user, Some(password)),
             (None, None) => request,
@@ -243,7 +243,15 @@ impl Session {
             query.push(("scope", scope));
         }
         let mut token_request = self.http.get(&realm).query(&query);
-        if let Some((user, password)) = credentials() {
+        // The login goes to the token service only over https (or to the
+        // registry's own host).
+        let realm_ok = reqwest::Url::parse(&realm).is_ok_and(|url| {
+            url.scheme() == "https"
+                || url
+                    .host_str()
+                    .is_some_and(|h| self.reference.registry.split(':').next() == Some(h))
+        });
+        if realm_ok && let Some((user, password)) = credentials(&self.reference.registry) {
             token_request = token_request.basic_auth(user, Some(password));
         }
         let answer: Value = token_request
@@ -315,7 +323,14 @@ impl Session {
     }
 }
 
-fn credentials() -> Option<(String, String)> {
+/// The login for `registry`: `WEIR_REGISTRY_USER` / `WEIR_REGISTRY_PASSWORD`,
+/// only when `WEIR_REGISTRY_HOST` names this registry (credentials never go
+/// to another host).
+fn credentials(registry: &str) -> Option<(String, String)> {
+    let host = std::env::var("WEIR_REGISTRY_HOST").ok()?;
+    if host != registry {
+        return None;
+    }
     let user = std::env::var("WEIR_REGISTRY_USER").ok()?;
     let password = std::env::var("WEIR_REGISTRY_PASSWORD").unwrap_or_default();
     Some((user, password))
@@ -418,6 +433,17 @@ pub async fn install(
     reference: &Reference,
     progress: &dyn Fn(u64, Option<u64>),
 ) -> Result<InstalledSkill, RegistryError> {
+    install_pinned(store, reference, None, progress).await
+}
+
+/// As [`install`], and the package archive must have digest `expected`
+/// (`sha256:<hex>`, as `weir skill pack` prints and weir.lock records).
+pub async fn install_pinned(
+    store: &SkillStore,
+    reference: &Reference,
+    expected: Option<&str>,
+    progress: &dyn Fn(u64, Option<u64>),
+) -> Result<InstalledSkill, RegistryError> {
     let mut session = Session::new(reference);
     let invalid = |message: String| RegistryError::Invalid {
         reference: reference.to_string(),
@@ -453,6 +479,16 @@ pub async fn install(
     let digest = layer["digest"].as_str().unwrap_or("").to_string();
     if digest_hex(&digest).is_none() {
         return Err(invalid(format!("bad layer digest `{digest}`")));
+    }
+    if let Some(expected) = expected
+        && expected != digest
+    {
+        return Err(StoreError::DigestMismatch {
+            source_name: reference.to_string(),
+            expected: expected.to_string(),
+            actual: digest,
+        }
+        .into());
     }
     let limit = super::archive::ArchiveLimits::default().max_total_bytes;
     let size = layer["size"].as_u64().unwrap_or(0);

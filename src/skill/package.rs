@@ -292,14 +292,31 @@ pub(crate) fn inside(path: &str) -> Option<PathBuf> {
     (!clean.as_os_str().is_empty()).then_some(clean)
 }
 
-/// True for `MAJOR.MINOR.PATCH` with an optional `-pre` / `+build` suffix.
+/// True for a semantic version: `MAJOR.MINOR.PATCH`, then optionally
+/// `-pre` and `+build`, whose dot-separated parts are `[0-9A-Za-z-]`. (A
+/// version names files in the skill store, so nothing else may pass.)
 pub fn valid_version(version: &str) -> bool {
-    let core = version.split(['-', '+']).next().unwrap_or("");
+    let (rest, build) = match version.split_once('+') {
+        Some((rest, build)) => (rest, Some(build)),
+        None => (version, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (rest, None),
+    };
+    let identifiers = |text: &str| {
+        text.split('.').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    };
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
+    version.len() <= 128
+        && parts.len() == 3
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && pre.is_none_or(identifiers)
+        && build.is_none_or(identifiers)
 }
 
 /// sha256 of a file, hex.
@@ -372,5 +389,8 @@ dirs = [{ guest = "/data" }]
         assert!(!valid_version("1.2"));
         assert!(!valid_version("v1.2.3"));
         assert!(!valid_version("1.x.3"));
+        assert!(!valid_version("0.1.0-a/../../../../home/u/.docker/config"));
+        assert!(!valid_version("0.1.0+a/b"));
+        assert!(!valid_version("0.1.0-"));
     }
 }

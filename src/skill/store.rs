@@ -250,6 +250,24 @@ impl SkillStore {
                 source_name: source.to_string(),
                 problems,
             })?;
+        // Name and version name files here: only plain names may pass
+        // (check_package already holds them to the SKILL.md and semver
+        // rules; this guards the store whatever those rules become).
+        let plain = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('.')
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'+'))
+        };
+        if !plain(&manifest.skill.name) || !plain(&manifest.skill.version) {
+            return Err(StoreError::Invalid {
+                source_name: source.to_string(),
+                problems: vec![format!(
+                    "`{}@{}` cannot name a store entry",
+                    manifest.skill.name, manifest.skill.version
+                )],
+            });
+        }
 
         // Blob, then package, then the record: each appears whole or not at
         // all, and a record only ever points at a complete package.

@@ -162,6 +162,17 @@ fn http_get(event: Event) -> Result<()> {
     }
 }
 
+/// POSTs `size` bytes to `url`; outputs the status and body.
+fn http_post(event: Event) -> Result<()> {
+    let url = text_arg(&event, "url")?;
+    let size = arg(&event, "size")?.as_u64().unwrap_or(0) as usize;
+    let body = vec![b'z'; size];
+    let response =
+        weir_sdk::http::request("POST", &url, &[("content-type", "text/plain")], Some(&body))?;
+    emit_output(&json!({ "status": response.status, "body": response.text() }))?;
+    Ok(())
+}
+
 /// Outputs the environment variable `name` and how many variables it sees.
 fn env(event: Event) -> Result<()> {
     let name = text_arg(&event, "name")?;
@@ -218,6 +229,12 @@ fn instance_tasks(event: Event) -> Result<()> {
         std::process::abort();
     }
     emit_output(&json!({ "key": event.key, "tasks": n }))?;
+    Ok(())
+}
+
+/// Emits an event of type `type` with payload `payload`.
+fn emit_as(event: Event) -> Result<()> {
+    emit(&text_arg(&event, "type")?, &arg(&event, "payload")?)?;
     Ok(())
 }
 
@@ -287,6 +304,8 @@ weir_sdk::skill! {
         "connect" => connect,
         /// Sends an HTTP GET.
         "http-get" => http_get,
+        /// Sends an HTTP POST.
+        "http-post" => http_post,
         /// Reads an environment variable.
         "env" => env,
         /// Calls a chat model.
@@ -301,6 +320,8 @@ weir_sdk::skill! {
         "instance-tasks" => instance_tasks,
         /// Echoes its payload.
         "echo" => echo,
+        /// Emits an event of any type.
+        "emit-as" => emit_as,
     }
     tools {
         /// Calls itself.
