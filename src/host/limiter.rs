@@ -1,9 +1,9 @@
 //! The memory limit of one instance: all its linear memories together, as
 //! a component may have several.
 
-/// Table elements one instance may have (function references; a few
-/// thousand in real guests).
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Table elements one table may have (function references; a few
+/// thousand in real guests): bounds what tables can cost the host.
+const MAX_TABLE_ELEMENTS: usize = 64 << 10;
 
 /// Counts the instance's linear memory and refuses growth past the limit.
 pub(crate) struct MemoryLimiter {

@@ -387,6 +387,9 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
             }
         };
         let limits = used.limits.or(agent.limits).resolve();
+        for message in limit_problems(&limits, sandbox) {
+            report(&used.origin, "limits", format!("{subject}.limits"), message);
+        }
         doc.policy = Some(ToolPolicy { grants, limits });
         for command in &mut doc.commands {
             match sandbox.load_command(&command.path) {

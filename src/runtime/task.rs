@@ -273,7 +273,9 @@ async fn run_component(
         Err(_) => (Err(timeout(&store.data().task)), None),
     };
     let task = match (reusable, &action.pool) {
-        (Some(skill), Some(pool)) if store.data().task.violation.is_none() => {
+        (Some(skill), Some(pool))
+            if store.data().task.violation.is_none() && store.data().memory_refused().is_none() =>
+        {
             let task = store.data_mut().replace_task(Task::idle());
             pool.put(WarmInstance {
                 key: task.input.key.clone(),

@@ -25,6 +25,19 @@ pub(crate) fn classify(error: wasmtime::Error, state: &TaskState) -> GuestStop {
     if let Some(exceeded) = error.downcast_ref::<LimitExceeded>() {
         return GuestStop::Limit(exceeded.clone());
     }
+    // Instantiation itself can be refused memory (a large initial memory),
+    // which is not a trap.
+    if error.downcast_ref::<wasmtime::Trap>().is_none()
+        && let Some(asked) = state.memory_refused()
+    {
+        return GuestStop::Limit(limits.exceeded(
+            Limit::MemoryMb,
+            format!(
+                "the guest asked for {:.1} MiB of linear memory",
+                asked as f64 / f64::from(1 << 20)
+            ),
+        ));
+    }
     if error.downcast_ref::<CpuLimitExceeded>().is_some() {
         return GuestStop::Limit(
             limits.exceeded(Limit::CpuMs, "the guest ran past its CPU time".to_string()),

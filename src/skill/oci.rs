@@ -458,9 +458,13 @@ pub async fn install_pinned(
     if !response.status().is_success() {
         return Err(session.status("a manifest request", response.status()));
     }
-    let body = response.bytes().await.map_err(|e| session.unreachable(e))?;
-    if body.len() > 4 << 20 {
-        return Err(invalid("the manifest is over 4 MiB".into()));
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| session.unreachable(e))? {
+        body.extend_from_slice(&chunk);
+        if body.len() > 4 << 20 {
+            return Err(invalid("the manifest is over 4 MiB".into()));
+        }
     }
     if reference.reference.starts_with("sha256:") && sha256_bytes(&body) != reference.reference {
         return Err(StoreError::DigestMismatch {
@@ -505,7 +509,7 @@ pub async fn install_pinned(
     if !response.status().is_success() {
         return Err(session.status("a blob download", response.status()));
     }
-    let mut bytes = Vec::with_capacity(size as usize);
+    let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| session.unreachable(e))? {
         bytes.extend_from_slice(&chunk);
         if bytes.len() as u64 > limit {
@@ -519,7 +523,17 @@ pub async fn install_pinned(
         context: file.display().to_string(),
         source,
     })?;
-    Ok(store.install_archive(&file, Some(&digest), &reference.to_string())?)
+    // Hashing and unpacking block: off the async workers.
+    let store = store.clone();
+    let source = reference.to_string();
+    let installed = tokio::task::spawn_blocking(move || {
+        let installed = store.install_archive(&file, Some(&digest), &source);
+        drop(staging);
+        installed
+    })
+    .await
+    .map_err(|e| invalid(format!("the install task failed: {e}")))??;
+    Ok(installed)
 }
 
 #[cfg(test)]

@@ -320,7 +320,13 @@ impl SkillStore {
                     .map_err(io(name.path().display().to_string()))?
                     .path();
                 if path.extension().is_some_and(|e| e == "json") {
-                    out.push(self.read_record(&path)?);
+                    // One damaged record must not hide every other skill.
+                    match self.read_record(&path) {
+                        Ok(skill) => out.push(skill),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "skipping an unreadable install record")
+                        }
+                    }
                 }
             }
         }
