@@ -47,7 +47,12 @@ struct Measured {
 
 /// Feeds `n` events over `keys` keys and times each from send to its output.
 async fn pipeline(plan: Arc<AgentPlan>, n: usize, keys: usize) -> Measured {
-    let mut run = Runtime::shared(plan).start();
+    pipeline_on(Runtime::shared(plan), n, keys).await
+}
+
+/// As [`pipeline`], on a runtime set up by the caller.
+async fn pipeline_on(runtime: Runtime, n: usize, keys: usize) -> Measured {
+    let mut run = runtime.start();
     let sender = run.events.clone();
     run.events.close();
     let sent: Arc<std::sync::Mutex<Vec<Instant>>> =
@@ -173,6 +178,52 @@ async fn bench() -> anyhow::Result<()> {
         );
     }
     limits_cost(&dir, n, keys).await?;
+    journal_cost(&dir, n, keys).await?;
+    Ok(())
+}
+
+/// The trivial and word-stats agents with the durable-execution journal on
+/// (a fresh state directory per run) and off, interleaved over rounds.
+async fn journal_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::Result<()> {
+    let rounds = env_usize("WEIR_BENCH_ROUNDS", 5);
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        cache_dir: None,
+        ..SandboxConfig::default()
+    })?);
+    let trivial = Agent::builder("trivial")
+        .component("m", dir.join("guest_misbehave.wasm"))
+        .action(ActionBuilder::new("echo", "m").listen(types::INPUT))
+        .build();
+    let chain = Agent::builder("word-stats")
+        .component("tokenizer", dir.join("skill_tokenizer.wasm"))
+        .component("stats", dir.join("skill_word_stats.wasm"))
+        .action(ActionBuilder::new("tokenize", "tokenizer").listen(types::INPUT))
+        .action(ActionBuilder::new("count", "stats").listen("words_tokenized"))
+        .build();
+    println!(
+        "\n| agent, {n} events, {keys} keys, median of {rounds} interleaved rounds | journal off, events/s | journal on, events/s | on vs off |"
+    );
+    println!("|---|---|---|---|");
+    for (name, agent) in [
+        ("trivial (echo)", trivial),
+        ("word-stats chain (memory)", chain),
+    ] {
+        let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox.clone()).await?);
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            off.push(pipeline(plan.clone(), n, keys).await.events_per_sec);
+            let state_dir = tempfile::tempdir()?;
+            let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
+            let runtime = Runtime::shared(plan.clone()).with_state(state)?;
+            on.push(pipeline_on(runtime, n, keys).await.events_per_sec);
+        }
+        let median = |rates: &mut Vec<f64>| {
+            rates.sort_by(f64::total_cmp);
+            rates[rates.len() / 2]
+        };
+        let (off, on) = (median(&mut off), median(&mut on));
+        println!("| {name} | {off:.0} | {on:.0} | {:.2}x slower |", off / on);
+    }
     Ok(())
 }
 

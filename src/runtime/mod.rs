@@ -169,6 +169,13 @@ impl Runtime {
         let (input_tx, input_rx) = mpsc::channel(settings.max_concurrency.max(64));
         let (output_tx, output_rx) = mpsc::channel(1024);
         let counters = Counters::new(self.plan.actions.keys().cloned());
+        let (release_tx, release_rx) = match self.state {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             plan: self.plan,
             settings,
@@ -176,10 +183,18 @@ impl Runtime {
             outputs: output_tx,
             permits: Semaphore::new(settings.max_concurrency),
             usage: Arc::default(),
-            state: self.state,
             fatal: std::sync::Mutex::new(None),
+            releases: std::sync::Mutex::new(release_tx),
+            state: self.state,
         });
-        let done = tokio::spawn(schedule(shared, input_rx, self.memory, self.committed));
+        let releaser = release_rx.map(|rx| tokio::spawn(release_committed(shared.clone(), rx)));
+        let done = tokio::spawn(schedule(
+            shared,
+            input_rx,
+            self.memory,
+            self.committed,
+            releaser,
+        ));
         RunHandle {
             events: EventSender { tx: Some(input_tx) },
             outputs: output_rx,
@@ -199,6 +214,9 @@ struct Shared {
     state: Option<Arc<StateStore>>,
     /// Why the run had to stop taking input (the journal failed).
     fatal: std::sync::Mutex<Option<String>>,
+    /// Commits waiting to release their outputs, with a journal (taken
+    /// away when the last run has ended, which ends the releaser).
+    releases: std::sync::Mutex<Option<mpsc::UnboundedSender<Release>>>,
 }
 
 /// The state of one key.
@@ -222,6 +240,7 @@ async fn schedule(
     mut input: mpsc::Receiver<Event>,
     memory: HashMap<String, MemoryObject>,
     committed: HashMap<String, u64>,
+    releaser: Option<JoinHandle<()>>,
 ) -> RunResult {
     let started = Instant::now();
     let mut keys: HashMap<String, KeyState> = memory
@@ -288,6 +307,12 @@ async fn schedule(
         }
     }
 
+    // Every run has ended: close the release queue and wait for the last
+    // committed outputs to go out.
+    drop(shared.releases.lock().expect("release lock").take());
+    if let Some(releaser) = releaser {
+        let _ = releaser.await;
+    }
     let mut summary = shared.counters.summary(started.elapsed());
     summary.models = shared.usage.snapshot();
     let memory = keys
@@ -318,8 +343,7 @@ fn spawn_run(
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        let memory = agent_run(&shared, event, seq, short_term).await;
-        drop(permit);
+        let memory = agent_run(&shared, event, seq, short_term, permit).await;
         // The scheduler outlives every run it started.
         let _ = done.send((key, memory));
     });
@@ -332,6 +356,7 @@ async fn agent_run(
     input: Event,
     seq: u64,
     short_term: MemoryObject,
+    permit: tokio::sync::SemaphorePermit<'_>,
 ) -> MemoryObject {
     let mut memory = KeyMemory {
         short_term,
@@ -414,20 +439,39 @@ async fn agent_run(
             }
         }
     }
-    if let (Some(state), Some(outputs)) = (&shared.state, held) {
+    drop(permit);
+    let releases = shared.releases.lock().expect("release lock").clone();
+    if let (Some(state), Some(outputs), Some(releases)) = (&shared.state, held, releases) {
+        // The commit is queued now; the key's next run may start at once,
+        // and the outputs are released, in commit order, once it is on disk.
         let snapshot = memory.short_term.to_value();
-        match state
-            .commit(&key, seq, snapshot, outputs.clone(), &run_id)
-            .await
-        {
+        let durable = state.commit_later(&key, seq, snapshot, outputs.clone(), &run_id);
+        let _ = releases.send((Box::pin(durable), outputs));
+    }
+    memory.short_term
+}
+
+/// A commit on its way to disk, and the outputs it releases.
+type Release = (
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StateError>> + Send>>,
+    Vec<Event>,
+);
+
+/// Releases committed outputs in commit order; a failed commit releases
+/// nothing more and stops intake (a restart re-runs what was not committed).
+async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::UnboundedReceiver<Release>) {
+    while let Some((durable, outputs)) = releases.recv().await {
+        if shared.fatal.lock().expect("fatal lock").is_some() {
+            continue;
+        }
+        match durable.await {
             Ok(()) => {
                 for event in outputs {
-                    deliver(shared, event).await;
+                    deliver(&shared, event).await;
                 }
             }
             Err(e) => {
-                // Nothing of this run is released; a restart re-runs it.
-                tracing::error!(key = %key, error = %e, "cannot commit a run; taking no more input");
+                tracing::error!(error = %e, "cannot commit a run; taking no more input");
                 shared
                     .fatal
                     .lock()
@@ -436,7 +480,6 @@ async fn agent_run(
             }
         }
     }
-    memory.short_term
 }
 
 /// Sends an output or error event now, or holds it until the run commits.

@@ -221,13 +221,27 @@ impl StateStore {
     /// now `memory`, and `outputs` go to the outbox; the run's call records
     /// are pruned. Returns once the commit is on disk.
     pub async fn commit(
-        &self,
+        self: &Arc<Self>,
         key: &str,
         seq: u64,
         memory: Value,
         outputs: Vec<Event>,
         run: &str,
     ) -> Result<(), StateError> {
+        self.commit_later(key, seq, memory, outputs, run).await
+    }
+
+    /// Queues the commit of one agent run (commits apply in the order they
+    /// are queued) and returns a future that resolves once it is on disk, so
+    /// the key's next run need not wait for the fsync.
+    pub fn commit_later(
+        self: &Arc<Self>,
+        key: &str,
+        seq: u64,
+        memory: Value,
+        outputs: Vec<Event>,
+        run: &str,
+    ) -> impl std::future::Future<Output = Result<(), StateError>> + Send + 'static {
         let (done, wait) = oneshot::channel();
         let commit = Commit {
             key: key.to_string(),
@@ -237,19 +251,19 @@ impl StateStore {
             run: run.to_string(),
             done,
         };
-        self.writes
-            .send(Write::Commit(commit))
-            .map_err(|_| self.err()("the journal writer stopped".into()))?;
-        let result = wait
-            .await
-            .map_err(|_| self.err()("the journal writer stopped".into()))?
-            .map_err(self.err());
+        let sent = self.writes.send(Write::Commit(commit));
+        let this = self.clone();
         let prefix = format!("{run}/");
-        self.pending_calls
-            .lock()
-            .expect("journal lock")
-            .retain(|id, _| !id.starts_with(&prefix));
-        result
+        async move {
+            let stopped = || this.err()("the journal writer stopped".into());
+            sent.map_err(|_| stopped())?;
+            let result = wait.await.map_err(|_| stopped())?.map_err(this.err());
+            this.pending_calls
+                .lock()
+                .expect("journal lock")
+                .retain(|id, _| !id.starts_with(&prefix));
+            result
+        }
     }
 
     /// The sink has these outputs (by id): drop them from the outbox.
