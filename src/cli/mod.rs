@@ -32,6 +32,26 @@ enum Command {
     /// Package, install and inspect skills.
     #[command(subcommand)]
     Skill(skill::SkillCommand),
+    /// Inspect or compact a durable-execution state directory.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// Show what the journal holds: its agent, keys and their positions, pending work.
+    Inspect {
+        /// The state directory (`weir run --state DIR`).
+        dir: PathBuf,
+        /// Also list every key with its committed input sequence number.
+        #[arg(long)]
+        keys: bool,
+    },
+    /// Give the journal's free pages back to the file system.
+    Compact {
+        /// The state directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -85,6 +105,36 @@ impl Cli {
             }
             Command::Run(args) => run(args).await,
             Command::Skill(command) => command.run().await,
+            Command::State(StateCommand::Inspect { dir, keys }) => {
+                let found = weir::state::inspect(&dir)?;
+                println!("journal:        {}", found.path.display());
+                println!("agent:          {} ({})", found.agent, found.format);
+                println!("keys:           {}", found.keys.len());
+                println!(
+                    "inputs done:    {}",
+                    found.keys.iter().map(|(_, seq)| seq).sum::<u64>()
+                );
+                println!(
+                    "pending calls:  {} (recorded for runs not yet committed)",
+                    found.pending_calls
+                );
+                println!(
+                    "outbox:         {} (committed outputs not yet acknowledged)",
+                    found.outbox
+                );
+                println!("file:           {} bytes", found.file_bytes);
+                if keys {
+                    for (key, seq) in &found.keys {
+                        println!("  {key}: {seq}");
+                    }
+                }
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Command::State(StateCommand::Compact { dir }) => {
+                let (before, after) = weir::state::compact(&dir)?;
+                println!("compacted: {before} -> {after} bytes");
+                Ok(std::process::ExitCode::SUCCESS)
+            }
         }
     }
 }

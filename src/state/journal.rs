@@ -354,3 +354,79 @@ fn apply(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
     txn.commit()?;
     Ok(())
 }
+
+/// What a journal holds, for `weir state inspect`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// The journal file.
+    pub path: PathBuf,
+    /// The fingerprint of the agent that wrote it.
+    pub agent: String,
+    /// Its format.
+    pub format: String,
+    /// Each key's committed input sequence number.
+    pub keys: Vec<(String, u64)>,
+    /// Host calls recorded for runs not yet committed.
+    pub pending_calls: u64,
+    /// Committed outputs the sink has not acknowledged.
+    pub outbox: u64,
+    /// The file's size in bytes.
+    pub file_bytes: u64,
+}
+
+/// Reads the journal in `dir` without changing it (no run may have it open).
+pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
+    let path = dir.join("journal.redb");
+    let err = store_error(&path);
+    if !path.is_file() {
+        return Err(err("no journal here".into()));
+    }
+    let db = Database::open(&path).map_err(|e| err(e.to_string()))?;
+    let txn = db.begin_read().map_err(|e| err(e.to_string()))?;
+    let meta = txn.open_table(META).map_err(|e| err(e.to_string()))?;
+    let get = |name: &str| -> Result<String, StateError> {
+        Ok(meta
+            .get(name)
+            .map_err(|e| err(e.to_string()))?
+            .map(|v| v.value().to_string())
+            .unwrap_or_default())
+    };
+    let (agent, format) = (get("agent")?, get("format")?);
+    let mut keys = Vec::new();
+    let table = txn.open_table(KEYS).map_err(|e| err(e.to_string()))?;
+    for row in table.iter().map_err(|e| err(e.to_string()))? {
+        let (key, value) = row.map_err(|e| err(e.to_string()))?;
+        let record: KeyRecord = serde_json::from_slice(value.value())
+            .map_err(|e| err(format!("key `{}`: {e}", key.value())))?;
+        keys.push((key.value().to_string(), record.seq));
+    }
+    let count = |def| -> Result<u64, StateError> {
+        let table = txn.open_table(def).map_err(|e| err(e.to_string()))?;
+        ReadableTableMetadata::len(&table).map_err(|e| err(e.to_string()))
+    };
+    let (pending_calls, outbox) = (count(CALLS)?, count(OUTBOX)?);
+    let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    Ok(Inspection {
+        path: path.clone(),
+        agent,
+        format,
+        keys,
+        pending_calls,
+        outbox,
+        file_bytes,
+    })
+}
+
+/// Compacts the journal file in `dir` (no run may have it open): completed
+/// work is pruned at every commit; this returns the freed pages to the
+/// file system. Returns the file's size before and after.
+pub fn compact(dir: &Path) -> Result<(u64, u64), StateError> {
+    let path = dir.join("journal.redb");
+    let err = store_error(&path);
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    let mut db = Database::open(&path).map_err(|e| err(e.to_string()))?;
+    db.compact().map_err(|e| err(e.to_string()))?;
+    drop(db);
+    Ok((before, size()))
+}

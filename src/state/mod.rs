@@ -17,7 +17,7 @@
 
 mod journal;
 
-pub use journal::{CallRecord, StateError, StateStore};
+pub use journal::{CallRecord, Inspection, StateError, StateStore, compact, inspect};
 
 use crate::host::HostError;
 use sha2::{Digest, Sha256};
