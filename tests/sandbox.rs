@@ -347,6 +347,15 @@ async fn granted_http_works_and_redirects_off_the_list_are_refused() {
     let app = axum::Router::new()
         .route("/hello", get(|| async { "hello, guest" }))
         .route(
+            "/idem",
+            get(|headers: axum::http::HeaderMap| async move {
+                headers
+                    .get("idempotency-key")
+                    .map(|v| v.to_str().unwrap_or("").to_string())
+                    .unwrap_or_default()
+            }),
+        )
+        .route(
             "/length",
             axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
         )
@@ -372,6 +381,26 @@ async fn granted_http_works_and_redirects_off_the_list_are_refused() {
     assert_eq!(
         evil[0].payload,
         json!({ "status": 200, "body": "hello, guest" })
+    );
+
+    // Requests carry an idempotency key derived from the task (key, input
+    // position, action, request index): the same in a re-run, different for
+    // another event.
+    let idem = json!({ "url": format!("http://127.0.0.1:{port}/idem") });
+    let key_of = |events: Vec<Event>| events[0].payload["body"].as_str().unwrap().to_string();
+    let first = key_of(attack(plan(&agent).await, idem.clone()).await.0);
+    let again = key_of(attack(plan(&agent).await, idem.clone()).await.0);
+    assert_eq!(first, again);
+    assert!(first.ends_with("-1") && first.len() > 30, "{first}");
+    let other = Event::input("evil", idem.clone()).with_type("attack");
+    let (outputs, _) = run(
+        plan(&agent).await,
+        vec![Event::input("evil", idem).with_type("attack"), other],
+    )
+    .await;
+    assert_ne!(
+        outputs[0].payload["body"], outputs[1].payload["body"],
+        "the second event of the key gets its own keys"
     );
 
     // A body far bigger than the host buffers streams through.

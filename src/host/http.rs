@@ -136,6 +136,12 @@ pub(crate) fn allowed(rules: &[HttpRule], scheme: &str, host: &str, port: u16) -
 /// refused.
 pub(crate) struct HttpPolicy {
     pub rules: Arc<[HttpRule]>,
+    /// The task's idempotency-key stem (from its event and action), and
+    /// the requests it has sent: request n carries `Idempotency-Key:
+    /// {stem}-{n}` unless the guest set one, so a re-run task (durable
+    /// execution) sends the same keys and servers can deduplicate.
+    pub idempotency: String,
+    pub sent: u64,
     /// The first few requests refused, and how many in all.
     pub denials: Vec<Denial>,
     pub denied: u64,
@@ -179,6 +185,14 @@ impl WasiHttpHooks for HttpPolicy {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         let _ = fut;
+        let mut request = request;
+        self.sent += 1;
+        if !request.headers().contains_key("idempotency-key")
+            && let Ok(value) =
+                http::HeaderValue::from_str(&format!("{}-{}", self.idempotency, self.sent))
+        {
+            request.headers_mut().insert("idempotency-key", value);
+        }
         Box::new(async move {
             use http_body_util::BodyExt;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;

@@ -307,6 +307,15 @@ pub(crate) struct Task {
     pub denial_counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
+/// The stem of a task's idempotency keys: a digest of its event (whose id
+/// is derived from the key, the input's sequence number and the actions
+/// upstream) and its action.
+fn idempotency_stem(input: &TaskInput) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{}\0{}", input.event_id, input.action_name));
+    hex::encode(&digest[..16])
+}
+
 /// A task whose WASI context could not be built, with its input back.
 pub(crate) struct SetupFailed {
     pub input: TaskInput,
@@ -373,6 +382,8 @@ impl TaskState {
             http_ctx: WasiHttpCtx::new(),
             http: HttpPolicy {
                 rules: input.grants.http.clone(),
+                idempotency: idempotency_stem(&input),
+                sent: 0,
                 denials: Vec::new(),
                 denied: 0,
             },
@@ -406,6 +417,8 @@ impl TaskState {
     pub(crate) fn replace_task(&mut self, next: Task) -> Task {
         self.limiter.set_limit(next.input.limits.memory_bytes());
         self.http.rules = next.input.grants.http.clone();
+        self.http.idempotency = idempotency_stem(&next.input);
+        self.http.sent = 0;
         let mut done = std::mem::replace(&mut self.task, next);
         done.take_http_denials(&mut self.http);
         done
