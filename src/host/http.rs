@@ -136,8 +136,8 @@ pub(crate) fn allowed(rules: &[HttpRule], scheme: &str, host: &str, port: u16) -
 /// refused.
 pub(crate) struct HttpPolicy {
     pub rules: Arc<[HttpRule]>,
-    /// The task's idempotency-key stem (from its event and action), and
-    /// the requests it has sent: request n carries `Idempotency-Key:
+    /// The task's idempotency-key stem (from its event and action; set on
+    /// its first wasi:http call), and the requests it has sent: request n carries `Idempotency-Key:
     /// {stem}-{n}` unless the guest set one, so a re-run task (durable
     /// execution) sends the same keys and servers can deduplicate.
     pub idempotency: String,

@@ -345,6 +345,10 @@ impl WasiView for TaskState {
 
 impl WasiHttpView for TaskState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        // Derived on the task's first wasi:http call, not for every task.
+        if self.http.idempotency.is_empty() {
+            self.http.idempotency = idempotency_stem(&self.task.input);
+        }
         WasiHttpCtxView {
             ctx: &mut self.http_ctx,
             table: &mut self.table,
@@ -382,7 +386,7 @@ impl TaskState {
             http_ctx: WasiHttpCtx::new(),
             http: HttpPolicy {
                 rules: input.grants.http.clone(),
-                idempotency: idempotency_stem(&input),
+                idempotency: String::new(),
                 sent: 0,
                 denials: Vec::new(),
                 denied: 0,
@@ -417,7 +421,7 @@ impl TaskState {
     pub(crate) fn replace_task(&mut self, next: Task) -> Task {
         self.limiter.set_limit(next.input.limits.memory_bytes());
         self.http.rules = next.input.grants.http.clone();
-        self.http.idempotency = idempotency_stem(&next.input);
+        self.http.idempotency.clear();
         self.http.sent = 0;
         let mut done = std::mem::replace(&mut self.task, next);
         done.take_http_denials(&mut self.http);
