@@ -96,6 +96,24 @@ async fn pipeline_on(runtime: Runtime, n: usize, keys: usize) -> Measured {
     }
 }
 
+/// The trivial agent: `action` of the misbehave fixture (component `m`).
+fn trivial_agent(dir: &std::path::Path, action: ActionBuilder) -> Agent {
+    Agent::builder("trivial")
+        .component("m", dir.join("guest_misbehave.wasm"))
+        .action(action)
+        .build()
+}
+
+/// The word-stats chain: tokenize -> custom event -> count with memory.
+fn chain_agent(dir: &std::path::Path) -> Agent {
+    Agent::builder("word-stats")
+        .component("tokenizer", dir.join("skill_tokenizer.wasm"))
+        .component("stats", dir.join("skill_word_stats.wasm"))
+        .action(ActionBuilder::new("tokenize", "tokenizer").listen(types::INPUT))
+        .action(ActionBuilder::new("count", "stats").listen("words_tokenized"))
+        .build()
+}
+
 fn micros(d: Duration, n: u32) -> f64 {
     d.as_secs_f64() * 1e6 / n as f64
 }
@@ -148,16 +166,8 @@ async fn bench() -> anyhow::Result<()> {
         micros(warm, parts * 5)
     );
 
-    let trivial = Agent::builder("trivial")
-        .component("m", dir.join("guest_misbehave.wasm"))
-        .action(ActionBuilder::new("echo", "m").listen(types::INPUT))
-        .build();
-    let chain = Agent::builder("word-stats")
-        .component("tokenizer", dir.join("skill_tokenizer.wasm"))
-        .component("stats", dir.join("skill_word_stats.wasm"))
-        .action(ActionBuilder::new("tokenize", "tokenizer").listen(types::INPUT))
-        .action(ActionBuilder::new("count", "stats").listen("words_tokenized"))
-        .build();
+    let trivial = trivial_agent(&dir, ActionBuilder::new("echo", "m").listen(types::INPUT));
+    let chain = chain_agent(&dir);
     println!(
         "\n| agent ({n} events, {keys} keys, fresh instance per task) | events/s | tasks/s | p50 | p99 |"
     );
@@ -190,16 +200,8 @@ async fn journal_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::R
         cache_dir: None,
         ..SandboxConfig::default()
     })?);
-    let trivial = Agent::builder("trivial")
-        .component("m", dir.join("guest_misbehave.wasm"))
-        .action(ActionBuilder::new("echo", "m").listen(types::INPUT))
-        .build();
-    let chain = Agent::builder("word-stats")
-        .component("tokenizer", dir.join("skill_tokenizer.wasm"))
-        .component("stats", dir.join("skill_word_stats.wasm"))
-        .action(ActionBuilder::new("tokenize", "tokenizer").listen(types::INPUT))
-        .action(ActionBuilder::new("count", "stats").listen("words_tokenized"))
-        .build();
+    let trivial = trivial_agent(dir, ActionBuilder::new("echo", "m").listen(types::INPUT));
+    let chain = chain_agent(dir);
     println!(
         "\n| agent, {n} events, {keys} keys, median of {rounds} interleaved rounds | journal off, events/s | journal on, events/s | on vs off |"
     );
@@ -241,12 +243,7 @@ async fn limits_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::Re
         })?))
     };
     let echo = || ActionBuilder::new("echo", "m").listen(types::INPUT);
-    let agent = |action: ActionBuilder| {
-        Agent::builder("trivial")
-            .component("m", dir.join("guest_misbehave.wasm"))
-            .action(action)
-            .build()
-    };
+    let agent = |action: ActionBuilder| trivial_agent(dir, action);
     let fuel = LimitSettings {
         fuel: Some(10_000_000),
         ..LimitSettings::default()

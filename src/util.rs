@@ -16,6 +16,16 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// The 1-based line and column of byte `offset` in `text` (clamped to its
+/// end), for errors that point into a file.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let start = offset.min(text.len());
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(start, |nl| start - nl - 1) + 1;
+    (line, column)
+}
+
 /// The first `max` bytes of `text`, cut at a character boundary.
 pub(crate) fn head(text: &str, max: usize) -> &str {
     if text.len() <= max {

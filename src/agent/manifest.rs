@@ -273,10 +273,7 @@ struct Locator<'a> {
 
 impl Locator<'_> {
     fn at(&self, span: Range<usize>) -> Location {
-        let start = span.start.min(self.text.len());
-        let before = &self.text[..start];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rfind('\n').map_or(start, |nl| start - nl - 1) + 1;
+        let (line, column) = crate::util::line_column(self.text, span.start);
         Location {
             file: self.file.clone(),
             line,

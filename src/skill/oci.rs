@@ -14,7 +14,7 @@
 //! bearer-token auth).
 
 use super::package::PackageManifest;
-use super::store::{InstalledSkill, SkillStore, StoreError, digest_hex};
+use super::store::{InstalledSkill, SkillStore, StoreError, digest_hex, expect_digest};
 use reqwest::{Client, Response, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -356,15 +356,11 @@ pub async fn push(
 ) -> Result<String, RegistryError> {
     let mut session = Session::new(reference);
     let archive = read(&store.archive_of(skill))?;
-    let archive_digest = sha256_bytes(&archive);
-    if archive_digest != skill.digest {
-        return Err(StoreError::DigestMismatch {
-            source_name: store.archive_of(skill).display().to_string(),
-            expected: skill.digest.clone(),
-            actual: archive_digest,
-        }
-        .into());
-    }
+    expect_digest(
+        &store.archive_of(skill).display().to_string(),
+        Some(&skill.digest),
+        &sha256_bytes(&archive),
+    )?;
     let manifest = PackageManifest::read(&skill.dir).map_err(|e| RegistryError::Invalid {
         reference: reference.to_string(),
         message: e.to_string(),
@@ -466,13 +462,12 @@ pub async fn install_pinned(
             return Err(invalid("the manifest is over 4 MiB".into()));
         }
     }
-    if reference.reference.starts_with("sha256:") && sha256_bytes(&body) != reference.reference {
-        return Err(StoreError::DigestMismatch {
-            source_name: reference.to_string(),
-            expected: reference.reference.clone(),
-            actual: sha256_bytes(&body),
-        }
-        .into());
+    if reference.reference.starts_with("sha256:") {
+        expect_digest(
+            &reference.to_string(),
+            Some(&reference.reference),
+            &sha256_bytes(&body),
+        )?;
     }
     let manifest: Value = serde_json::from_slice(&body)
         .map_err(|e| invalid(format!("the manifest is not JSON: {e}")))?;
@@ -484,16 +479,7 @@ pub async fn install_pinned(
     if digest_hex(&digest).is_none() {
         return Err(invalid(format!("bad layer digest `{digest}`")));
     }
-    if let Some(expected) = expected
-        && expected != digest
-    {
-        return Err(StoreError::DigestMismatch {
-            source_name: reference.to_string(),
-            expected: expected.to_string(),
-            actual: digest,
-        }
-        .into());
-    }
+    expect_digest(&reference.to_string(), expected, &digest)?;
     let limit = super::archive::ArchiveLimits::default().max_total_bytes;
     let size = layer["size"].as_u64().unwrap_or(0);
     if size > limit {

@@ -198,12 +198,11 @@ impl PackageManifest {
     /// Parses manifest text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<PackageManifest, PackageError> {
         toml::from_str(text).map_err(|e| {
-            let start = e.span().map_or(0, |s| s.start).min(text.len());
-            let before = &text[..start];
+            let (line, column) = crate::util::line_column(text, e.span().map_or(0, |s| s.start));
             PackageError::Manifest {
                 path: path.to_path_buf(),
-                line: before.matches('\n').count() + 1,
-                column: before.rfind('\n').map_or(start, |nl| start - nl - 1) + 1,
+                line,
+                column,
                 message: e.message().trim_end().to_string(),
             }
         })

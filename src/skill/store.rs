@@ -97,6 +97,19 @@ pub fn digest_of(path: &Path) -> std::io::Result<String> {
     Ok(format!("sha256:{}", package::sha256_file(path)?))
 }
 
+/// `Ok` if `actual` is the `expected` digest (or none is expected), else
+/// the mismatch for `source`.
+pub fn expect_digest(source: &str, expected: Option<&str>, actual: &str) -> Result<(), StoreError> {
+    match expected {
+        Some(expected) if expected != actual => Err(StoreError::DigestMismatch {
+            source_name: source.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The hex part of a `sha256:<hex>` digest, if it is one.
 pub fn digest_hex(digest: &str) -> Option<&str> {
     let hex = digest.strip_prefix("sha256:")?;
@@ -226,15 +239,7 @@ impl SkillStore {
         source: &str,
     ) -> Result<InstalledSkill, StoreError> {
         let digest = digest_of(archive_path).map_err(io(archive_path.display().to_string()))?;
-        if let Some(expected) = expected
-            && expected != digest
-        {
-            return Err(StoreError::DigestMismatch {
-                source_name: source.to_string(),
-                expected: expected.to_string(),
-                actual: digest,
-            });
-        }
+        expect_digest(source, expected, &digest)?;
         let hex = digest_hex(&digest).expect("we made it").to_string();
         let staging = self.temp_dir()?;
         let unpacked = staging.path().join("package");
@@ -402,13 +407,7 @@ impl SkillStore {
         let hex = digest_hex(&skill.digest).unwrap_or_default();
         let blob = self.blob(hex);
         let actual = digest_of(&blob).map_err(io(blob.display().to_string()))?;
-        if actual != skill.digest {
-            return Err(StoreError::DigestMismatch {
-                source_name: blob.display().to_string(),
-                expected: skill.digest.clone(),
-                actual,
-            });
-        }
+        expect_digest(&blob.display().to_string(), Some(&skill.digest), &actual)?;
         check_package(&skill.dir).map_err(|problems| StoreError::Invalid {
             source_name: skill.dir.display().to_string(),
             problems,

@@ -167,14 +167,11 @@ impl StateStore {
     /// Every key's committed sequence number and short-term memory.
     pub fn keys(&self) -> Result<Vec<(String, u64, Value)>, StateError> {
         let err = self.err();
-        let txn = self.db.begin_read().map_err(|e| err(e.to_string()))?;
-        let table = txn.open_table(KEYS).map_err(|e| err(e.to_string()))?;
         let mut out = Vec::new();
-        for row in table.iter().map_err(|e| err(e.to_string()))? {
-            let (key, value) = row.map_err(|e| err(e.to_string()))?;
-            let record: KeyRecord = serde_json::from_slice(value.value())
-                .map_err(|e| err(format!("key `{}`: {e}", key.value())))?;
-            out.push((key.value().to_string(), record.seq, record.memory));
+        for (key, value) in read_rows(&self.db, KEYS).map_err(|e| err(e.to_string()))? {
+            let record: KeyRecord =
+                serde_json::from_slice(&value).map_err(|e| err(format!("key `{key}`: {e}")))?;
+            out.push((key, record.seq, record.memory));
         }
         Ok(out)
     }
@@ -183,13 +180,10 @@ impl StateStore {
     /// key.
     pub fn outbox(&self) -> Result<Vec<Event>, StateError> {
         let err = self.err();
-        let txn = self.db.begin_read().map_err(|e| err(e.to_string()))?;
-        let table = txn.open_table(OUTBOX).map_err(|e| err(e.to_string()))?;
         let mut out = Vec::new();
-        for row in table.iter().map_err(|e| err(e.to_string()))? {
-            let (_, value) = row.map_err(|e| err(e.to_string()))?;
+        for (_, value) in read_rows(&self.db, OUTBOX).map_err(|e| err(e.to_string()))? {
             let record: OutboxRecord =
-                serde_json::from_slice(value.value()).map_err(|e| err(format!("outbox: {e}")))?;
+                serde_json::from_slice(&value).map_err(|e| err(format!("outbox: {e}")))?;
             out.push(record);
         }
         out.sort_by(|a, b| a.order.cmp(&b.order));
@@ -281,6 +275,21 @@ impl StateStore {
         };
         Ok((count(KEYS)?, count(CALLS)?, count(OUTBOX)?))
     }
+}
+
+/// Every row of `table`, in key order.
+fn read_rows(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+) -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(table)?;
+    let mut rows = Vec::new();
+    for row in table.iter()? {
+        let (key, value) = row?;
+        rows.push((key.value().to_string(), value.value().to_vec()));
+    }
+    Ok(rows)
 }
 
 fn outbox_order(key: &str, seq: u64, n: usize) -> String {
@@ -393,12 +402,10 @@ pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
     };
     let (agent, format) = (get("agent")?, get("format")?);
     let mut keys = Vec::new();
-    let table = txn.open_table(KEYS).map_err(|e| err(e.to_string()))?;
-    for row in table.iter().map_err(|e| err(e.to_string()))? {
-        let (key, value) = row.map_err(|e| err(e.to_string()))?;
-        let record: KeyRecord = serde_json::from_slice(value.value())
-            .map_err(|e| err(format!("key `{}`: {e}", key.value())))?;
-        keys.push((key.value().to_string(), record.seq));
+    for (key, value) in read_rows(&db, KEYS).map_err(|e| err(e.to_string()))? {
+        let record: KeyRecord =
+            serde_json::from_slice(&value).map_err(|e| err(format!("key `{key}`: {e}")))?;
+        keys.push((key, record.seq));
     }
     let count = |def| -> Result<u64, StateError> {
         let table = txn.open_table(def).map_err(|e| err(e.to_string()))?;
