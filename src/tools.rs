@@ -24,15 +24,22 @@ struct Tool {
     component: Arc<ActionComponent>,
     validator: Arc<jsonschema::Validator>,
     policy: ToolPolicy,
+    /// Its calls have external effects: intents are recorded before them,
+    /// and its component's reconciler settles interrupted ones.
+    effect: bool,
 }
 
 /// Who is calling a tool, for the tool's own task.
+#[derive(Clone)]
 pub(crate) struct ToolCaller {
     pub key: String,
     pub env: Arc<TaskEnv>,
     pub usage: Arc<ModelUsage>,
     /// The depth the tool runs at (1 when an action calls it).
     pub depth: u32,
+    /// The idempotency key of the call, which the tool's task gets as its
+    /// own.
+    pub idempotency: String,
 }
 
 impl ToolCaller {
@@ -51,6 +58,7 @@ impl ToolCaller {
             limits: policy.limits,
             tool_depth: self.depth,
             journal: None,
+            idempotency: Some(self.idempotency),
         }
     }
 }
@@ -138,6 +146,7 @@ impl ToolCatalog {
                         component: component.clone(),
                         validator: Arc::new(validator),
                         policy,
+                        effect: component.effects().contains(&spec.name),
                     },
                 );
             }
@@ -180,6 +189,53 @@ impl ToolCatalog {
         self.skill_tools
             .iter()
             .chain(self.tools.values().map(|t| &t.spec))
+    }
+
+    /// True if tool `name` has external effects (see [`ActionComponent::effects`]).
+    pub fn is_effect(&self, name: &str) -> bool {
+        self.tools.get(name).is_some_and(|t| t.effect)
+    }
+
+    /// Asks the reconciler of tool `name`'s component what became of an
+    /// interrupted call: `Some(result)` if it took effect, `None` if not.
+    pub(crate) async fn reconcile(
+        &self,
+        name: &str,
+        arguments: &Value,
+        caller: ToolCaller,
+    ) -> Result<Option<Value>, HostError> {
+        let tool = self
+            .tools
+            .get(name)
+            .ok_or_else(|| HostError::Invalid(format!("no tool named `{name}`")))?;
+        let unknown = |why: String| {
+            HostError::Failed(format!(
+                "tool `{name}` was interrupted by a crash and what became of the call is unknown \
+                 (it is not repeated): {why}"
+            ))
+        };
+        let key = caller.idempotency.clone();
+        let input = caller.task_input(format!("reconcile:{name}"), &tool.policy);
+        let state =
+            TaskState::new(input).map_err(|failed| unknown(format!("{:#}", failed.error)))?;
+        let mut store = tool.component.sandbox.new_store(state);
+        let answer = tokio::time::timeout(
+            tool.policy.limits.timeout(),
+            tool.component
+                .reconcile(&mut store, name, &arguments.to_string(), &key),
+        )
+        .await
+        .map_err(|_| unknown("its reconciler ran past its wall-clock deadline".into()))?
+        .map_err(|e| unknown(format!("its reconciler trapped: {e:#}")))?;
+        match answer {
+            Ok(Some(text)) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| unknown(format!("its reconciler returned non-JSON ({e}): {text}"))),
+            Ok(None) => Ok(None),
+            Err((code, message)) => {
+                Err(unknown(format!("its reconciler failed: {code}: {message}")))
+            }
+        }
     }
 
     /// Checks `arguments` against tool `name`'s schema and runs it in a

@@ -200,9 +200,9 @@ pub fn emit_output<T: Serialize + ?Sized>(payload: &T) -> Result<String> {
     emit(OUTPUT_EVENT, payload)
 }
 
-/// What the action knows about its task: its name, the key, its config.
 pub mod http;
 
+/// What the action knows about its task: its name, the key, its config.
 pub mod context {
     use super::*;
     use crate::bindings::weir::agent::context as host;
@@ -231,6 +231,15 @@ pub mod context {
     /// The whole merged config as a JSON object.
     pub fn config_all() -> Result<Value> {
         Ok(serde_json::from_str(&host::config_all())?)
+    }
+
+    /// A key naming this task's external effects: the same every time the
+    /// task runs for the same input (after a crash too), different for
+    /// every other task. In a tool, it names the tool call. Hand it to
+    /// services that deduplicate requests; wasi:http requests carry it as
+    /// `Idempotency-Key` already.
+    pub fn idempotency_key() -> String {
+        host::idempotency_key()
     }
 }
 
@@ -437,6 +446,7 @@ pub mod tools {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::exports::weir::agent::handler::{ActionInfo, Guest as Handler};
+    pub use crate::bindings::exports::weir::agent::reconciler::{Guest as Reconciler, Reconciled};
     pub use crate::bindings::exports::weir::agent::tool_provider::Guest as ToolProvider;
     pub use crate::bindings::weir::agent::types::{ActionError, Event, ToolSpec};
     use serde::Serialize;
@@ -467,6 +477,28 @@ pub mod __private {
         })
     }
 
+    /// Runs one reconciler function on an interrupted call's JSON arguments.
+    pub fn reconcile_tool<A: DeserializeOwned, R: Serialize>(
+        name: &str,
+        reconciler: fn(A, &str) -> crate::Result<Option<R>>,
+        arguments: &str,
+        idempotency_key: &str,
+    ) -> Result<Reconciled, ActionError> {
+        let arguments: A = serde_json::from_str(arguments).map_err(|e| ActionError {
+            code: "bad-arguments".into(),
+            message: format!("arguments of tool `{name}`: {e}"),
+        })?;
+        match reconciler(arguments, idempotency_key).map_err(ActionError::from)? {
+            None => Ok(Reconciled::NotDone),
+            Some(result) => serde_json::to_string(&result)
+                .map(Reconciled::Done)
+                .map_err(|e| ActionError {
+                    code: "json".into(),
+                    message: e.to_string(),
+                }),
+        }
+    }
+
     /// Joins doc lines into a description.
     pub fn description(lines: &[&str]) -> String {
         lines
@@ -488,13 +520,21 @@ pub mod __private {
 }
 
 /// Export a skill's actions and tools from this component; use it once per
-/// crate. Both sections are optional.
+/// crate. Every section is optional.
 ///
 /// An action maps the name an agent manifest uses (`export = "name"`) to a
 /// function `fn(Event) -> Result<()>`. A tool maps its name and the JSON
 /// Schema of its arguments to a function `fn(Args) -> Result<Output>`, where
 /// `Args: Deserialize` and `Output: Serialize`. Doc comments become
 /// descriptions, which models read for tools.
+///
+/// `effects` names the tools whose calls change the world in a way that must
+/// not be repeated blindly (a payment, an email), each with a reconciler
+/// `fn(Args, idempotency_key: &str) -> Result<Option<Output>>`. Under durable
+/// execution, a call interrupted by a crash is not repeated: the reconciler
+/// finds out whether it took effect (`Some(output)`) or not (`None`, and the
+/// host calls the tool again). Give services the task's
+/// [`context::idempotency_key`] so the reconciler can look the call up.
 ///
 /// ```ignore
 /// weir_sdk::skill! {
@@ -507,6 +547,9 @@ pub mod __private {
 ///         "add" (r#"{"type": "object", "properties": {"a": {"type": "number"},
 ///             "b": {"type": "number"}}, "required": ["a", "b"]}"#) => add,
 ///     }
+///     effects {
+///         "charge" => find_charge,
+///     }
 /// }
 /// ```
 #[macro_export]
@@ -517,6 +560,9 @@ macro_rules! skill {
         })?
         $(tools {
             $( $(#[doc = $tdoc:literal])* $tname:literal ($schema:expr) => $tfunc:path ),* $(,)?
+        })?
+        $(effects {
+            $( $ename:literal => $efunc:path ),* $(,)?
         })?
     ) => {
         struct __WeirSkill;
@@ -560,6 +606,23 @@ macro_rules! skill {
                 match name.as_str() {
                     $($($tname => $crate::__private::call_tool($tname, $tfunc, &arguments),)*)?
                     other => ::std::result::Result::Err($crate::__private::unknown("tool", other)),
+                }
+            }
+        }
+
+        impl $crate::__private::Reconciler for __WeirSkill {
+            fn effects() -> ::std::vec::Vec<::std::string::String> {
+                ::std::vec![$($(::std::string::String::from($ename)),*)?]
+            }
+
+            fn reconcile(
+                name: ::std::string::String,
+                arguments: ::std::string::String,
+                idempotency_key: ::std::string::String,
+            ) -> ::std::result::Result<$crate::__private::Reconciled, $crate::__private::ActionError> {
+                match name.as_str() {
+                    $($($ename => $crate::__private::reconcile_tool($ename, $efunc, &arguments, &idempotency_key),)*)?
+                    other => ::std::result::Result::Err($crate::__private::unknown("effect", other)),
                 }
             }
         }

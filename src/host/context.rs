@@ -40,6 +40,14 @@ impl Host for TaskState {
             .map_err(trap)
     }
 
+    async fn idempotency_key(&mut self) -> wasmtime::Result<String> {
+        self.task
+            .call(op("context.idempotency-key"), |t| {
+                Ok(t.idempotency_key().to_string())
+            })
+            .map_err(trap)
+    }
+
     async fn config_all(&mut self) -> wasmtime::Result<String> {
         self.task
             .call(op("context.config-all"), |t| {

@@ -34,15 +34,25 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
-        world: "skill",
+        world: "skill-core",
         path: "wit",
         imports: { default: async | trappable },
         exports: { default: async },
     });
+
+    /// The optional `reconciler` export, looked up on its own.
+    pub(crate) mod reconciler {
+        wasmtime::component::bindgen!({
+            world: "reconciler-export",
+            path: "wit",
+            exports: { default: async },
+            with: { "weir:agent/types": super::weir::agent::types },
+        });
+    }
 }
 
 pub(crate) use bindings::weir::agent::types::HostError;
-pub(crate) use bindings::{Skill, SkillPre};
+pub(crate) use bindings::{SkillCore as Skill, SkillCorePre as SkillPre};
 
 /// A host capability that an action can be granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -120,10 +130,14 @@ impl Grants {
         }
     }
 
-    /// Logging, and models and tools by name: what a tool gets.
+    /// Its context (the caller's key, its idempotency key), logging, and
+    /// models and tools by name: what a tool gets.
     pub fn tool_default() -> Grants {
         Grants {
-            capabilities: Capability::Log.bit() | Capability::Model.bit() | Capability::Tools.bit(),
+            capabilities: Capability::Context.bit()
+                | Capability::Log.bit()
+                | Capability::Model.bit()
+                | Capability::Tools.bit(),
             ..Grants::default()
         }
     }
@@ -241,6 +255,8 @@ impl ActionConfig {
 /// action's grants (`None` for the built-in actions, which are trusted).
 #[derive(Default)]
 pub(crate) struct TaskEnv {
+    /// The agent's name, part of every idempotency key.
+    pub agent: Arc<str>,
     pub resources: Arc<crate::resources::ResourceProviders>,
     pub tools: Arc<crate::tools::ToolCatalog>,
     pub action_grants: std::collections::BTreeMap<String, Option<Arc<Grants>>>,
@@ -262,6 +278,9 @@ pub(crate) struct TaskInput {
     /// The durable-execution journal and the run (input event) this task
     /// belongs to, when the runtime keeps state.
     pub journal: Option<(Arc<crate::state::StateStore>, Arc<str>)>,
+    /// The task's idempotency key when its caller sets it (a tool's task);
+    /// otherwise derived from the event and action when first asked for.
+    pub idempotency: Option<String>,
 }
 
 impl TaskInput {
@@ -279,6 +298,7 @@ impl TaskInput {
             limits: Limits::default(),
             tool_depth: 0,
             journal: None,
+            idempotency: None,
         }
     }
 }
@@ -307,12 +327,12 @@ pub(crate) struct Task {
     pub denial_counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
-/// The stem of a task's idempotency keys: a digest of its event (whose id
-/// is derived from the key, the input's sequence number and the actions
-/// upstream) and its action.
-fn idempotency_stem(input: &TaskInput) -> String {
+/// An idempotency key: a digest of the agent and a task's position, which
+/// names the input (key and sequence number, in the event id), the action
+/// and, for a tool's task, the call.
+pub(crate) fn idempotency_key(agent: &str, position: &str) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("{}\0{}", input.event_id, input.action_name));
+    let digest = sha2::Sha256::digest(format!("{agent}\0{position}"));
     hex::encode(&digest[..16])
 }
 
@@ -347,7 +367,7 @@ impl WasiHttpView for TaskState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         // Derived on the task's first wasi:http call, not for every task.
         if self.http.idempotency.is_empty() {
-            self.http.idempotency = idempotency_stem(&self.task.input);
+            self.http.idempotency = self.task.idempotency_key().to_string();
         }
         WasiHttpCtxView {
             ctx: &mut self.http_ctx,
@@ -458,6 +478,16 @@ impl Task {
     /// A task that holds nothing: what a warm instance holds between tasks.
     pub(crate) fn idle() -> Task {
         Task::new(TaskInput::idle())
+    }
+
+    /// The task's idempotency key (see `context.idempotency-key`), derived
+    /// when first asked for: most tasks never need it.
+    pub(crate) fn idempotency_key(&mut self) -> &str {
+        let input = &mut self.input;
+        input.idempotency.get_or_insert_with(|| {
+            let position = format!("{}/{}", input.event_id, input.action_name);
+            idempotency_key(&input.env.agent, &position)
+        })
     }
 
     /// Counts the call and checks its grant.
@@ -578,48 +608,97 @@ impl Task {
     /// a future that owns what it needs, so the task is free while it runs.
     /// With a journal, a call already recorded for this task (same position,
     /// same request) is answered from the record instead; a call made is
-    /// recorded.
+    /// recorded. A call whose intent was recorded but not its result is
+    /// handed to `prepare` as interrupted, to reconcile.
     pub(crate) async fn call_async<R, F>(
         &mut self,
         op: Op,
         request: &impl serde::Serialize,
-        prepare: impl FnOnce(&mut Task) -> Result<F, HostError>,
+        prepare: impl FnOnce(&mut Task, CallSite) -> Result<F, HostError>,
     ) -> Result<R, HostError>
     where
         F: std::future::Future<Output = Result<R, HostError>> + Send + 'static,
         R: serde::Serialize + serde::de::DeserializeOwned,
     {
         self.enter(op)?;
-        let journaled = self.input.journal.clone().map(|(journal, run)| {
-            let id = format!(
-                "{run}/{}/{}/{}",
-                self.input.event_id, self.input.action_name, self.host_calls
-            );
-            let digest = crate::state::request_digest(op.name, request);
-            (journal, id, digest)
-        });
-        if let Some((journal, id, digest)) = &journaled
-            && let Some(record) = journal.call(id)
+        let position = format!(
+            "{}/{}/{}",
+            self.input.event_id, self.input.action_name, self.host_calls
+        );
+        let mut journaled = self
+            .input
+            .journal
+            .clone()
+            .map(|(store, run)| JournaledCall {
+                id: format!("{run}/{position}"),
+                digest: crate::state::request_digest(op.name, request),
+                op: op.name,
+                store,
+                interrupted: false,
+            });
+        if let Some(call) = &mut journaled
+            && let Some(record) = call.store.call(&call.id)
         {
-            if record.op == op.name && record.request == *digest {
+            if record.op != op.name || record.request != call.digest {
+                tracing::warn!(
+                    call = %call.id, recorded = %record.op, now = op.name,
+                    "replay diverged: the guest made another call than the one recorded; running it live"
+                );
+            } else if record.is_intent() {
+                call.interrupted = true;
+            } else {
                 let result = crate::state::replay(record);
                 self.trace(op, &result);
                 return result;
             }
-            tracing::warn!(
-                call = %id, recorded = %record.op, now = op.name,
-                "replay diverged: the guest made another call than the one recorded; running it live"
-            );
         }
-        let result = match prepare(self) {
+        let site = CallSite {
+            position,
+            journal: journaled.clone(),
+        };
+        let result = match prepare(self, site) {
             Ok(work) => work.await,
             Err(e) => Err(e),
         };
-        if let Some((journal, id, digest)) = journaled {
-            journal.record_call(id, &crate::state::record(op.name, digest, &result));
+        if let Some(call) = journaled {
+            let record = crate::state::record(op.name, call.digest, &result);
+            call.store.record_call(call.id, &record);
         }
         self.trace(op, &result);
         result
+    }
+}
+
+/// Where a waiting host call stands, for the work [`Task::call_async`] runs.
+pub(crate) struct CallSite {
+    /// The call's position: event, action and call index.
+    pub position: String,
+    /// Its journal entry, under durable execution.
+    pub journal: Option<JournaledCall>,
+}
+
+/// A host call's entry in the journal.
+#[derive(Clone)]
+pub(crate) struct JournaledCall {
+    store: Arc<crate::state::StateStore>,
+    id: String,
+    digest: String,
+    op: &'static str,
+    /// An intent was recorded for this call before a crash, but no result:
+    /// it may or may not have taken effect.
+    pub interrupted: bool,
+}
+
+impl JournaledCall {
+    /// Records that the call is about to take effect, and waits until the
+    /// record is on disk: a crash from here on leaves an intent to
+    /// reconcile.
+    pub(crate) async fn record_intent(&self) -> Result<(), HostError> {
+        let record = crate::state::intent(self.op, self.digest.clone());
+        self.store
+            .record_durably(self.id.clone(), &record)
+            .await
+            .map_err(|e| HostError::Failed(format!("the journal could not record the call: {e}")))
     }
 }
 

@@ -110,7 +110,7 @@ impl Task {
             call.use_tools,
         );
         let request = crate::state::request_digest(CHAT.name, &request);
-        self.call_async(CHAT, &request, |task| {
+        self.call_async(CHAT, &request, |task, _site| {
             task.granted_model(&call.model)?;
             let env = task.input.env.clone();
             let resource = env
@@ -185,7 +185,7 @@ impl Task {
         texts: Vec<String>,
     ) -> Result<Vec<Vec<f32>>, HostError> {
         let request = crate::state::request_digest(EMBED.name, &(&model, &texts));
-        self.call_async(EMBED, &request, |task| {
+        self.call_async(EMBED, &request, |task, _site| {
             task.granted_model(&model)?;
             let resource = task
                 .input

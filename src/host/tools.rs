@@ -26,7 +26,7 @@ impl Task {
     ) -> Result<Value, HostError> {
         let request = (&name, &arguments);
         let request = crate::state::request_digest(CALL.name, &request);
-        self.call_async(CALL, &request, |task| {
+        self.call_async(CALL, &request, |task, site| {
             if task.input.env.tools.spec(&name).is_none() {
                 return Err(HostError::Invalid(format!("no tool named `{name}`")));
             }
@@ -48,8 +48,28 @@ impl Task {
                 env: task.input.env.clone(),
                 usage: task.input.usage.clone(),
                 depth,
+                idempotency: crate::host::idempotency_key(&task.input.env.agent, &site.position),
             };
-            Ok(async move { catalog.call(&name, arguments, caller).await })
+            // An effect under durable execution: settle an interrupted call
+            // first, and record the intent before calling.
+            let journal = site.journal.filter(|_| catalog.is_effect(&name));
+            Ok(async move {
+                if let Some(journal) = journal {
+                    if journal.interrupted {
+                        let again = caller.clone();
+                        let answer = catalog.reconcile(&name, &arguments, again).await?;
+                        tracing::warn!(
+                            tool = %name, took_effect = answer.is_some(),
+                            "a call interrupted by a crash was reconciled"
+                        );
+                        if let Some(result) = answer {
+                            return Ok(result);
+                        }
+                    }
+                    journal.record_intent().await?;
+                }
+                catalog.call(&name, arguments, caller).await
+            })
         })
         .await
     }

@@ -651,6 +651,7 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
     let resource_providers = Arc::new(ResourceProviders::new(&agent.resources));
     let tools = catalog.specs().cloned().collect();
     let env = Arc::new(TaskEnv {
+        agent: Arc::from(agent.name.as_str()),
         resources: resource_providers.clone(),
         tools: Arc::new(catalog),
         action_grants: actions

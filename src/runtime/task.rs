@@ -130,6 +130,7 @@ pub(crate) async fn run(
         limits,
         tool_depth: 0,
         journal: context.journal.clone(),
+        idempotency: None,
     };
     let (task, result) = if wit_event.payload.len() > limits.max_payload_bytes {
         let exceeded = limits.exceeded(

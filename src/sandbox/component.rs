@@ -2,6 +2,9 @@
 //! pre-instantiated, and asked which actions it carries.
 
 use super::{CompileSource, Sandbox};
+use crate::host::bindings::reconciler::exports::weir::agent::reconciler::{
+    GuestIndices as ReconcilerIndices, Reconciled,
+};
 use crate::host::{SkillPre, TaskState};
 use crate::resources::model::ToolSpec;
 use sha2::{Digest, Sha256};
@@ -93,7 +96,11 @@ pub struct ActionComponent {
     source: CompileSource,
     actions: Vec<ActionInfo>,
     tools: Vec<ToolSpec>,
+    /// Its tools with external effects (from its `reconciler` export).
+    effects: Vec<String>,
     pub(crate) pre: SkillPre<TaskState>,
+    /// Its optional `reconciler` export.
+    reconciler: Option<ReconcilerIndices>,
     pub(crate) sandbox: Arc<Sandbox>,
 }
 
@@ -131,6 +138,43 @@ impl ActionComponent {
     /// The tools it provides.
     pub fn tools(&self) -> &[ToolSpec] {
         &self.tools
+    }
+
+    /// Its tools whose calls have external effects, settled after a crash
+    /// by its reconciler.
+    pub fn effects(&self) -> &[String] {
+        &self.effects
+    }
+
+    /// Asks the component's reconciler, in `store`'s fresh instance, what
+    /// became of an interrupted call of tool `name`.
+    pub(crate) async fn reconcile(
+        &self,
+        store: &mut wasmtime::Store<TaskState>,
+        name: &str,
+        arguments: &str,
+        idempotency_key: &str,
+    ) -> wasmtime::Result<Result<Option<String>, (String, String)>> {
+        let Some(indices) = &self.reconciler else {
+            return Ok(Err((
+                "no-reconciler".into(),
+                "the component exports no reconciler".into(),
+            )));
+        };
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut *store)
+            .await?;
+        let reconciler = indices.load(&mut *store, &instance)?;
+        let answer = reconciler
+            .call_reconcile(&mut *store, name, arguments, idempotency_key)
+            .await?;
+        Ok(match answer {
+            Ok(Reconciled::Done(result)) => Ok(Some(result)),
+            Ok(Reconciled::NotDone) => Ok(None),
+            Err(e) => Err((e.code, e.message)),
+        })
     }
 }
 
@@ -191,6 +235,8 @@ pub(super) fn compile(
 
 pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponent, ComponentError> {
     let (digest, source, instance_pre) = compile(sandbox, path)?;
+    // A component without effects need not export a reconciler.
+    let reconciler = ReconcilerIndices::new(&instance_pre).ok();
     let pre = SkillPre::new(instance_pre).map_err(|e| ComponentError::Exports {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
@@ -201,10 +247,12 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
         source,
         actions: Vec::new(),
         tools: Vec::new(),
+        effects: Vec::new(),
         pre,
+        reconciler,
         sandbox: sandbox.clone(),
     };
-    (component.actions, component.tools) =
+    (component.actions, component.tools, component.effects) =
         describe(&component).map_err(|message| ComponentError::Describe {
             path: path.to_path_buf(),
             message,
@@ -212,9 +260,11 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
     Ok(component)
 }
 
-/// Calls the component's `actions` and `tools` exports in a fresh,
-/// capability-less store.
-fn describe(component: &ActionComponent) -> Result<(Vec<ActionInfo>, Vec<ToolSpec>), String> {
+type Description = (Vec<ActionInfo>, Vec<ToolSpec>, Vec<String>);
+
+/// Calls the component's `actions`, `tools` and `effects` exports in a
+/// fresh, capability-less store.
+fn describe(component: &ActionComponent) -> Result<Description, String> {
     let sandbox = &component.sandbox;
     let mut store = sandbox.new_store(TaskState::describe(DESCRIBE_CPU_MS));
     let run = async {
@@ -227,9 +277,21 @@ fn describe(component: &ActionComponent) -> Result<(Vec<ActionInfo>, Vec<ToolSpe
             .weir_agent_tool_provider()
             .call_tools(&mut store)
             .await?;
-        wasmtime::Result::Ok((actions, tools))
+        let effects = match &component.reconciler {
+            Some(indices) => {
+                let instance = component
+                    .pre
+                    .instance_pre()
+                    .instantiate_async(&mut store)
+                    .await?;
+                let reconciler = indices.load(&mut store, &instance)?;
+                reconciler.call_effects(&mut store).await?
+            }
+            None => Vec::new(),
+        };
+        wasmtime::Result::Ok((actions, tools, effects))
     };
-    let (actions, tools) =
+    let (actions, tools, effects) =
         crate::util::block_on(run).map_err(|e: wasmtime::Error| format!("{e:#}"))?;
     let actions = actions
         .into_iter()
@@ -253,6 +315,14 @@ fn describe(component: &ActionComponent) -> Result<(Vec<ActionInfo>, Vec<ToolSpe
                 parameters,
             })
         })
-        .collect::<Result<_, String>>()?;
-    Ok((actions, tools))
+        .collect::<Result<Vec<ToolSpec>, String>>()?;
+    if let Some(unknown) = effects
+        .iter()
+        .find(|e| !tools.iter().any(|t| &t.name == *e))
+    {
+        return Err(format!(
+            "its reconciler names `{unknown}` among its effects, but it provides no tool of that name"
+        ));
+    }
+    Ok((actions, tools, effects))
 }

@@ -190,6 +190,7 @@ pub mod probe {
             },
             tool_depth: 0,
             journal: None,
+            idempotency: None,
         };
         let state = TaskState::new(input).unwrap_or_else(|_| unreachable!("no dirs are granted"));
         sandbox.new_store(state)

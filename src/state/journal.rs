@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// The journal's format; a different one is refused.
-const FORMAT: &str = "weir-journal-1";
+const FORMAT: &str = "weir-journal-2";
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// key -> JSON `{ "seq": u64, "memory": value }`.
@@ -30,6 +30,16 @@ pub enum StateError {
         path: PathBuf,
         /// What failed.
         message: String,
+    },
+    /// The journal was written in another format (by another weir).
+    #[error(
+        "state {path} is in format `{found}`, which this weir does not read (it reads `{FORMAT}`): finish the run with the weir that wrote it, or use another --state directory"
+    )]
+    OtherFormat {
+        /// The journal file.
+        path: PathBuf,
+        /// The format recorded.
+        found: String,
     },
     /// The journal belongs to another agent (or another version of it).
     #[error(
@@ -53,8 +63,32 @@ pub struct CallRecord {
     pub op: String,
     /// sha256 of the request, hex.
     pub request: String,
-    /// The result as JSON, or the error.
-    pub outcome: Result<Value, (String, String)>,
+    /// What came of it.
+    pub outcome: Outcome,
+}
+
+/// What came of a recorded host call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Its result, as JSON.
+    Ok(Value),
+    /// The error it returned.
+    Err {
+        /// `denied`, `invalid`, `limit` or `failed`.
+        kind: String,
+        /// The error's message.
+        message: String,
+    },
+    /// It was about to take effect (an intent); no result was recorded.
+    Intent,
+}
+
+impl CallRecord {
+    /// True for an intent with no result.
+    pub fn is_intent(&self) -> bool {
+        self.outcome == Outcome::Intent
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,6 +117,8 @@ struct Commit {
 enum Write {
     Commit(Commit),
     Call(String, Vec<u8>),
+    /// A call record the caller waits for (an intent).
+    DurableCall(String, Vec<u8>, oneshot::Sender<Result<(), String>>),
     Delivered(Vec<String>),
 }
 
@@ -123,6 +159,13 @@ impl StateStore {
                 .get("agent")
                 .map_err(|e| err(e.to_string()))?
                 .map(|v| v.value().to_string());
+            let format = meta
+                .get("format")
+                .map_err(|e| err(e.to_string()))?
+                .map(|v| v.value().to_string());
+            if let Some(found) = format.filter(|f| f != FORMAT) {
+                return Err(StateError::OtherFormat { path, found });
+            }
             match found {
                 Some(found) if found != fingerprint => {
                     return Err(StateError::OtherAgent {
@@ -209,6 +252,21 @@ impl StateStore {
             .expect("journal lock")
             .insert(id.clone(), bytes.clone());
         let _ = self.writes.send(Write::Call(id, bytes));
+    }
+
+    /// Records host call `id` and waits until the record is on disk.
+    pub async fn record_durably(&self, id: String, record: &CallRecord) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(record).expect("call records serialise");
+        self.pending_calls
+            .lock()
+            .expect("journal lock")
+            .insert(id.clone(), bytes.clone());
+        let (done, wait) = oneshot::channel();
+        let stopped = || self.err()("the journal writer stopped".into());
+        self.writes
+            .send(Write::DurableCall(id, bytes, done))
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?.map_err(self.err())
     }
 
     /// Commits one agent run: `key` has handled input `seq`, its memory is
@@ -309,8 +367,14 @@ fn writer(db: Arc<Database>, path: PathBuf, mut queue: mpsc::UnboundedReceiver<W
             tracing::error!(journal = %path.display(), error = %message, "journal commit failed");
         }
         for write in batch {
-            if let Write::Commit(commit) = write {
-                let _ = commit.done.send(result.clone());
+            match write {
+                Write::Commit(commit) => {
+                    let _ = commit.done.send(result.clone());
+                }
+                Write::DurableCall(_, _, done) => {
+                    let _ = done.send(result.clone());
+                }
+                _ => {}
             }
         }
     }
@@ -324,7 +388,7 @@ fn apply(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
         let mut outbox = txn.open_table(OUTBOX)?;
         for write in batch.iter() {
             match write {
-                Write::Call(id, bytes) => {
+                Write::Call(id, bytes) | Write::DurableCall(id, bytes, _) => {
                     calls.insert(id.as_str(), bytes.as_slice())?;
                 }
                 Write::Commit(commit) => {

@@ -17,7 +17,7 @@
 
 mod journal;
 
-pub use journal::{CallRecord, Inspection, StateError, StateStore, compact, inspect};
+pub use journal::{CallRecord, Inspection, Outcome, StateError, StateStore, compact, inspect};
 
 use crate::host::HostError;
 use sha2::{Digest, Sha256};
@@ -38,13 +38,19 @@ pub(crate) fn record<R: serde::Serialize>(
     result: &Result<R, HostError>,
 ) -> CallRecord {
     let outcome = match result {
-        Ok(value) => Ok(serde_json::to_value(value).unwrap_or_default()),
-        Err(e) => Err(match e {
-            HostError::Denied(m) => ("denied".to_string(), m.clone()),
-            HostError::Invalid(m) => ("invalid".to_string(), m.clone()),
-            HostError::Limit(m) => ("limit".to_string(), m.clone()),
-            HostError::Failed(m) => ("failed".to_string(), m.clone()),
-        }),
+        Ok(value) => Outcome::Ok(serde_json::to_value(value).unwrap_or_default()),
+        Err(e) => {
+            let (kind, message) = match e {
+                HostError::Denied(m) => ("denied", m),
+                HostError::Invalid(m) => ("invalid", m),
+                HostError::Limit(m) => ("limit", m),
+                HostError::Failed(m) => ("failed", m),
+            };
+            Outcome::Err {
+                kind: kind.to_string(),
+                message: message.clone(),
+            }
+        }
     };
     CallRecord {
         op: op.to_string(),
@@ -53,20 +59,33 @@ pub(crate) fn record<R: serde::Serialize>(
     }
 }
 
+/// A record that a call is about to take effect, its result unknown yet.
+pub(crate) fn intent(op: &str, request: String) -> CallRecord {
+    CallRecord {
+        op: op.to_string(),
+        request,
+        outcome: Outcome::Intent,
+    }
+}
+
 /// The recorded result, as the call returned it.
 pub(crate) fn replay<R: serde::de::DeserializeOwned>(record: CallRecord) -> Result<R, HostError> {
     match record.outcome {
-        Ok(value) => serde_json::from_value(value).map_err(|e| {
+        Outcome::Ok(value) => serde_json::from_value(value).map_err(|e| {
             HostError::Failed(format!(
                 "the journal's record of `{}` is unreadable: {e}",
                 record.op
             ))
         }),
-        Err((kind, message)) => Err(match kind.as_str() {
+        Outcome::Err { kind, message } => Err(match kind.as_str() {
             "denied" => HostError::Denied(message),
             "invalid" => HostError::Invalid(message),
             "limit" => HostError::Limit(message),
             _ => HostError::Failed(message),
         }),
+        Outcome::Intent => Err(HostError::Failed(format!(
+            "the journal holds only an intent for `{}`",
+            record.op
+        ))),
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod model_server;
+pub mod payments;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
