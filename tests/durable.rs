@@ -453,3 +453,102 @@ async fn payments_killed_at_random_moments_charge_every_order_exactly_once() {
     );
     assert!(service.lookups() >= 1, "no kill landed inside a charge");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_run_reads_the_same_clock_and_random_numbers() {
+    let server = ModelServer::start().await;
+    // The first call is answered; the second stalls until the kill.
+    server.script([Reply::Json(openai_text("first", 1, 1))]);
+    server.fallback(Reply::Delayed(
+        Duration::from_secs(3600),
+        Box::new(Reply::Json(openai_text("late", 1, 1))),
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = write(
+        tmp.path(),
+        "stamp.toml",
+        &format!(
+            r#"[agent]
+name = "stamp"
+
+[components.m]
+path = "{component}"
+
+[actions.stamp]
+component = "m"
+listen = ["_input_event"]
+models = ["assistant"]
+
+[resources.conn]
+kind = "chat-model-connection"
+provider = "openai"
+base_url = "{server}/v1"
+max_retries = 0
+
+[resources.assistant]
+kind = "chat-model"
+connection = "conn"
+model = "m"
+"#,
+            component = component("guest_misbehave.wasm").display(),
+            server = server.url,
+        ),
+    );
+    let input = write(
+        tmp.path(),
+        "in.jsonl",
+        "{\"key\": \"k\", \"payload\": {\"model\": \"assistant\"}}\n",
+    );
+    let output = tmp.path().join("out.jsonl");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("run")
+            .arg(&manifest)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .arg("--state")
+            .arg(tmp.path().join("state"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn();
+    until(|| server.count() == 2).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    server.fallback(Reply::Json(openai_text("second", 1, 1)));
+    let done = spawn().wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let questions: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| {
+            r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // The stamped question was asked once: the re-run read the same time
+    // and random number, so its request matched the record and was replayed.
+    assert_eq!(questions.len(), 3, "{questions:?}");
+    assert!(questions[0].starts_with("stamp "), "{questions:?}");
+    assert_eq!(questions[1], "second k");
+    assert_eq!(questions[2], "second k");
+    let out: Value =
+        serde_json::from_str(std::fs::read_to_string(&output).unwrap().trim()).unwrap();
+    let stamped = format!(
+        "stamp {} {}",
+        out["payload"]["stamp"].as_str().unwrap(),
+        out["payload"]["random"].as_str().unwrap()
+    );
+    assert_eq!(questions[0], stamped);
+}

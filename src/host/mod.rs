@@ -15,6 +15,7 @@ mod limiter;
 mod log;
 mod memory;
 pub(crate) mod model;
+mod readings;
 mod tools;
 mod wasi;
 
@@ -325,6 +326,9 @@ pub(crate) struct Task {
     /// Requests refused: the first few, and how many per capability.
     pub denials: Vec<Denial>,
     pub denial_counts: std::collections::BTreeMap<&'static str, u64>,
+    /// What the task read from clocks and random numbers, under durable
+    /// execution.
+    readings: Option<readings::SharedReadings>,
 }
 
 /// An idempotency key: a digest of the agent and a task's position, which
@@ -396,25 +400,35 @@ impl TaskState {
     fn with_io(input: TaskInput, io: Option<wasi::CommandIo>) -> Result<Self, Box<SetupFailed>> {
         let stdout = OutputCapture::default();
         let stderr = OutputCapture::default();
-        let wasi = match wasi::context(&input.grants, &stdout, &stderr, io) {
+        let readings = input
+            .journal
+            .as_ref()
+            .map(|_| readings::SharedReadings::default());
+        let wasi = match wasi::context(&input.grants, &stdout, &stderr, io, readings.as_ref()) {
             Ok(wasi) => wasi,
             Err(error) => return Err(Box::new(SetupFailed { input, error })),
         };
+        let rules = input.grants.http.clone();
+        let memory_bytes = input.limits.memory_bytes();
+        let mut task = Task::new(input);
+        if let Some(readings) = &readings {
+            task.attach_readings(readings);
+        }
         Ok(TaskState {
             wasi,
             table: ResourceTable::new(),
             http_ctx: WasiHttpCtx::new(),
             http: HttpPolicy {
-                rules: input.grants.http.clone(),
+                rules,
                 idempotency: String::new(),
                 sent: 0,
                 denials: Vec::new(),
                 denied: 0,
             },
-            limiter: MemoryLimiter::new(input.limits.memory_bytes()),
+            limiter: MemoryLimiter::new(memory_bytes),
             stderr,
             stdout,
-            task: Task::new(input),
+            task,
         })
     }
 
@@ -438,7 +452,10 @@ impl TaskState {
 
     /// Swaps in the next task of a reused instance; returns the last one,
     /// with the HTTP requests it was refused.
-    pub(crate) fn replace_task(&mut self, next: Task) -> Task {
+    pub(crate) fn replace_task(&mut self, mut next: Task) -> Task {
+        if let Some(readings) = self.task.readings.clone() {
+            next.attach_readings(&readings);
+        }
         self.limiter.set_limit(next.input.limits.memory_bytes());
         self.http.rules = next.input.grants.http.clone();
         self.http.idempotency.clear();
@@ -472,6 +489,34 @@ impl Task {
             violation: None,
             denials: Vec::new(),
             denial_counts: std::collections::BTreeMap::new(),
+            readings: None,
+        }
+    }
+
+    /// Shares `readings` with the store's clocks, set up for this task.
+    fn attach_readings(&mut self, readings: &readings::SharedReadings) {
+        let record = self.input.journal.as_ref().map(|(store, run)| {
+            let id = format!(
+                "{run}/{}/{}/readings",
+                self.input.event_id, self.input.action_name
+            );
+            (store.clone(), id)
+        });
+        readings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .reset(record);
+        self.readings = Some(readings.clone());
+    }
+
+    /// Writes the clock and random readings not yet in the journal, ahead
+    /// of a record that may depend on them.
+    fn save_readings(&self) {
+        if let Some(readings) = &self.readings {
+            readings
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .save();
         }
     }
 
@@ -661,6 +706,7 @@ impl Task {
             Err(e) => Err(e),
         };
         if let Some(call) = journaled {
+            self.save_readings();
             let record = crate::state::record(op.name, call.digest, &result);
             call.store.record_call(call.id, &record);
         }

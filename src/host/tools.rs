@@ -53,6 +53,10 @@ impl Task {
             // An effect under durable execution: settle an interrupted call
             // first, and record the intent before calling.
             let journal = site.journal.filter(|_| catalog.is_effect(&name));
+            if journal.is_some() {
+                // The intent goes to disk with what the task read so far.
+                task.save_readings();
+            }
             Ok(async move {
                 if let Some(journal) = journal {
                     if journal.interrupted {

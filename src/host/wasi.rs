@@ -2,6 +2,7 @@
 //! by default), and guest stdout/stderr captured into bounded buffers.
 
 use super::Grants;
+use super::readings::{self, SharedReadings};
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
@@ -106,13 +107,26 @@ pub(crate) struct CommandIo {
 /// Builds a task's WASI context: only the granted environment variables and
 /// directories; no sockets, no name lookup, no host stdio (a command gets
 /// its arguments and stdin).
+/// With `readings` (durable execution), clocks and random numbers go
+/// through them, to be recorded and replayed.
 pub(crate) fn context(
     grants: &Grants,
     stdout: &OutputCapture,
     stderr: &OutputCapture,
     io: Option<CommandIo>,
+    readings: Option<&SharedReadings>,
 ) -> anyhow::Result<WasiCtx> {
     let mut builder = WasiCtx::builder();
+    if let Some(readings) = readings {
+        builder
+            .wall_clock(readings::WallClock(readings.clone()))
+            .monotonic_clock(readings::MonotonicClock {
+                readings: readings.clone(),
+                start: std::time::Instant::now(),
+            })
+            .secure_random(readings::Random(readings.clone()))
+            .insecure_random(readings::Random(readings.clone()));
+    }
     if let Some(io) = io {
         builder
             .args(&io.args)

@@ -130,6 +130,9 @@ pub struct StateStore {
     /// Call records written but maybe not yet committed, so a re-run in
     /// the same process sees them too.
     pending_calls: Mutex<HashMap<String, Vec<u8>>>,
+    /// The journal held call records when opened (a run was interrupted):
+    /// only then can a record be on disk and not in `pending_calls`.
+    recovering: bool,
 }
 
 fn store_error(path: &Path) -> impl Fn(String) -> StateError + '_ {
@@ -152,6 +155,7 @@ impl StateStore {
         let at = path.clone();
         let err = store_error(&at);
         let db = Database::create(&path).map_err(|e| err(e.to_string()))?;
+        let recovering;
         let txn = db.begin_write().map_err(|e| err(e.to_string()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| err(e.to_string()))?;
@@ -183,7 +187,8 @@ impl StateStore {
                 }
             }
             txn.open_table(KEYS).map_err(|e| err(e.to_string()))?;
-            txn.open_table(CALLS).map_err(|e| err(e.to_string()))?;
+            let calls = txn.open_table(CALLS).map_err(|e| err(e.to_string()))?;
+            recovering = !calls.is_empty().map_err(|e| err(e.to_string()))?;
             txn.open_table(OUTBOX).map_err(|e| err(e.to_string()))?;
         }
         txn.commit().map_err(|e| err(e.to_string()))?;
@@ -200,6 +205,7 @@ impl StateStore {
             path,
             writes,
             pending_calls: Mutex::new(HashMap::new()),
+            recovering,
         }))
     }
 
@@ -237,6 +243,9 @@ impl StateStore {
     pub fn call(&self, id: &str) -> Option<CallRecord> {
         if let Some(bytes) = self.pending_calls.lock().expect("journal lock").get(id) {
             return serde_json::from_slice(bytes).ok();
+        }
+        if !self.recovering {
+            return None;
         }
         let txn = self.db.begin_read().ok()?;
         let table = txn.open_table(CALLS).ok()?;

@@ -130,6 +130,26 @@ fn ask(event: Event) -> Result<()> {
     Ok(())
 }
 
+/// Reads the wall clock and a random number, asks the model with them, then
+/// asks again: a re-run must see the same values to replay the first call.
+fn stamp(event: Event) -> Result<()> {
+    use weir_sdk::model::{self, Message};
+    let payload = event.payload_value()?;
+    let model_name = payload["model"].as_str().unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+        .to_string();
+    let random = wasip2::random::random::get_random_u64().to_string();
+    let question = format!("stamp {nanos} {random}");
+    model::chat(model_name, vec![Message::user(question)]).send()?;
+    let second = format!("second {}", event.key);
+    model::chat(model_name, vec![Message::user(second)]).send()?;
+    emit_output(&json!({ "stamp": nanos, "random": random }))?;
+    Ok(())
+}
+
 /// Embeds the payload's `texts` with its `model`; outputs the vectors' count
 /// and length.
 fn embed(event: Event) -> Result<()> {
@@ -166,6 +186,8 @@ weir_sdk::skill! {
         "use-tool" => use_tool,
         /// Asks a chat model.
         "ask" => ask,
+        /// Asks a chat model with the time and a random number.
+        "stamp" => stamp,
         /// Embeds texts.
         "embed" => embed,
     }
