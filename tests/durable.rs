@@ -84,6 +84,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     std::fs::write(&input, lines).unwrap();
     let output = tmp.path().join("out.jsonl");
     let state = tmp.path().join("state");
+    let summary_json = tmp.path().join("summary.json");
     let watched = output.clone();
     let run = move || {
         Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -95,6 +96,8 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
             .arg(&output)
             .arg("--state")
             .arg(&state)
+            .arg("--summary-json")
+            .arg(&summary_json)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -124,10 +127,24 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         .await
         .unwrap();
     let output = tmp.path().join("out.jsonl");
-    assert!(
-        finished.status.success(),
-        "{}",
-        String::from_utf8_lossy(&finished.stderr)
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    assert!(finished.status.success(), "{stderr}");
+    // The last run picked the input up where the journal stopped: it read
+    // only the events after the resume point.
+    let done_before: usize = stderr
+        .split("; the ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume message: {stderr}"));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert!(done_before > 0, "{stderr}");
+    assert_eq!(
+        summary["events_in"].as_u64().unwrap() as usize + done_before,
+        events,
+        "{summary}"
     );
 
     // Every output exactly once.
@@ -202,13 +219,24 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let state_dir = tmp.path().join("state");
     let said = weir(&["state", "inspect", state_dir.to_str().unwrap(), "--keys"]);
     assert!(said.contains(&format!("keys:           {KEYS}")), "{said}");
+    let input_bytes = std::fs::metadata(tmp.path().join("in.jsonl"))
+        .unwrap()
+        .len();
     assert!(
-        said.contains(&format!("inputs done:    {events}")),
+        said.contains(&format!(
+            "resume at:      input event {}, line {} (byte {input_bytes})",
+            events + 1,
+            events + 1
+        )),
         "{said}"
     );
     assert!(said.contains("pending calls:  0"), "{said}");
     assert!(said.contains("outbox:         0"), "{said}");
-    assert!(said.contains(&format!("  k0: {}", events / KEYS)), "{said}");
+    // k0's last input event is number events - KEYS + 1.
+    assert!(
+        said.contains(&format!("  k0: {}\n", events - KEYS + 1)),
+        "{said}"
+    );
     let said = weir(&["state", "compact", state_dir.to_str().unwrap()]);
     assert!(said.starts_with("compacted:"), "{said}");
 }
@@ -551,4 +579,119 @@ model = "m"
         out["payload"]["random"].as_str().unwrap()
     );
     assert_eq!(questions[0], stamped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_input_is_refused_at_the_resume_point() {
+    let server = ModelServer::start().await;
+    // Key a's question is answered; key b's stalls until the kill.
+    server.script([Reply::Json(openai_text("a", 1, 1))]);
+    server.fallback(Reply::Delayed(
+        Duration::from_secs(3600),
+        Box::new(Reply::Json(openai_text("late", 1, 1))),
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = agent(tmp.path(), &server.url);
+    let line = |key: &str| {
+        format!(
+            "{}\n",
+            json!({ "key": key, "payload": { "model": "assistant", "question": key, "seq": 1 } })
+        )
+    };
+    let input = write(tmp.path(), "in.jsonl", &(line("a") + &line("b")));
+    let spawn = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("run")
+            .arg(&manifest)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(tmp.path().join("out.jsonl"))
+            .arg("--state")
+            .arg(tmp.path().join("state"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn(&[]);
+    let inspect = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["state", "inspect"])
+            .arg(tmp.path().join("state"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // One key's run is committed, the other's is in flight (whichever
+    // question reached the server first was answered).
+    until(|| {
+        server.count() == 2
+            && std::fs::read_to_string(tmp.path().join("out.jsonl"))
+                .is_ok_and(|t| t.lines().count() == 2)
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(tmp.path().join("out.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let (done_key, open_key, open_line) = if first["key"] == "a" {
+        ("a", "b", 2)
+    } else {
+        ("b", "a", 1)
+    };
+    let said = inspect();
+    assert!(
+        said.contains(&format!(
+            "resume at:      input event {open_line}, line {open_line}"
+        )),
+        "{said}"
+    );
+
+    // The line there is not what it was: refused with the place and a way out.
+    let changed = if open_line == 1 {
+        line("c") + &line("b")
+    } else {
+        line("a") + &line("c")
+    };
+    std::fs::write(&input, changed).unwrap();
+    server.fallback(Reply::Json(openai_text("now", 1, 1)));
+    let refused = spawn(&[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "in.jsonl:{open_line}: this is not the line the journal stopped at"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--from-start"), "{stderr}");
+
+    // --from-start reads it all again; the committed event is still skipped.
+    let done = spawn(&["--from-start"]).wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let text = std::fs::read_to_string(tmp.path().join("out.jsonl")).unwrap();
+    let keys: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["key"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(keys.iter().filter(|k| *k == done_key).count(), 2, "{text}");
+    assert_eq!(keys.iter().filter(|k| *k == "c").count(), 2, "{text}");
+    assert!(!keys.contains(&open_key.to_string()), "{text}");
 }

@@ -83,6 +83,11 @@ struct RunArgs {
     /// moment and started again on the same input writes every output once.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// With --state, read the input from its first line instead of where
+    /// the journal says the last run stopped (events it committed are
+    /// still skipped).
+    #[arg(long, requires = "state")]
+    from_start: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,10 +115,13 @@ impl Cli {
                 println!("journal:        {}", found.path.display());
                 println!("agent:          {} ({})", found.agent, found.format);
                 println!("keys:           {}", found.keys.len());
-                println!(
-                    "inputs done:    {}",
-                    found.keys.iter().map(|(_, seq)| seq).sum::<u64>()
-                );
+                match &found.resume {
+                    Some(point) => println!(
+                        "resume at:      input event {}, line {} (byte {})",
+                        point.seq, point.number, point.offset
+                    ),
+                    None => println!("resume at:      the start"),
+                }
                 println!(
                     "pending calls:  {} (recorded for runs not yet committed)",
                     found.pending_calls
@@ -184,14 +192,35 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         sink.settle().await?;
     }
     let input_name = args.input.display().to_string();
+    let resume = state
+        .as_ref()
+        .and_then(|s| s.resume_point())
+        .filter(|_| !args.from_start && input_name != "-");
     let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if input_name == "-" {
         Box::new(tokio::io::stdin())
     } else {
-        Box::new(
-            tokio::fs::File::open(&args.input)
-                .await
-                .with_context(|| format!("cannot open input {input_name}"))?,
-        )
+        let mut file = tokio::fs::File::open(&args.input)
+            .await
+            .with_context(|| format!("cannot open input {input_name}"))?;
+        if let Some(point) = &resume {
+            use tokio::io::AsyncSeekExt;
+            let len = file.metadata().await?.len();
+            anyhow::ensure!(
+                len >= point.offset,
+                "input {input_name} has {len} bytes, but the journal stopped at byte {} (line {}): \
+                 is it the same input? Use --from-start to read it from the top",
+                point.offset,
+                point.number
+            );
+            file.seek(std::io::SeekFrom::Start(point.offset)).await?;
+            eprintln!(
+                "weir: resuming {input_name} at line {} (byte {}); the {} input events before it are done",
+                point.number,
+                point.offset,
+                point.seq - 1
+            );
+        }
+        Box::new(file)
     };
 
     let mut runtime = Runtime::new(plan).with_settings(settings);
@@ -203,17 +232,48 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     handle.events.close();
     let on_bad_line = args.on_bad_line;
     let feeder = tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).lines();
+        let mut reader = BufReader::new(reader);
         let mut bad_lines = 0u64;
-        let mut number = 0usize;
-        while let Some(line) = lines
-            .next_line()
-            .await
-            .with_context(|| format!("reading {input_name}"))?
-        {
+        // Where the next line starts, its number and the next event's.
+        let (mut offset, mut number, mut seq) = match &resume {
+            Some(point) => (point.offset, point.number - 1, point.seq - 1),
+            None => (0, 0, 0),
+        };
+        let mut expected = resume.and_then(|point| point.line);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = reader
+                .read_line(&mut line)
+                .await
+                .with_context(|| format!("reading {input_name}"))?;
+            if read == 0 {
+                break;
+            }
+            let start = offset;
+            offset += read as u64;
             number += 1;
-            match weir::event::parse_input_line(&line, &input_name, number) {
-                Ok(Some(event)) => events.send(event).await?,
+            let text = line.trim_end_matches(['\n', '\r']);
+            let digest = weir::state::line_digest(text);
+            if let Some(expected) = expected.take() {
+                anyhow::ensure!(
+                    digest == expected,
+                    "{input_name}:{number}: this is not the line the journal stopped at \
+                     (the input changed?); use --from-start to read it from the top"
+                );
+            }
+            match weir::event::parse_input_line(text, &input_name, number as usize) {
+                Ok(Some(event)) => {
+                    seq += 1;
+                    let position = weir::state::InputPosition {
+                        seq,
+                        start,
+                        end: offset,
+                        line: digest,
+                        number,
+                    };
+                    events.send_at(event, position).await?
+                }
                 Ok(None) => {}
                 Err(e) => {
                     bad_lines += 1;
@@ -238,6 +298,10 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     sink.settle().await?;
     let summary: RunSummary = handle.finish().await?;
+    if let Some(state) = &state {
+        // The last acknowledgements and resume point, before exiting.
+        state.sync().await?;
+    }
     let fed = feeder.await?;
     eprint!("{summary}");
     if let Some(path) = &args.summary_json {

@@ -18,7 +18,7 @@ use crate::host::bindings::weir::agent::types::Event as WitEvent;
 use crate::host::{KeyMemory, ModelUsage};
 use crate::memory::MemoryObject;
 use crate::plan::{ActionPlan, AgentPlan};
-use crate::state::{StateError, StateStore};
+use crate::state::{InFlight, InputPosition, StateError, StateStore};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -43,17 +43,29 @@ pub struct Runtime {
 /// taken so far are done.
 #[derive(Clone)]
 pub struct EventSender {
-    tx: Option<mpsc::Sender<Event>>,
+    tx: Option<mpsc::Sender<(Event, Option<InputPosition>)>>,
 }
 
 impl EventSender {
-    /// Queues `event`; waits while the runtime's intake is full.
+    /// Queues `event`; waits while the runtime's intake is full. It is
+    /// numbered after the events sent before it.
     pub async fn send(&self, event: Event) -> anyhow::Result<()> {
+        self.queue(event, None).await
+    }
+
+    /// Queues `event` from `position` in the input (its sequence number
+    /// and line), so that a journal can record where a restart resumes.
+    /// Use either this or [`EventSender::send`] for one run, not both.
+    pub async fn send_at(&self, event: Event, position: InputPosition) -> anyhow::Result<()> {
+        self.queue(event, Some(position)).await
+    }
+
+    async fn queue(&self, event: Event, position: Option<InputPosition>) -> anyhow::Result<()> {
         let tx = self
             .tx
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("input is closed"))?;
-        tx.send(event)
+        tx.send((event, position))
             .await
             .map_err(|_| anyhow::anyhow!("the run has stopped"))
     }
@@ -147,7 +159,10 @@ impl Runtime {
     }
 
     /// Keeps durable state in `state`: each key's memory and position are
-    /// restored from it, input events it has committed are skipped, host
+    /// restored from it, input events it has committed are skipped (events
+    /// are numbered from 1 in the order sent, or as [`EventSender::send_at`]
+    /// says, so a restart must send the same input in the same order, or
+    /// resume at [`StateStore::resume_point`]), host
     /// calls it recorded are replayed, and every agent run is committed to
     /// it before its outputs are released.
     pub fn with_state(mut self, state: Arc<StateStore>) -> Result<Self, StateError> {
@@ -185,6 +200,7 @@ impl Runtime {
             usage: Arc::default(),
             fatal: std::sync::Mutex::new(None),
             releases: std::sync::Mutex::new(release_tx),
+            in_flight: std::sync::Mutex::default(),
             state: self.state,
         });
         let releaser = release_rx.map(|rx| tokio::spawn(release_committed(shared.clone(), rx)));
@@ -217,6 +233,8 @@ struct Shared {
     /// Commits waiting to release their outputs, with a journal (taken
     /// away when the last run has ended, which ends the releaser).
     releases: std::sync::Mutex<Option<mpsc::UnboundedSender<Release>>>,
+    /// Input events taken and not yet committed, with a journal.
+    in_flight: std::sync::Mutex<InFlight>,
 }
 
 /// The state of one key.
@@ -225,19 +243,18 @@ struct KeyState {
     /// Input events waiting for the key's current run to end, with their
     /// sequence numbers.
     queue: VecDeque<(Event, u64)>,
-    /// The last sequence number the journal has committed for the key.
+    /// The sequence number of the key's last input event the journal has
+    /// committed.
     committed: u64,
     /// The key's short-term memory while no run holds it.
     memory: Option<MemoryObject>,
-    /// Sequence number of the key's last input event.
-    seq: u64,
     running: bool,
 }
 
 /// Takes input events, keeps per-key order, and starts agent runs.
 async fn schedule(
     shared: Arc<Shared>,
-    mut input: mpsc::Receiver<Event>,
+    mut input: mpsc::Receiver<(Event, Option<InputPosition>)>,
     memory: HashMap<String, MemoryObject>,
     committed: HashMap<String, u64>,
     releaser: Option<JoinHandle<()>>,
@@ -258,6 +275,8 @@ async fn schedule(
     let max_pending = shared.settings.max_pending_events.max(1);
     let mut pending = 0usize;
     let mut input_open = true;
+    // The sequence number of the last input event taken.
+    let mut taken = 0u64;
 
     while input_open || pending > 0 {
         if input_open && shared.fatal.lock().expect("fatal lock").is_some() {
@@ -278,24 +297,35 @@ async fn schedule(
                 }
             }
             next = input.recv(), if input_open && pending < max_pending => {
-                let Some(mut event) = next else {
+                let Some((mut event, position)) = next else {
                     input_open = false;
                     continue;
                 };
+                let position = position.unwrap_or(InputPosition {
+                    seq: taken + 1,
+                    start: 0,
+                    end: 0,
+                    line: 0,
+                    number: 0,
+                });
+                let seq = position.seq;
+                taken = seq;
                 pending += 1;
                 shared.counters.events_in.fetch_add(1, Relaxed);
                 let state = keys.entry(event.key.clone()).or_default();
-                state.seq += 1;
-                if state.seq <= state.committed {
-                    // Handled before a restart: the journal has its effects.
+                // Handled before a restart: the journal has its effects.
+                let done_before = seq <= state.committed;
+                if shared.state.is_some() {
+                    shared.in_flight.lock().expect("in-flight lock").taken(position, !done_before);
+                }
+                if done_before {
                     pending -= 1;
                     shared.counters.inputs_already_done.fetch_add(1, Relaxed);
                     continue;
                 }
                 if event.id.is_empty() {
-                    event.id = event::input_id(&event.key, state.seq);
+                    event.id = event::input_id(&event.key, seq);
                 }
-                let seq = state.seq;
                 if state.running {
                     state.queue.push_back((event, seq));
                 } else {
@@ -446,26 +476,44 @@ async fn agent_run(
         // and the outputs are released, in commit order, once it is on disk.
         let snapshot = memory.short_term.to_value();
         let durable = state.commit_later(&key, seq, snapshot, outputs.clone(), &run_id);
-        let _ = releases.send((Box::pin(durable), outputs));
+        let _ = releases.send((Box::pin(durable), seq, outputs));
     }
     memory.short_term
 }
 
-/// A commit on its way to disk, and the outputs it releases.
+/// A commit on its way to disk, its input event, and the outputs it
+/// releases.
 type Release = (
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StateError>> + Send>>,
+    u64,
     Vec<Event>,
 );
 
 /// Releases committed outputs in commit order; a failed commit releases
 /// nothing more and stops intake (a restart re-runs what was not committed).
 async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::UnboundedReceiver<Release>) {
-    while let Some((durable, outputs)) = releases.recv().await {
+    let mut since_resume_saved = 0u32;
+    while let Some((durable, seq, outputs)) = releases.recv().await {
         if shared.fatal.lock().expect("fatal lock").is_some() {
             continue;
         }
         match durable.await {
             Ok(()) => {
+                let resume = {
+                    let mut in_flight = shared.in_flight.lock().expect("in-flight lock");
+                    in_flight.committed(seq);
+                    // Once per burst of commits (or per 256), not for each.
+                    since_resume_saved += 1;
+                    if releases.is_empty() || since_resume_saved >= 256 {
+                        since_resume_saved = 0;
+                        in_flight.resume_point()
+                    } else {
+                        None
+                    }
+                };
+                if let (Some(point), Some(state)) = (resume, &shared.state) {
+                    state.set_resume_point(&point);
+                }
                 for event in outputs {
                     deliver(&shared, event).await;
                 }

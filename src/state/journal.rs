@@ -1,5 +1,6 @@
 //! The journal's tables and its group-committing writer.
 
+use super::ResumePoint;
 use crate::event::Event;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -117,6 +118,10 @@ struct Commit {
 enum Write {
     Commit(Commit),
     Call(String, Vec<u8>),
+    /// The input's resume point.
+    Resume(Vec<u8>),
+    /// Answered once everything queued before it is on disk.
+    Barrier(oneshot::Sender<Result<(), String>>),
     /// A call record the caller waits for (an intent).
     DurableCall(String, Vec<u8>, oneshot::Sender<Result<(), String>>),
     Delivered(Vec<String>),
@@ -133,6 +138,8 @@ pub struct StateStore {
     /// The journal held call records when opened (a run was interrupted):
     /// only then can a record be on disk and not in `pending_calls`.
     recovering: bool,
+    /// Where the input stood at the last commit before this run.
+    resume: Option<ResumePoint>,
 }
 
 fn store_error(path: &Path) -> impl Fn(String) -> StateError + '_ {
@@ -155,7 +162,7 @@ impl StateStore {
         let at = path.clone();
         let err = store_error(&at);
         let db = Database::create(&path).map_err(|e| err(e.to_string()))?;
-        let recovering;
+        let (recovering, resume);
         let txn = db.begin_write().map_err(|e| err(e.to_string()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| err(e.to_string()))?;
@@ -170,6 +177,7 @@ impl StateStore {
             if let Some(found) = format.filter(|f| f != FORMAT) {
                 return Err(StateError::OtherFormat { path, found });
             }
+            resume = read_resume(&meta).map_err(|e| err(e.to_string()))?;
             match found {
                 Some(found) if found != fingerprint => {
                     return Err(StateError::OtherAgent {
@@ -206,6 +214,7 @@ impl StateStore {
             writes,
             pending_calls: Mutex::new(HashMap::new()),
             recovering,
+            resume,
         }))
     }
 
@@ -327,6 +336,28 @@ impl StateStore {
         }
     }
 
+    /// Where the input stood when this journal was opened: the first input
+    /// event a restarted run has to read.
+    pub fn resume_point(&self) -> Option<ResumePoint> {
+        self.resume
+    }
+
+    /// Records where the input stands (written with the next group commit).
+    pub(crate) fn set_resume_point(&self, point: &ResumePoint) {
+        let bytes = serde_json::to_vec(point).expect("resume points serialise");
+        let _ = self.writes.send(Write::Resume(bytes));
+    }
+
+    /// Waits until every write queued so far is on disk.
+    pub async fn sync(&self) -> Result<(), StateError> {
+        let (done, wait) = oneshot::channel();
+        let stopped = || self.err()("the journal writer stopped".into());
+        self.writes
+            .send(Write::Barrier(done))
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?.map_err(self.err())
+    }
+
     /// The sink has these outputs (by id): drop them from the outbox.
     pub fn delivered(&self, ids: Vec<String>) {
         let _ = self.writes.send(Write::Delivered(ids));
@@ -359,6 +390,14 @@ fn read_rows(
     Ok(rows)
 }
 
+fn read_resume(
+    meta: &impl ReadableTable<&'static str, &'static str>,
+) -> Result<Option<ResumePoint>, redb::Error> {
+    Ok(meta
+        .get("resume")?
+        .and_then(|v| serde_json::from_str(v.value()).ok()))
+}
+
 fn outbox_order(key: &str, seq: u64, n: usize) -> String {
     format!("{key}\u{1}{seq:020}\u{1}{n:06}")
 }
@@ -380,7 +419,7 @@ fn writer(db: Arc<Database>, path: PathBuf, mut queue: mpsc::UnboundedReceiver<W
                 Write::Commit(commit) => {
                     let _ = commit.done.send(result.clone());
                 }
-                Write::DurableCall(_, _, done) => {
+                Write::DurableCall(_, _, done) | Write::Barrier(done) => {
                     let _ = done.send(result.clone());
                 }
                 _ => {}
@@ -395,8 +434,13 @@ fn apply(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
         let mut keys = txn.open_table(KEYS)?;
         let mut calls = txn.open_table(CALLS)?;
         let mut outbox = txn.open_table(OUTBOX)?;
+        let mut meta = txn.open_table(META)?;
         for write in batch.iter() {
             match write {
+                Write::Resume(bytes) => {
+                    let text = std::str::from_utf8(bytes).expect("JSON is UTF-8");
+                    meta.insert("resume", text)?;
+                }
                 Write::Call(id, bytes) | Write::DurableCall(id, bytes, _) => {
                     calls.insert(id.as_str(), bytes.as_slice())?;
                 }
@@ -425,6 +469,7 @@ fn apply(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
                         calls.remove(id.as_str())?;
                     }
                 }
+                Write::Barrier(_) => {}
                 Write::Delivered(ids) => {
                     for id in ids {
                         outbox.remove(id.as_str())?;
@@ -446,8 +491,10 @@ pub struct Inspection {
     pub agent: String,
     /// Its format.
     pub format: String,
-    /// Each key's committed input sequence number.
+    /// Each key's last committed input event (its sequence number).
     pub keys: Vec<(String, u64)>,
+    /// Where a restarted run picks its input up.
+    pub resume: Option<ResumePoint>,
     /// Host calls recorded for runs not yet committed.
     pub pending_calls: u64,
     /// Committed outputs the sink has not acknowledged.
@@ -474,6 +521,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
             .unwrap_or_default())
     };
     let (agent, format) = (get("agent")?, get("format")?);
+    let resume = read_resume(&meta).map_err(|e| err(e.to_string()))?;
     let mut keys = Vec::new();
     for (key, value) in read_rows(&db, KEYS).map_err(|e| err(e.to_string()))? {
         let record: KeyRecord =
@@ -491,6 +539,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
         agent,
         format,
         keys,
+        resume,
         pending_calls,
         outbox,
         file_bytes,

@@ -2,8 +2,11 @@
 //! state directory) so that a run killed at any moment restarts where it
 //! stopped.
 //!
-//! - Per key: the last committed input sequence number and the short-term
-//!   memory after it. A restarted run skips input events already committed.
+//! - Per key: the sequence number of its last committed input event and
+//!   the short-term memory after it. A restarted run skips input events
+//!   already committed.
+//! - The resume point: the first input event not committed, with its byte
+//!   offset, so a restart seeks there instead of reading the input again.
 //! - Per host call that reaches the world (models, tools): its recorded
 //!   result, keyed by (input event, event, action, call index). A re-run
 //!   task gets recorded results instead of calling again.
@@ -16,8 +19,11 @@
 //! fsync per event.
 
 mod journal;
+mod position;
 
 pub use journal::{CallRecord, Inspection, Outcome, StateError, StateStore, compact, inspect};
+pub(crate) use position::InFlight;
+pub use position::{InputPosition, ResumePoint, line_digest};
 
 use crate::host::HostError;
 use sha2::{Digest, Sha256};
