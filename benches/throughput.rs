@@ -47,11 +47,18 @@ struct Measured {
 
 /// Feeds `n` events over `keys` keys and times each from send to its output.
 async fn pipeline(plan: Arc<AgentPlan>, n: usize, keys: usize) -> Measured {
-    pipeline_on(Runtime::shared(plan), n, keys).await
+    pipeline_on(Runtime::shared(plan), n, keys, None).await
 }
 
 /// As [`pipeline`], on a runtime set up by the caller.
-async fn pipeline_on(runtime: Runtime, n: usize, keys: usize) -> Measured {
+/// With `journal`, outputs are acknowledged as received, as the CLI's sink
+/// does once they are written.
+async fn pipeline_on(
+    runtime: Runtime,
+    n: usize,
+    keys: usize,
+    journal: Option<Arc<weir::state::StateStore>>,
+) -> Measured {
     let mut run = runtime.start();
     let sender = run.events.clone();
     run.events.close();
@@ -82,6 +89,9 @@ async fn pipeline_on(runtime: Runtime, n: usize, keys: usize) -> Measured {
         *k += 1;
         let sent_at = sent.lock().unwrap()[i];
         latencies.push(sent_at.elapsed());
+        if let Some(journal) = &journal {
+            journal.delivered(vec![out.id]);
+        }
     }
     let elapsed = start.elapsed();
     feeder.await.unwrap();
@@ -122,6 +132,10 @@ async fn bench() -> anyhow::Result<()> {
     let n = env_usize("WEIR_BENCH_EVENTS", 100_000);
     let keys = env_usize("WEIR_BENCH_KEYS", 100);
     let dir = components();
+    // `WEIR_BENCH_ONLY=journal` runs only the journal tables.
+    if std::env::var("WEIR_BENCH_ONLY").as_deref() == Ok("journal") {
+        return journal_cost(&dir, n, keys).await;
+    }
     let cache = tempfile::tempdir()?;
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         cache_dir: Some(cache.path().to_path_buf()),
@@ -216,8 +230,12 @@ async fn journal_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::R
             off.push(pipeline(plan.clone(), n, keys).await.events_per_sec);
             let state_dir = tempfile::tempdir()?;
             let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
-            let runtime = Runtime::shared(plan.clone()).with_state(state)?;
-            on.push(pipeline_on(runtime, n, keys).await.events_per_sec);
+            let runtime = Runtime::shared(plan.clone()).with_state(state.clone())?;
+            on.push(
+                pipeline_on(runtime, n, keys, Some(state))
+                    .await
+                    .events_per_sec,
+            );
         }
         let median = |rates: &mut Vec<f64>| {
             rates.sort_by(f64::total_cmp);

@@ -76,6 +76,11 @@ impl MemoryObject {
         self.root.is_empty()
     }
 
+    /// The whole memory as JSON text.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.root).expect("memory is JSON")
+    }
+
     /// The whole memory as a JSON object.
     pub fn to_value(&self) -> Value {
         Value::Object(self.root.clone())

@@ -695,3 +695,138 @@ async fn a_changed_input_is_refused_at_the_resume_point() {
     assert_eq!(keys.iter().filter(|k| *k == "c").count(), 2, "{text}");
     assert!(!keys.contains(&open_key.to_string()), "{text}");
 }
+
+/// The journal file's 4 KiB pages that differ between two versions.
+fn changed_pages(before: &[u8], after: &[u8]) -> Vec<usize> {
+    (0..after.len().div_ceil(PAGE))
+        .filter(|&p| {
+            let range = page_range(p, after.len());
+            before.get(range.clone()) != Some(&after[range])
+        })
+        .collect()
+}
+
+const PAGE: usize = 4096;
+
+fn page_range(page: usize, len: usize) -> std::ops::Range<usize> {
+    page * PAGE..((page + 1) * PAGE).min(len)
+}
+
+/// `before`, grown to `after`'s length (zeros where nothing was written),
+/// with `pages` of `after` written over it.
+fn partly_written(before: &[u8], after: &[u8], pages: &[usize]) -> Vec<u8> {
+    let mut bytes = before.to_vec();
+    bytes.resize(after.len(), 0);
+    for &page in pages {
+        let range = page_range(page, after.len());
+        bytes[range.clone()].copy_from_slice(&after[range]);
+    }
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_commit_is_discarded_and_the_run_goes_on() {
+    use weir::state::StateStore;
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live");
+    let journal = live.join("journal.redb");
+    let store = StateStore::open(&live, "agent-v1").unwrap();
+    for seq in 1..=20 {
+        let key = format!("k{}", seq % 4);
+        let memory = json!({ "v": seq, "pad": "x".repeat(300) });
+        store
+            .commit(&key, seq, memory, Vec::new(), &format!("run-{seq}"))
+            .await
+            .unwrap();
+    }
+    // Copies taken while the journal is open, as a crash leaves it.
+    let before = std::fs::read(&journal).unwrap();
+    let last = json!({ "v": 21, "pad": "y".repeat(5000) });
+    store
+        .commit("k1", 21, last.clone(), Vec::new(), "run-21")
+        .await
+        .unwrap();
+    let after = std::fs::read(&journal).unwrap();
+    let pages = changed_pages(&before, &after);
+    assert!(
+        pages.len() >= 3 && pages[0] == 0,
+        "the last commit wrote pages: {pages:?}"
+    );
+    let data: Vec<usize> = pages[1..].to_vec();
+
+    // What a crash during the last commit can leave: with two-phase commit
+    // the header (page 0) is written only after the data it points at, so
+    // any part of the data may be on disk, in the grown file, but the old
+    // header; or everything.
+    // k1's inputs are 1, 5, 9, 13, 17, then 21.
+    let mut torn: Vec<(String, Vec<u8>, u64)> = vec![
+        (
+            "the file grown, nothing written".into(),
+            partly_written(&before, &after, &[]),
+            17,
+        ),
+        (
+            "all data, no header".into(),
+            partly_written(&before, &after, &data),
+            17,
+        ),
+        ("the whole commit".into(), after.clone(), 21),
+    ];
+    for _ in 0..6 {
+        let some: Vec<usize> = data.iter().copied().filter(|_| fastrand::bool()).collect();
+        let what = format!("data pages {some:?} of {data:?}, no header");
+        torn.push((what, partly_written(&before, &after, &some), 17));
+    }
+    for (what, bytes, expected) in torn {
+        let dir = tmp.path().join(format!("torn-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("journal.redb"), &bytes).unwrap();
+        // The torn commit is discarded: the journal holds the commits
+        // before it, whole.
+        let store = StateStore::open(&dir, "agent-v1")
+            .unwrap_or_else(|e| panic!("{what}: the journal was not recovered: {e}"));
+        let keys: BTreeMap<String, (u64, Value)> = store
+            .keys()
+            .unwrap()
+            .into_iter()
+            .map(|(k, seq, memory)| (k, (seq, memory)))
+            .collect();
+        assert_eq!(keys.len(), 4, "{what}");
+        let (seq, memory) = &keys["k1"];
+        assert_eq!(*seq, expected, "{what}");
+        if expected == 21 {
+            assert_eq!(memory, &last, "{what}");
+        } else {
+            assert_eq!(memory["v"], 17, "{what}");
+        }
+        // The discarded work runs again and commits; later work goes on.
+        store
+            .commit("k1", 21, last.clone(), Vec::new(), "run-21")
+            .await
+            .unwrap();
+        store
+            .commit("k2", 22, json!({ "v": 22 }), Vec::new(), "run-22")
+            .await
+            .unwrap();
+        assert_eq!(store.keys().unwrap().len(), 4, "{what}");
+    }
+
+    // A damaged file (the new header over old data: bit rot, not a crash)
+    // is refused with a message naming it, not a panic.
+    let dir = tmp.path().join("damaged");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("journal.redb"),
+        partly_written(&before, &after, &[0]),
+    )
+    .unwrap();
+    let err = StateStore::open(&dir, "agent-v1")
+        .err()
+        .expect("a damaged journal is refused")
+        .to_string();
+    assert!(
+        err.contains("damaged/journal.redb") && err.contains("damaged"),
+        "{err}"
+    );
+    assert!(err.contains("move it aside"), "{err}");
+}

@@ -500,7 +500,7 @@ impl Task {
                 "{run}/{}/{}/readings",
                 self.input.event_id, self.input.action_name
             );
-            (store.clone(), id)
+            (store.clone(), run.clone(), id)
         });
         readings
             .lock()
@@ -676,6 +676,7 @@ impl Task {
             .clone()
             .map(|(store, run)| JournaledCall {
                 id: format!("{run}/{position}"),
+                run,
                 digest: crate::state::request_digest(op.name, request),
                 op: op.name,
                 store,
@@ -708,7 +709,7 @@ impl Task {
         if let Some(call) = journaled {
             self.save_readings();
             let record = crate::state::record(op.name, call.digest, &result);
-            call.store.record_call(call.id, &record);
+            call.store.record_call(&call.run, call.id, &record);
         }
         self.trace(op, &result);
         result
@@ -727,6 +728,7 @@ pub(crate) struct CallSite {
 #[derive(Clone)]
 pub(crate) struct JournaledCall {
     store: Arc<crate::state::StateStore>,
+    run: Arc<str>,
     id: String,
     digest: String,
     op: &'static str,
@@ -742,7 +744,7 @@ impl JournaledCall {
     pub(crate) async fn record_intent(&self) -> Result<(), HostError> {
         let record = crate::state::intent(self.op, self.digest.clone());
         self.store
-            .record_durably(self.id.clone(), &record)
+            .record_durably(&self.run, self.id.clone(), &record)
             .await
             .map_err(|e| HostError::Failed(format!("the journal could not record the call: {e}")))
     }

@@ -33,8 +33,8 @@ enum Reading {
 /// The readings of the task running in a store.
 #[derive(Default)]
 pub(crate) struct Readings {
-    /// The journal and the record's id, under durable execution.
-    journal: Option<(Arc<StateStore>, String)>,
+    /// The journal, the run and the record's id, under durable execution.
+    journal: Option<(Arc<StateStore>, Arc<str>, String)>,
     /// Recorded values not yet read again (loaded on the first read).
     replay: VecDeque<Reading>,
     loaded: bool,
@@ -52,7 +52,7 @@ pub(crate) type SharedReadings = Arc<Mutex<Readings>>;
 
 impl Readings {
     /// Starts over for a task whose record is `id` in `journal`.
-    pub(crate) fn reset(&mut self, journal: Option<(Arc<StateStore>, String)>) {
+    pub(crate) fn reset(&mut self, journal: Option<(Arc<StateStore>, Arc<str>, String)>) {
         *self = Readings {
             journal,
             ..Readings::default()
@@ -86,7 +86,7 @@ impl Readings {
     }
 
     fn recorded(&self) -> Option<Vec<Reading>> {
-        let (journal, id) = self.journal.as_ref()?;
+        let (journal, _, id) = self.journal.as_ref()?;
         let record = journal.call(id)?;
         match record.outcome {
             Outcome::Ok(value) if record.op == OP => serde_json::from_value(value).ok(),
@@ -101,7 +101,7 @@ impl Readings {
             return;
         }
         self.unsaved = false;
-        if let Some((journal, id)) = &self.journal {
+        if let Some((journal, run, id)) = &self.journal {
             let record = CallRecord {
                 op: OP.to_string(),
                 request: String::new(),
@@ -109,7 +109,7 @@ impl Readings {
                     serde_json::to_value(&self.taken).expect("readings serialise"),
                 ),
             };
-            journal.record_call(id.clone(), &record);
+            journal.record_call(run, id.clone(), &record);
         }
     }
 }

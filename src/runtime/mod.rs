@@ -474,31 +474,30 @@ async fn agent_run(
     if let (Some(state), Some(outputs), Some(releases)) = (&shared.state, held, releases) {
         // The commit is queued now; the key's next run may start at once,
         // and the outputs are released, in commit order, once it is on disk.
-        let snapshot = memory.short_term.to_value();
-        let durable = state.commit_later(&key, seq, snapshot, outputs.clone(), &run_id);
-        let _ = releases.send((Box::pin(durable), seq, outputs));
+        let snapshot = memory.short_term.to_json();
+        let durable = state.commit_later(&key, seq, snapshot, outputs, &run_id);
+        let _ = releases.send((Box::pin(durable), seq));
     }
     memory.short_term
 }
 
-/// A commit on its way to disk, its input event, and the outputs it
-/// releases.
+/// A commit on its way to disk (resolving to the outputs it releases), and
+/// its input event.
 type Release = (
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StateError>> + Send>>,
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Event>, StateError>> + Send>>,
     u64,
-    Vec<Event>,
 );
 
 /// Releases committed outputs in commit order; a failed commit releases
 /// nothing more and stops intake (a restart re-runs what was not committed).
 async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::UnboundedReceiver<Release>) {
     let mut since_resume_saved = 0u32;
-    while let Some((durable, seq, outputs)) = releases.recv().await {
+    while let Some((durable, seq)) = releases.recv().await {
         if shared.fatal.lock().expect("fatal lock").is_some() {
             continue;
         }
         match durable.await {
-            Ok(()) => {
+            Ok(outputs) => {
                 let resume = {
                     let mut in_flight = shared.in_flight.lock().expect("in-flight lock");
                     in_flight.committed(seq);

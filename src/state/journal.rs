@@ -14,11 +14,13 @@ use tokio::sync::{mpsc, oneshot};
 const FORMAT: &str = "weir-journal-2";
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
-/// key -> JSON `{ "seq": u64, "memory": value }`.
+/// key -> the sequence number of its last committed input (8 bytes, little
+/// endian), then its short-term memory as JSON.
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 /// "{run}/{event}/{action}/{index}" -> JSON [`CallRecord`].
 const CALLS: TableDefinition<&str, &[u8]> = TableDefinition::new("calls");
-/// output event id -> JSON `{ "order": "{key}\u{1}{seq:020}\u{1}{n:06}", "event": ... }`.
+/// output event id -> its place in commit order,
+/// `"{key}\u{1}{seq:020}\u{1}{n:06}"`, a newline, then the event as JSON.
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 
 /// Why the journal could not be used.
@@ -92,27 +94,54 @@ impl CallRecord {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct OutboxRecord {
-    order: String,
-    event: Event,
+fn key_record(seq: u64, memory: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(8 + memory.len());
+    bytes.extend_from_slice(&seq.to_le_bytes());
+    bytes.extend_from_slice(memory);
+    bytes
 }
 
-#[derive(Serialize, Deserialize)]
-struct KeyRecord {
-    seq: u64,
-    memory: Value,
+fn read_key_record(bytes: &[u8]) -> Result<(u64, Value), String> {
+    let (seq, memory) = bytes
+        .split_first_chunk::<8>()
+        .ok_or("a record shorter than its sequence number")?;
+    let memory = if memory.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(memory).map_err(|e| e.to_string())?
+    };
+    Ok((u64::from_le_bytes(*seq), memory))
 }
 
-/// One agent run's commit: the key's new sequence number and memory, the
-/// outputs it released, and the run whose call records can go.
+fn outbox_record(order: &str, event: &Event) -> Vec<u8> {
+    let mut bytes = order.as_bytes().to_vec();
+    bytes.push(b'\n');
+    serde_json::to_writer(&mut bytes, event).expect("events serialise");
+    bytes
+}
+
+fn read_outbox_record(bytes: &[u8]) -> Result<(String, Event), String> {
+    let at = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("an outbox record without its order")?;
+    let order = String::from_utf8_lossy(&bytes[..at]).into_owned();
+    let event = serde_json::from_slice(&bytes[at + 1..]).map_err(|e| e.to_string())?;
+    Ok((order, event))
+}
+
+/// One agent run's commit: the key's new sequence number and memory (JSON),
+/// the outputs it releases (handed back once on disk), and the run whose
+/// call records can go.
 struct Commit {
     key: String,
     seq: u64,
-    memory: Value,
+    memory: Vec<u8>,
     outputs: Vec<Event>,
     run: String,
-    done: oneshot::Sender<Result<(), String>>,
+    /// The run's call records written in this process.
+    calls: Vec<String>,
+    done: oneshot::Sender<Result<Vec<Event>, String>>,
 }
 
 enum Write {
@@ -127,6 +156,33 @@ enum Write {
     Delivered(Vec<String>),
 }
 
+/// Call records not yet pruned, by id, and their ids by run.
+#[derive(Default)]
+struct PendingCalls {
+    records: HashMap<String, Vec<u8>>,
+    by_run: HashMap<String, Vec<String>>,
+}
+
+impl PendingCalls {
+    fn insert(&mut self, run: &str, id: &str, bytes: Vec<u8>) {
+        if self.records.insert(id.to_string(), bytes).is_none() {
+            self.by_run
+                .entry(run.to_string())
+                .or_default()
+                .push(id.to_string());
+        }
+    }
+
+    /// Forgets run `run`'s records; returns their ids.
+    fn take_run(&mut self, run: &str) -> Vec<String> {
+        let ids = self.by_run.remove(run).unwrap_or_default();
+        for id in &ids {
+            self.records.remove(id);
+        }
+        ids
+    }
+}
+
 /// The journal of one agent's runs in a state directory.
 pub struct StateStore {
     db: Arc<Database>,
@@ -134,7 +190,7 @@ pub struct StateStore {
     writes: mpsc::UnboundedSender<Write>,
     /// Call records written but maybe not yet committed, so a re-run in
     /// the same process sees them too.
-    pending_calls: Mutex<HashMap<String, Vec<u8>>>,
+    pending_calls: Mutex<PendingCalls>,
     /// The journal held call records when opened (a run was interrupted):
     /// only then can a record be on disk and not in `pending_calls`.
     recovering: bool,
@@ -161,9 +217,9 @@ impl StateStore {
         let path = dir.join("journal.redb");
         let at = path.clone();
         let err = store_error(&at);
-        let db = Database::create(&path).map_err(|e| err(e.to_string()))?;
+        let db = open_db(&path, true)?;
         let (recovering, resume);
-        let txn = db.begin_write().map_err(|e| err(e.to_string()))?;
+        let txn = begin_write(&db).map_err(|e| err(e.to_string()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| err(e.to_string()))?;
             let found = meta
@@ -206,13 +262,13 @@ impl StateStore {
         let writer_path = path.clone();
         std::thread::Builder::new()
             .name("weir-journal".into())
-            .spawn(move || writer(writer_db, writer_path, queue))
+            .spawn(move || writer(writer_db, writer_path, recovering, queue))
             .map_err(|e| err(e.to_string()))?;
         Ok(Arc::new(StateStore {
             db,
             path,
             writes,
-            pending_calls: Mutex::new(HashMap::new()),
+            pending_calls: Mutex::default(),
             recovering,
             resume,
         }))
@@ -227,9 +283,9 @@ impl StateStore {
         let err = self.err();
         let mut out = Vec::new();
         for (key, value) in read_rows(&self.db, KEYS).map_err(|e| err(e.to_string()))? {
-            let record: KeyRecord =
-                serde_json::from_slice(&value).map_err(|e| err(format!("key `{key}`: {e}")))?;
-            out.push((key, record.seq, record.memory));
+            let (seq, memory) =
+                read_key_record(&value).map_err(|e| err(format!("key `{key}`: {e}")))?;
+            out.push((key, seq, memory));
         }
         Ok(out)
     }
@@ -240,17 +296,21 @@ impl StateStore {
         let err = self.err();
         let mut out = Vec::new();
         for (_, value) in read_rows(&self.db, OUTBOX).map_err(|e| err(e.to_string()))? {
-            let record: OutboxRecord =
-                serde_json::from_slice(&value).map_err(|e| err(format!("outbox: {e}")))?;
-            out.push(record);
+            out.push(read_outbox_record(&value).map_err(|e| err(format!("outbox: {e}")))?);
         }
-        out.sort_by(|a, b| a.order.cmp(&b.order));
-        Ok(out.into_iter().map(|r| r.event).collect())
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out.into_iter().map(|(_, event)| event).collect())
     }
 
     /// The recorded result of host call `id`, if there is one.
     pub fn call(&self, id: &str) -> Option<CallRecord> {
-        if let Some(bytes) = self.pending_calls.lock().expect("journal lock").get(id) {
+        if let Some(bytes) = self
+            .pending_calls
+            .lock()
+            .expect("journal lock")
+            .records
+            .get(id)
+        {
             return serde_json::from_slice(bytes).ok();
         }
         if !self.recovering {
@@ -262,23 +322,30 @@ impl StateStore {
         serde_json::from_slice(value.value()).ok()
     }
 
-    /// Records host call `id` (written with the next group commit).
-    pub fn record_call(&self, id: String, record: &CallRecord) {
+    /// Records host call `id` of run `run` (written with the next group
+    /// commit).
+    pub fn record_call(&self, run: &str, id: String, record: &CallRecord) {
         let bytes = serde_json::to_vec(record).expect("call records serialise");
         self.pending_calls
             .lock()
             .expect("journal lock")
-            .insert(id.clone(), bytes.clone());
+            .insert(run, &id, bytes.clone());
         let _ = self.writes.send(Write::Call(id, bytes));
     }
 
-    /// Records host call `id` and waits until the record is on disk.
-    pub async fn record_durably(&self, id: String, record: &CallRecord) -> Result<(), StateError> {
+    /// Records host call `id` of run `run` and waits until the record is on
+    /// disk.
+    pub async fn record_durably(
+        &self,
+        run: &str,
+        id: String,
+        record: &CallRecord,
+    ) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(record).expect("call records serialise");
         self.pending_calls
             .lock()
             .expect("journal lock")
-            .insert(id.clone(), bytes.clone());
+            .insert(run, &id, bytes.clone());
         let (done, wait) = oneshot::channel();
         let stopped = || self.err()("the journal writer stopped".into());
         self.writes
@@ -298,41 +365,45 @@ impl StateStore {
         outputs: Vec<Event>,
         run: &str,
     ) -> Result<(), StateError> {
-        self.commit_later(key, seq, memory, outputs, run).await
+        let memory = serde_json::to_vec(&memory).expect("memory is JSON");
+        self.commit_later(key, seq, memory, outputs, run)
+            .await
+            .map(drop)
     }
 
     /// Queues the commit of one agent run (commits apply in the order they
-    /// are queued) and returns a future that resolves once it is on disk, so
-    /// the key's next run need not wait for the fsync.
+    /// are queued; `memory` is the key's memory as JSON) and returns a
+    /// future that resolves once it is on disk, with `outputs` back, so the
+    /// key's next run need not wait for the fsync.
     pub fn commit_later(
         self: &Arc<Self>,
         key: &str,
         seq: u64,
-        memory: Value,
+        memory: Vec<u8>,
         outputs: Vec<Event>,
         run: &str,
-    ) -> impl std::future::Future<Output = Result<(), StateError>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<Vec<Event>, StateError>> + Send + 'static {
         let (done, wait) = oneshot::channel();
+        let calls = self
+            .pending_calls
+            .lock()
+            .expect("journal lock")
+            .take_run(run);
         let commit = Commit {
             key: key.to_string(),
             seq,
             memory,
             outputs,
             run: run.to_string(),
+            calls,
             done,
         };
         let sent = self.writes.send(Write::Commit(commit));
         let this = self.clone();
-        let prefix = format!("{run}/");
         async move {
             let stopped = || this.err()("the journal writer stopped".into());
             sent.map_err(|_| stopped())?;
-            let result = wait.await.map_err(|_| stopped())?.map_err(this.err());
-            this.pending_calls
-                .lock()
-                .expect("journal lock")
-                .retain(|id, _| !id.starts_with(&prefix));
-            result
+            wait.await.map_err(|_| stopped())?.map_err(this.err())
         }
     }
 
@@ -404,20 +475,25 @@ fn outbox_order(key: &str, seq: u64, n: usize) -> String {
 
 /// The writer thread: takes every write queued, applies them in one
 /// transaction, commits (fsync), then answers the commits.
-fn writer(db: Arc<Database>, path: PathBuf, mut queue: mpsc::UnboundedReceiver<Write>) {
+fn writer(
+    db: Arc<Database>,
+    path: PathBuf,
+    recovering: bool,
+    mut queue: mpsc::UnboundedReceiver<Write>,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while let Ok(next) = queue.try_recv() {
             batch.push(next);
         }
-        let result = apply(&db, &batch).map_err(|e| format!("{e}"));
+        let result = apply(&db, &batch, recovering).map_err(|e| format!("{e}"));
         if let Err(message) = &result {
             tracing::error!(journal = %path.display(), error = %message, "journal commit failed");
         }
         for write in batch {
             match write {
                 Write::Commit(commit) => {
-                    let _ = commit.done.send(result.clone());
+                    let _ = commit.done.send(result.clone().map(|()| commit.outputs));
                 }
                 Write::DurableCall(_, _, done) | Write::Barrier(done) => {
                     let _ = done.send(result.clone());
@@ -428,8 +504,45 @@ fn writer(db: Arc<Database>, path: PathBuf, mut queue: mpsc::UnboundedReceiver<W
     }
 }
 
-fn apply(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
+/// A write transaction that survives a torn write: two-phase commit (the
+/// header is written only once the data it points at is on disk) and quick
+/// repair (the allocator state is saved with each commit, so opening after
+/// a crash does not rebuild it; redb 3.1's rebuild can panic on a file that
+/// grew before the crash).
+fn begin_write(db: &Database) -> Result<redb::WriteTransaction, redb::TransactionError> {
+    let mut txn = db.begin_write()?;
+    txn.set_two_phase_commit(true);
+    txn.set_quick_repair(true);
+    Ok(txn)
+}
+
+/// Opens (or creates) the journal file. A file redb cannot repair is
+/// reported, not a panic: redb 3.1 panics on some damaged files.
+fn open_db(path: &Path, create: bool) -> Result<Database, StateError> {
+    let err = store_error(path);
+    let opened = std::panic::catch_unwind(|| {
+        if create {
+            Database::create(path)
+        } else {
+            Database::open(path)
+        }
+    });
+    match opened {
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)))) => Err(err(format!(
+            "the journal is damaged ({why}); move it aside to start over"
+        ))),
+        Ok(db) => db.map_err(|e| err(e.to_string())),
+        Err(_) => Err(err(
+            "the journal is damaged beyond repair (redb could not read its last commits); move it aside to start over"
+                .into(),
+        )),
+    }
+}
+
+/// Applies a batch in one transaction. With `recovering`, call records
+/// written before a crash (not known by id) are pruned by run too.
+fn apply(db: &Database, batch: &[Write], recovering: bool) -> Result<(), redb::Error> {
+    let txn = begin_write(db)?;
     {
         let mut keys = txn.open_table(KEYS)?;
         let mut calls = txn.open_table(CALLS)?;
@@ -445,28 +558,26 @@ fn apply(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
                     calls.insert(id.as_str(), bytes.as_slice())?;
                 }
                 Write::Commit(commit) => {
-                    let record = serde_json::to_vec(&KeyRecord {
-                        seq: commit.seq,
-                        memory: commit.memory.clone(),
-                    })
-                    .expect("key records serialise");
+                    let record = key_record(commit.seq, &commit.memory);
                     keys.insert(commit.key.as_str(), record.as_slice())?;
                     for (n, event) in commit.outputs.iter().enumerate() {
-                        let record = OutboxRecord {
-                            order: outbox_order(&commit.key, commit.seq, n),
-                            event: event.clone(),
-                        };
-                        let bytes = serde_json::to_vec(&record).expect("events serialise");
-                        outbox.insert(event.id.as_str(), bytes.as_slice())?;
+                        let order = outbox_order(&commit.key, commit.seq, n);
+                        let record = outbox_record(&order, event);
+                        outbox.insert(event.id.as_str(), record.as_slice())?;
                     }
-                    let prefix = format!("{}/", commit.run);
-                    let end = format!("{}0", commit.run);
-                    let doomed: Vec<String> = calls
-                        .range(prefix.as_str()..end.as_str())?
-                        .filter_map(|row| row.ok().map(|(k, _)| k.value().to_string()))
-                        .collect();
-                    for id in doomed {
+                    for id in &commit.calls {
                         calls.remove(id.as_str())?;
+                    }
+                    if recovering {
+                        let prefix = format!("{}/", commit.run);
+                        let end = format!("{}0", commit.run);
+                        let doomed: Vec<String> = calls
+                            .range(prefix.as_str()..end.as_str())?
+                            .filter_map(|row| row.ok().map(|(k, _)| k.value().to_string()))
+                            .collect();
+                        for id in doomed {
+                            calls.remove(id.as_str())?;
+                        }
                     }
                 }
                 Write::Barrier(_) => {}
@@ -510,7 +621,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
     if !path.is_file() {
         return Err(err("no journal here".into()));
     }
-    let db = Database::open(&path).map_err(|e| err(e.to_string()))?;
+    let db = open_db(&path, false)?;
     let txn = db.begin_read().map_err(|e| err(e.to_string()))?;
     let meta = txn.open_table(META).map_err(|e| err(e.to_string()))?;
     let get = |name: &str| -> Result<String, StateError> {
@@ -524,9 +635,8 @@ pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
     let resume = read_resume(&meta).map_err(|e| err(e.to_string()))?;
     let mut keys = Vec::new();
     for (key, value) in read_rows(&db, KEYS).map_err(|e| err(e.to_string()))? {
-        let record: KeyRecord =
-            serde_json::from_slice(&value).map_err(|e| err(format!("key `{key}`: {e}")))?;
-        keys.push((key, record.seq));
+        let (seq, _) = read_key_record(&value).map_err(|e| err(format!("key `{key}`: {e}")))?;
+        keys.push((key, seq));
     }
     let count = |def| -> Result<u64, StateError> {
         let table = txn.open_table(def).map_err(|e| err(e.to_string()))?;
@@ -554,7 +664,7 @@ pub fn compact(dir: &Path) -> Result<(u64, u64), StateError> {
     let err = store_error(&path);
     let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let before = size();
-    let mut db = Database::open(&path).map_err(|e| err(e.to_string()))?;
+    let mut db = open_db(&path, false)?;
     db.compact().map_err(|e| err(e.to_string()))?;
     drop(db);
     Ok((before, size()))
