@@ -830,3 +830,87 @@ async fn a_torn_last_commit_is_discarded_and_the_run_goes_on() {
     );
     assert!(err.contains("move it aside"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_intake_with_an_error_and_loses_nothing() {
+    // The journal grows past the largest file the process may write (the
+    // file-size limit, with SIGXFSZ ignored, as a full disk fails a write),
+    // while the outputs stay small.
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = write(
+        tmp.path(),
+        "full.toml",
+        &format!(
+            "[agent]\nname = \"full\"\n\n[components.m]\npath = \"{}\"\n\n[actions.remember]\ncomponent = \"m\"\nlisten = [\"_input_event\"]\n",
+            component("guest_misbehave.wasm").display()
+        ),
+    );
+    let events = 1500;
+    let pad = "x".repeat(4096);
+    let lines: String = (0..events)
+        .map(|i| {
+            let payload = json!({ "path": format!("p{i}"), "value": pad, "read": "none" });
+            format!(
+                "{}\n",
+                json!({ "key": format!("k{}", i % 10), "payload": payload })
+            )
+        })
+        .collect();
+    let input = write(tmp.path(), "in.jsonl", &lines);
+    let output = tmp.path().join("out.jsonl");
+    let state = tmp.path().join("state");
+    let run = |limit: Option<u64>| {
+        let mut command = Command::new("sh");
+        command.arg("-c");
+        match limit {
+            Some(bytes) => command.arg(format!(
+                "trap '' XFSZ; exec prlimit --fsize={bytes} \"$0\" \"$@\""
+            )),
+            None => command.arg("exec \"$0\" \"$@\""),
+        };
+        command
+            .arg(env!("CARGO_BIN_EXE_weir"))
+            .arg("run")
+            .arg(&manifest)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .arg("--state")
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+    let stopped = run(Some(3 << 20));
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(!stopped.status.success(), "the run should fail: {stderr}");
+    assert!(stderr.contains("journal.redb"), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert!(stderr.contains("stopped taking input"), "{stderr}");
+    let written = std::fs::read_to_string(&output)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert!(written < events, "it stopped early: {written} outputs");
+
+    // With room again, the run finishes: every output exactly once.
+    let finished = run(None);
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let text = std::fs::read_to_string(&output).unwrap();
+    let ids: HashSet<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), text.lines().count(), "duplicates");
+    assert_eq!(ids.len(), events, "every event's output");
+    eprintln!("stopped after {written} outputs; finished all {events}\n{stderr}");
+}

@@ -481,14 +481,21 @@ fn writer(
     recovering: bool,
     mut queue: mpsc::UnboundedReceiver<Write>,
 ) {
+    // After a failed commit (a full disk, an I/O error) nothing more is
+    // written: every later write gets the first error.
+    let mut failed: Option<String> = None;
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while let Ok(next) = queue.try_recv() {
             batch.push(next);
         }
-        let result = apply(&db, &batch, recovering).map_err(|e| format!("{e}"));
-        if let Err(message) = &result {
-            tracing::error!(journal = %path.display(), error = %message, "journal commit failed");
+        let result = match &failed {
+            Some(message) => Err(message.clone()),
+            None => apply(&db, &batch, recovering).map_err(|e| format!("{e}")),
+        };
+        if let (Err(message), None) = (&result, &failed) {
+            tracing::error!(journal = %path.display(), error = %message, "journal commit failed; writing nothing more");
+            failed = Some(message.clone());
         }
         for write in batch {
             match write {
