@@ -3,6 +3,10 @@
 //! `cargo bench --bench throughput` (env `WEIR_BENCH_EVENTS`, default 100000;
 //! `WEIR_BENCH_KEYS`, default 100). Prints a Markdown table for BENCHMARKS.md.
 
+#[path = "../tests/support/model_server.rs"]
+#[allow(dead_code)]
+mod model_server;
+
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -72,7 +76,10 @@ async fn pipeline_on(
             let text = SENTENCES[i % SENTENCES.len()];
             sent_by_feeder.lock().unwrap().push(Instant::now());
             sender
-                .send(Event::input(key, json!({ "i": i, "text": text })))
+                .send(Event::input(
+                    key,
+                    json!({ "i": i, "text": text, "model": "model", "question": text }),
+                ))
                 .await
                 .unwrap();
         }
@@ -134,7 +141,10 @@ async fn bench() -> anyhow::Result<()> {
     let dir = components();
     // `WEIR_BENCH_ONLY=journal` runs only the journal tables.
     if std::env::var("WEIR_BENCH_ONLY").as_deref() == Ok("journal") {
-        return journal_cost(&dir, n, keys).await;
+        if std::env::var("WEIR_EXP").is_err() {
+            journal_cost(&dir, n, keys).await?;
+        }
+        return recovery_time(&dir).await;
     }
     let cache = tempfile::tempdir()?;
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
@@ -203,6 +213,90 @@ async fn bench() -> anyhow::Result<()> {
     }
     limits_cost(&dir, n, keys).await?;
     journal_cost(&dir, n, keys).await?;
+    recovery_time(&dir).await
+}
+
+/// An agent whose action asks a chat model on a loopback server that
+/// answers after `WEIR_BENCH_MODEL_MS` (default 20 ms).
+fn llm_agent(dir: &std::path::Path, url: &str, keys: usize) -> Agent {
+    Agent::builder("llm")
+        .component("m", dir.join("guest_misbehave.wasm"))
+        .resource(
+            "conn",
+            "chat-model-connection",
+            json!({ "provider": "openai", "base_url": format!("{url}/v1"), "max_concurrency": keys, "max_retries": 0 }),
+        )
+        .resource("model", "chat-model", json!({ "connection": "conn", "model": "m" }))
+        .action(ActionBuilder::new("ask", "m").listen(types::INPUT).model("model"))
+        .runtime(weir::RuntimeSettings {
+            max_concurrency: keys,
+            ..weir::RuntimeSettings::default()
+        })
+        .build()
+}
+
+/// Recovery time of a journal that has taken `WEIR_BENCH_RECOVERY_EVENTS`
+/// (default 1,000,000) events of the trivial agent over 1,000 keys: opening
+/// it and loading what a restarted run needs (keys, memory, outbox, resume
+/// point), cleanly closed and as a crash leaves it.
+async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
+    let n = env_usize("WEIR_BENCH_RECOVERY_EVENTS", 1_000_000);
+    let keys = 1_000;
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        cache_dir: None,
+        ..SandboxConfig::default()
+    })?);
+    let agent = trivial_agent(dir, ActionBuilder::new("echo", "m").listen(types::INPUT));
+    let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox).await?);
+    let state_dir = tempfile::tempdir()?;
+    let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
+    let runtime = Runtime::shared(plan.clone()).with_state(state.clone())?;
+    let started = Instant::now();
+    let m = pipeline_on(runtime, n, keys, Some(state.clone())).await;
+    let took = started.elapsed();
+    state.sync().await?;
+    // What a crash leaves: the file as it is while the journal is open.
+    let crashed = tempfile::tempdir()?;
+    std::fs::copy(
+        state_dir.path().join("journal.redb"),
+        crashed.path().join("journal.redb"),
+    )?;
+    drop(state);
+    let size = std::fs::metadata(state_dir.path().join("journal.redb"))?.len();
+    let reopen = |dir: PathBuf| {
+        let fingerprint = plan.fingerprint();
+        async move {
+            let started = Instant::now();
+            let state = weir::state::StateStore::open(&dir, &fingerprint)?;
+            let keys = state.keys()?.len();
+            let outbox = state.outbox()?.len();
+            let resume = state.resume_point().map_or(0, |p| p.seq);
+            anyhow::Ok((started.elapsed(), keys, outbox, resume))
+        }
+    };
+    // The state store's writer thread holds the file until it sees the
+    // channel close; give it a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let used = weir::state::inspect(state_dir.path())?.used_bytes;
+    println!("journal file {size} bytes, {used} in use");
+    let clean = reopen(state_dir.path().to_path_buf()).await?;
+    let crash = reopen(crashed.path().to_path_buf()).await?;
+    println!(
+        "\n| journal of {n} events, {keys} keys ({:.0} events/s, {:.1} s to write; file {:.1} MiB) | open and load | keys | outbox | resumes at event |",
+        m.events_per_sec,
+        took.as_secs_f64(),
+        size as f64 / (1 << 20) as f64
+    );
+    println!("|---|---|---|---|---|");
+    for (name, (time, keys, outbox, resume)) in [
+        ("closed cleanly", clean),
+        ("after a crash (kill -9 image)", crash),
+    ] {
+        println!(
+            "| {name} | {:.1} ms | {keys} | {outbox} | {resume} |",
+            time.as_secs_f64() * 1e3
+        );
+    }
     Ok(())
 }
 
@@ -216,13 +310,28 @@ async fn journal_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::R
     })?);
     let trivial = trivial_agent(dir, ActionBuilder::new("echo", "m").listen(types::INPUT));
     let chain = chain_agent(dir);
+    let delay = Duration::from_millis(env_usize("WEIR_BENCH_MODEL_MS", 20) as u64);
+    let server = model_server::ModelServer::start().await;
+    server.fallback(model_server::Reply::Delayed(
+        delay,
+        Box::new(model_server::Reply::Json(model_server::openai_text(
+            "ok", 12, 2,
+        ))),
+    ));
+    let llm_events = n.min(10_000);
+    let llm = llm_agent(dir, &server.url, keys);
     println!(
         "\n| agent, {n} events, {keys} keys, median of {rounds} interleaved rounds | journal off, events/s | journal on, events/s | on vs off |"
     );
     println!("|---|---|---|---|");
-    for (name, agent) in [
-        ("trivial (echo)", trivial),
-        ("word-stats chain (memory)", chain),
+    let llm_name = format!(
+        "LLM agent: one chat call per event, model answers in {} ms ({llm_events} events)",
+        delay.as_millis()
+    );
+    for (name, agent, n) in [
+        ("trivial (echo)".to_string(), trivial, n),
+        ("word-stats chain (memory)".to_string(), chain, n),
+        (llm_name, llm, llm_events),
     ] {
         let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox.clone()).await?);
         let (mut off, mut on) = (Vec::new(), Vec::new());

@@ -130,7 +130,10 @@ impl Cli {
                     "outbox:         {} (committed outputs not yet acknowledged)",
                     found.outbox
                 );
-                println!("file:           {} bytes", found.file_bytes);
+                println!(
+                    "file:           {} bytes ({} in use)",
+                    found.file_bytes, found.used_bytes
+                );
                 if keys {
                     for (key, seq) in &found.keys {
                         println!("  {key}: {seq}");

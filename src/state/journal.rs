@@ -185,15 +185,17 @@ impl PendingCalls {
 
 /// The journal of one agent's runs in a state directory.
 pub struct StateStore {
-    db: Arc<Database>,
     path: PathBuf,
     writes: mpsc::UnboundedSender<Write>,
     /// Call records written but maybe not yet committed, so a re-run in
     /// the same process sees them too.
     pending_calls: Mutex<PendingCalls>,
-    /// The journal held call records when opened (a run was interrupted):
-    /// only then can a record be on disk and not in `pending_calls`.
-    recovering: bool,
+    /// Call records left by runs a crash interrupted, read when opening;
+    /// each run's go when it commits.
+    recovered_calls: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+    /// Every key's sequence number and memory, and the outbox, as opened.
+    keys_at_open: Vec<(String, u64, Value)>,
+    outbox_at_open: Vec<Event>,
     /// Where the input stood at the last commit before this run.
     resume: Option<ResumePoint>,
 }
@@ -218,7 +220,7 @@ impl StateStore {
         let at = path.clone();
         let err = store_error(&at);
         let db = open_db(&path, true)?;
-        let (recovering, resume);
+        let resume;
         let txn = begin_write(&db).map_err(|e| err(e.to_string()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| err(e.to_string()))?;
@@ -251,25 +253,42 @@ impl StateStore {
                 }
             }
             txn.open_table(KEYS).map_err(|e| err(e.to_string()))?;
-            let calls = txn.open_table(CALLS).map_err(|e| err(e.to_string()))?;
-            recovering = !calls.is_empty().map_err(|e| err(e.to_string()))?;
+            txn.open_table(CALLS).map_err(|e| err(e.to_string()))?;
             txn.open_table(OUTBOX).map_err(|e| err(e.to_string()))?;
         }
         txn.commit().map_err(|e| err(e.to_string()))?;
-        let db = Arc::new(db);
+        // Everything a run reads from the journal is read now; from here on
+        // the writer thread owns the database, so it can compact it.
+        let mut keys_at_open = Vec::new();
+        for (key, value) in read_rows(&db, KEYS).map_err(|e| err(e.to_string()))? {
+            let (seq, memory) =
+                read_key_record(&value).map_err(|e| err(format!("key `{key}`: {e}")))?;
+            keys_at_open.push((key, seq, memory));
+        }
+        let mut outbox = Vec::new();
+        for (_, value) in read_rows(&db, OUTBOX).map_err(|e| err(e.to_string()))? {
+            outbox.push(read_outbox_record(&value).map_err(|e| err(format!("outbox: {e}")))?);
+        }
+        outbox.sort_by(|a, b| a.0.cmp(&b.0));
+        let outbox_at_open = outbox.into_iter().map(|(_, event)| event).collect();
+        let recovered: std::collections::BTreeMap<String, Vec<u8>> = read_rows(&db, CALLS)
+            .map_err(|e| err(e.to_string()))?
+            .into_iter()
+            .collect();
+        let recovering = !recovered.is_empty();
         let (writes, queue) = mpsc::unbounded_channel();
-        let writer_db = db.clone();
         let writer_path = path.clone();
         std::thread::Builder::new()
             .name("weir-journal".into())
-            .spawn(move || writer(writer_db, writer_path, recovering, queue))
+            .spawn(move || writer(db, writer_path, recovering, queue))
             .map_err(|e| err(e.to_string()))?;
         Ok(Arc::new(StateStore {
-            db,
             path,
             writes,
             pending_calls: Mutex::default(),
-            recovering,
+            recovered_calls: Mutex::new(recovered),
+            keys_at_open,
+            outbox_at_open,
             resume,
         }))
     }
@@ -278,28 +297,16 @@ impl StateStore {
         store_error(&self.path)
     }
 
-    /// Every key's committed sequence number and short-term memory.
+    /// Every key's committed sequence number and short-term memory, as the
+    /// journal held them when opened.
     pub fn keys(&self) -> Result<Vec<(String, u64, Value)>, StateError> {
-        let err = self.err();
-        let mut out = Vec::new();
-        for (key, value) in read_rows(&self.db, KEYS).map_err(|e| err(e.to_string()))? {
-            let (seq, memory) =
-                read_key_record(&value).map_err(|e| err(format!("key `{key}`: {e}")))?;
-            out.push((key, seq, memory));
-        }
-        Ok(out)
+        Ok(self.keys_at_open.clone())
     }
 
-    /// Committed outputs the sink has not acknowledged, in commit order per
-    /// key.
+    /// Committed outputs the sink had not acknowledged when the journal was
+    /// opened, in commit order per key.
     pub fn outbox(&self) -> Result<Vec<Event>, StateError> {
-        let err = self.err();
-        let mut out = Vec::new();
-        for (_, value) in read_rows(&self.db, OUTBOX).map_err(|e| err(e.to_string()))? {
-            out.push(read_outbox_record(&value).map_err(|e| err(format!("outbox: {e}")))?);
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out.into_iter().map(|(_, event)| event).collect())
+        Ok(self.outbox_at_open.clone())
     }
 
     /// The recorded result of host call `id`, if there is one.
@@ -313,13 +320,8 @@ impl StateStore {
         {
             return serde_json::from_slice(bytes).ok();
         }
-        if !self.recovering {
-            return None;
-        }
-        let txn = self.db.begin_read().ok()?;
-        let table = txn.open_table(CALLS).ok()?;
-        let value = table.get(id).ok()??;
-        serde_json::from_slice(value.value()).ok()
+        let recovered = self.recovered_calls.lock().expect("journal lock");
+        serde_json::from_slice(recovered.get(id)?).ok()
     }
 
     /// Records host call `id` of run `run` (written with the next group
@@ -433,17 +435,6 @@ impl StateStore {
     pub fn delivered(&self, ids: Vec<String>) {
         let _ = self.writes.send(Write::Delivered(ids));
     }
-
-    /// Counts of what the journal holds: keys, call records, outbox.
-    pub fn stats(&self) -> Result<(u64, u64, u64), StateError> {
-        let err = self.err();
-        let txn = self.db.begin_read().map_err(|e| err(e.to_string()))?;
-        let count = |def| -> Result<u64, StateError> {
-            let table = txn.open_table(def).map_err(|e| err(e.to_string()))?;
-            ReadableTableMetadata::len(&table).map_err(|e| err(e.to_string()))
-        };
-        Ok((count(KEYS)?, count(CALLS)?, count(OUTBOX)?))
-    }
 }
 
 /// Every row of `table`, in key order.
@@ -476,7 +467,7 @@ fn outbox_order(key: &str, seq: u64, n: usize) -> String {
 /// The writer thread: takes every write queued, applies them in one
 /// transaction, commits (fsync), then answers the commits.
 fn writer(
-    db: Arc<Database>,
+    mut db: Database,
     path: PathBuf,
     recovering: bool,
     mut queue: mpsc::UnboundedReceiver<Write>,
@@ -484,6 +475,7 @@ fn writer(
     // After a failed commit (a full disk, an I/O error) nothing more is
     // written: every later write gets the first error.
     let mut failed: Option<String> = None;
+    let mut compacted_at = file_len(&path);
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while let Ok(next) = queue.try_recv() {
@@ -493,6 +485,9 @@ fn writer(
             Some(message) => Err(message.clone()),
             None => apply(&db, &batch, recovering).map_err(|e| format!("{e}")),
         };
+        if result.is_ok() {
+            compact_when_sparse(&mut db, &path, &mut compacted_at);
+        }
         if let (Err(message), None) = (&result, &failed) {
             tracing::error!(journal = %path.display(), error = %message, "journal commit failed; writing nothing more");
             failed = Some(message.clone());
@@ -548,6 +543,32 @@ fn open_db(path: &Path, create: bool) -> Result<Database, StateError> {
 
 /// Applies a batch in one transaction. With `recovering`, call records
 /// written before a crash (not known by id) are pruned by run too.
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The file grows while pruned pages wait to be reused (redb grows it
+/// ahead, and reuses freed pages only a few commits later), far past what
+/// is in use: once it has grown to four times its size after the last
+/// compaction (and past 64 MiB), it is compacted.
+fn compact_when_sparse(db: &mut Database, path: &Path, compacted_at: &mut u64) {
+    let len = file_len(path);
+    if len < (64 << 20).max(compacted_at.saturating_mul(4)) {
+        return;
+    }
+    match db.compact() {
+        Ok(_) => {
+            *compacted_at = file_len(path);
+            tracing::info!(journal = %path.display(), before = len, after = *compacted_at, "compacted the journal");
+        }
+        Err(e) => {
+            // Compaction is an optimisation; try again after as much growth.
+            *compacted_at = len;
+            tracing::warn!(journal = %path.display(), error = %e, "could not compact the journal");
+        }
+    }
+}
+
 fn apply(db: &Database, batch: &[Write], recovering: bool) -> Result<(), redb::Error> {
     let txn = begin_write(db)?;
     {
@@ -619,6 +640,9 @@ pub struct Inspection {
     pub outbox: u64,
     /// The file's size in bytes.
     pub file_bytes: u64,
+    /// The bytes of the file's pages in use (the rest is free space that
+    /// later commits reuse, or `weir state compact` gives back).
+    pub used_bytes: u64,
 }
 
 /// Reads the journal in `dir` without changing it (no run may have it open).
@@ -650,6 +674,14 @@ pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
         ReadableTableMetadata::len(&table).map_err(|e| err(e.to_string()))
     };
     let (pending_calls, outbox) = (count(CALLS)?, count(OUTBOX)?);
+    drop(meta);
+    drop(txn);
+    let used_bytes = {
+        let txn = db.begin_write().map_err(|e| err(e.to_string()))?;
+        let stats = txn.stats().map_err(|e| err(e.to_string()))?;
+        txn.abort().map_err(|e| err(e.to_string()))?;
+        stats.allocated_pages() * stats.page_size() as u64
+    };
     let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(Inspection {
         path: path.clone(),
@@ -660,6 +692,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
         pending_calls,
         outbox,
         file_bytes,
+        used_bytes,
     })
 }
 
