@@ -8,6 +8,7 @@ mod support;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 use support::model_server::{ModelServer, Reply, openai_text};
 use support::*;
@@ -916,4 +917,116 @@ async fn a_full_disk_stops_intake_with_an_error_and_loses_nothing() {
     assert_eq!(ids.len(), text.lines().count(), "duplicates");
     assert_eq!(ids.len(), events, "every event's output");
     eprintln!("stopped after {written} outputs; finished all {events}\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_run_gets_the_recorded_http_response() {
+    // A page that changes on every request: "hit 1", "hit 2", ...
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/page",
+        axum::routing::get(move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            async move { format!("hit {n}") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let server = ModelServer::start().await;
+    server.fallback(Reply::Delayed(
+        Duration::from_secs(3600),
+        Box::new(Reply::Json(openai_text("late", 1, 1))),
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = write(
+        tmp.path(),
+        "fetch.toml",
+        &format!(
+            r#"[agent]
+name = "fetch"
+
+[components.m]
+path = "{component}"
+
+[actions.fetch]
+component = "m"
+export = "fetch-then-ask"
+listen = ["_input_event"]
+models = ["assistant"]
+http = ["{page}"]
+
+[resources.conn]
+kind = "chat-model-connection"
+provider = "openai"
+base_url = "{server}/v1"
+max_retries = 0
+
+[resources.assistant]
+kind = "chat-model"
+connection = "conn"
+model = "m"
+"#,
+            component = component("guest_misbehave.wasm").display(),
+            server = server.url,
+        ),
+    );
+    let input = write(
+        tmp.path(),
+        "in.jsonl",
+        &format!(
+            "{}\n",
+            json!({ "key": "k", "payload": { "model": "assistant", "url": format!("{page}/page") } })
+        ),
+    );
+    let output = tmp.path().join("out.jsonl");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("run")
+            .arg(&manifest)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .arg("--state")
+            .arg(tmp.path().join("state"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The page is fetched, then the model stalls: kill.
+    let mut child = spawn();
+    until(|| server.count() == 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // The re-run gets the recorded page; the server is not asked again.
+    server.fallback(Reply::Json(openai_text("answered", 1, 1)));
+    let done = spawn().wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the page was fetched again"
+    );
+    let out: Value =
+        serde_json::from_str(std::fs::read_to_string(&output).unwrap().trim()).unwrap();
+    assert_eq!(out["payload"]["fetched"], "hit 1");
+    assert_eq!(out["payload"]["answer"], "answered");
+    // The model was asked the same question both times.
+    let asked: Vec<Value> = server
+        .received()
+        .iter()
+        .map(|r| r.body["messages"][0]["content"].clone())
+        .collect();
+    assert_eq!(asked, vec![json!("hit 1"), json!("hit 1")]);
 }

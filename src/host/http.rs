@@ -145,6 +145,128 @@ pub(crate) struct HttpPolicy {
     /// The first few requests refused, and how many in all.
     pub denials: Vec<Denial>,
     pub denied: u64,
+    /// Under durable execution: where the task's responses are recorded.
+    pub journal: Option<HttpJournal>,
+}
+
+/// Where a task records the responses to its HTTP requests, so that a
+/// re-run of the task gets them again instead of asking once more.
+#[derive(Clone)]
+pub(crate) struct HttpJournal {
+    pub store: Arc<crate::state::StateStore>,
+    pub run: Arc<str>,
+    /// `{run}/{event}/{action}`: request n's record is `{prefix}/http{n}`.
+    pub prefix: String,
+    /// The task's clock and random readings, saved ahead of a record.
+    pub readings: Option<super::readings::SharedReadings>,
+}
+
+/// The op name of a recorded response.
+const RECORDED: &str = "wasi.http";
+
+/// Largest response body recorded; a larger one fails the request under
+/// durable execution (`HttpResponseBodySize`).
+const MAX_RECORDED_BODY: usize = 8 << 20;
+
+/// A response as the journal keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RecordedResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    /// The body, hex.
+    body: String,
+}
+
+fn full_body(bytes: bytes::Bytes) -> WasiBody {
+    use http_body_util::BodyExt;
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn done() -> Box<dyn Future<Output = Result<(), HttpError>> + Send> {
+    Box::new(async { Ok(()) })
+}
+
+impl HttpJournal {
+    /// The recorded response to request `id` with `digest`, if there is one.
+    fn replay(&self, id: &str, digest: &str) -> Option<http::Response<WasiBody>> {
+        let record = self.store.call(id)?;
+        if record.op != RECORDED || record.request != digest {
+            tracing::warn!(call = %id, "replay diverged: the guest sent another HTTP request than the one recorded; sending it");
+            return None;
+        }
+        let crate::state::Outcome::Ok(value) = record.outcome else {
+            return None;
+        };
+        let recorded: RecordedResponse = serde_json::from_value(value).ok()?;
+        let mut response = http::Response::builder().status(recorded.status);
+        for (name, value) in &recorded.headers {
+            response = response.header(name, value);
+        }
+        let body = hex::decode(&recorded.body).ok()?;
+        response.body(full_body(body.into())).ok()
+    }
+
+    /// Sends the request, reads the whole response and records it.
+    async fn send_and_record(
+        self,
+        id: String,
+        digest: String,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<
+        (
+            http::Response<WasiBody>,
+            Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+        ),
+        HttpError,
+    > {
+        use http_body_util::BodyExt;
+        let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+        // The connection must run while the body is read here.
+        let io = tokio::spawn(io);
+        let (parts, body) = response.into_parts();
+        let bytes = http_body_util::Limited::new(body, MAX_RECORDED_BODY)
+            .collect()
+            .await
+            .map_err(|e| match e.downcast::<HttpError>() {
+                Ok(e) => *e,
+                Err(_) => HttpError::HttpResponseBodySize(Some(MAX_RECORDED_BODY as u64)),
+            })?
+            .to_bytes();
+        let recorded = RecordedResponse {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.to_string(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: hex::encode(&bytes),
+        };
+        if let Some(readings) = &self.readings {
+            readings
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .save();
+        }
+        let record = crate::state::CallRecord {
+            op: RECORDED.to_string(),
+            request: digest,
+            outcome: crate::state::Outcome::Ok(
+                serde_json::to_value(&recorded).expect("responses serialise"),
+            ),
+        };
+        self.store.record_call(&self.run, id, &record);
+        let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+            Box::new(async move { io.await.unwrap_or(Ok(())) });
+        Ok((http::Response::from_parts(parts, full_body(bytes)), io))
+    }
 }
 
 type ResponseFuture = Box<
@@ -192,6 +314,21 @@ impl WasiHttpHooks for HttpPolicy {
                 http::HeaderValue::from_str(&format!("{}-{}", self.idempotency, self.sent))
         {
             request.headers_mut().insert("idempotency-key", value);
+        }
+        if let Some(journal) = self.journal.clone() {
+            let id = format!("{}/http{}", journal.prefix, self.sent);
+            let key = request
+                .headers()
+                .get("idempotency-key")
+                .map(|v| v.as_bytes().to_vec());
+            let digest = crate::state::request_digest(
+                RECORDED,
+                &(request.method().as_str(), request.uri().to_string(), key),
+            );
+            if let Some(response) = journal.replay(&id, &digest) {
+                return Box::new(async move { Ok((response, done())) });
+            }
+            return Box::new(journal.send_and_record(id, digest, request, options));
         }
         Box::new(async move {
             use http_body_util::BodyExt;

@@ -414,6 +414,7 @@ impl TaskState {
         if let Some(readings) = &readings {
             task.attach_readings(readings);
         }
+        let http_journal = task.http_journal();
         Ok(TaskState {
             wasi,
             table: ResourceTable::new(),
@@ -424,6 +425,7 @@ impl TaskState {
                 sent: 0,
                 denials: Vec::new(),
                 denied: 0,
+                journal: http_journal,
             },
             limiter: MemoryLimiter::new(memory_bytes),
             stderr,
@@ -460,6 +462,7 @@ impl TaskState {
         self.http.rules = next.input.grants.http.clone();
         self.http.idempotency.clear();
         self.http.sent = 0;
+        self.http.journal = next.http_journal();
         let mut done = std::mem::replace(&mut self.task, next);
         done.take_http_denials(&mut self.http);
         done
@@ -507,6 +510,18 @@ impl Task {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .reset(record);
         self.readings = Some(readings.clone());
+    }
+
+    /// Where the task's HTTP responses are recorded, under durable
+    /// execution.
+    fn http_journal(&self) -> Option<http::HttpJournal> {
+        let (store, run) = self.input.journal.as_ref()?;
+        Some(http::HttpJournal {
+            store: store.clone(),
+            run: run.clone(),
+            prefix: format!("{run}/{}/{}", self.input.event_id, self.input.action_name),
+            readings: self.readings.clone(),
+        })
     }
 
     /// Writes the clock and random readings not yet in the journal, ahead

@@ -150,6 +150,18 @@ fn stamp(event: Event) -> Result<()> {
     Ok(())
 }
 
+/// GETs the payload's `url`, then asks the model: a re-run must get the
+/// recorded response rather than asking the server again.
+fn fetch_then_ask(event: Event) -> Result<()> {
+    use weir_sdk::model::{self, Message};
+    let payload = event.payload_value()?;
+    let fetched = weir_sdk::http::get(payload["url"].as_str().unwrap_or_default())?.text();
+    let model_name = payload["model"].as_str().unwrap_or_default();
+    let reply = model::chat(model_name, vec![Message::user(fetched.clone())]).send()?;
+    emit_output(&json!({ "fetched": fetched, "answer": reply.message.content }))?;
+    Ok(())
+}
+
 /// Embeds the payload's `texts` with its `model`; outputs the vectors' count
 /// and length.
 fn embed(event: Event) -> Result<()> {
@@ -188,6 +200,8 @@ weir_sdk::skill! {
         "ask" => ask,
         /// Asks a chat model with the time and a random number.
         "stamp" => stamp,
+        /// Fetches a URL, then asks a chat model.
+        "fetch-then-ask" => fetch_then_ask,
         /// Embeds texts.
         "embed" => embed,
     }
