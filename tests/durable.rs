@@ -1,32 +1,26 @@
 //! Durable execution: `weir run --state` killed with SIGKILL at random
 //! moments and restarted on the same input writes every output exactly
 //! once, repeats no recorded model call, and keeps short-term memory as a
-//! crash-free run would.
+//! crash-free run would; it resumes its input where it stopped; torn
+//! writes and a full disk lose nothing. Replay is in `replay.rs`, effects
+//! and reconcilers in `reconcile.rs`.
 
 mod support;
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
+use support::durable::{StateRun, kill, model_agent, until};
 use support::model_server::{ModelServer, Reply, openai_text};
 use support::*;
 
 const KEYS: usize = 20;
 
+/// Two actions on every input: `ask` calls the model, `order` keeps the
+/// sequence numbers it has seen in memory.
 fn agent(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
-    write(
-        dir,
-        "agent.toml",
-        &format!(
-            r#"[agent]
-name = "durable"
-
-[components.m]
-path = "{component}"
-
-[actions.ask]
+    let actions = r#"[actions.ask]
 component = "m"
 listen = ["_input_event"]
 models = ["assistant"]
@@ -35,23 +29,9 @@ models = ["assistant"]
 component = "m"
 listen = ["_input_event"]
 
-[resources.conn]
-kind = "chat-model-connection"
-provider = "openai"
-base_url = "{server}/v1"
-max_retries = 0
-
-[resources.assistant]
-kind = "chat-model"
-connection = "conn"
-model = "m"
-
 [runtime]
-max_concurrency = 8
-"#,
-            component = component("guest_misbehave.wasm").display()
-        ),
-    )
+max_concurrency = 8"#;
+    model_agent(dir, "durable", actions, server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,416 +222,33 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     assert!(said.starts_with("compacted:"), "{said}");
 }
 
-fn payments_agent(dir: &std::path::Path, service: &str) -> std::path::PathBuf {
-    write(
-        dir,
-        "payments.toml",
-        &format!(
-            r#"[agent]
-name = "payments"
-
-[components.p]
-path = "{component}"
-http = ["{service}"]
-env = ["PAYMENTS_URL"]
-
-[actions.pay]
-component = "p"
-listen = ["_input_event"]
-tools = ["charge"]
-
-[runtime]
-max_concurrency = 8
-"#,
-            component = component("guest_payments.wasm").display()
-        ),
-    )
-}
-
-/// `weir run --state` of the payments agent, as a child process.
-struct PaymentsRun {
-    manifest: std::path::PathBuf,
-    input: std::path::PathBuf,
-    output: std::path::PathBuf,
-    state: std::path::PathBuf,
-    service: String,
-}
-
-impl PaymentsRun {
-    fn new(dir: &std::path::Path, service: &str, orders: &[(String, String, u64)]) -> Self {
-        let input = dir.join("orders.jsonl");
-        let lines: String = orders
-            .iter()
-            .map(|(key, order, amount)| {
-                format!(
-                    "{}\n",
-                    json!({ "key": key, "payload": { "order": order, "amount": amount } })
-                )
-            })
-            .collect();
-        std::fs::write(&input, lines).unwrap();
-        PaymentsRun {
-            manifest: payments_agent(dir, service),
-            input,
-            output: dir.join("paid.jsonl"),
-            state: dir.join("state"),
-            service: service.to_string(),
-        }
-    }
-
-    fn spawn(&self) -> std::process::Child {
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("run")
-            .arg(&self.manifest)
-            .arg("--input")
-            .arg(&self.input)
-            .arg("--output")
-            .arg(&self.output)
-            .arg("--state")
-            .arg(&self.state)
-            .env("PAYMENTS_URL", &self.service)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    async fn finish(&self) -> Vec<Value> {
-        let child = self.spawn();
-        let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap();
-        assert!(
-            done.status.success(),
-            "{}",
-            String::from_utf8_lossy(&done.stderr)
-        );
-        std::fs::read_to_string(&self.output)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-/// Waits until `ready` holds (the service saw what the test waits for).
-async fn until(mut ready: impl FnMut() -> bool) {
-    for _ in 0..2000 {
-        if ready() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_charge_made_before_a_crash_is_reconciled_not_repeated() {
-    use support::payments::{Mode, PaymentServer};
-    let service = PaymentServer::start(Mode::StallAfterCharging).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let orders = vec![("alice".to_string(), "o-1".to_string(), 250)];
-    let run = PaymentsRun::new(tmp.path(), &service.url, &orders);
-
-    // The charge is made, and weir dies before hearing back.
-    let mut child = run.spawn();
-    until(|| service.charges().len() == 1).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let made = service.charges()[0].clone();
-    assert_eq!(made.order, "o-1");
-    assert_eq!(made.reference.len(), 32, "an idempotency key: {made:?}");
-
-    // On restart the reconciler finds the charge by its reference; the tool
-    // is not called again, and the output carries the original charge.
-    service.set_mode(Mode::Answer(Duration::ZERO));
-    let outputs = run.finish().await;
-    assert_eq!(service.requests(), 1, "the charge was not repeated");
-    assert_eq!(service.lookups(), 1, "the reconciler looked it up");
-    assert_eq!(outputs.len(), 1, "{outputs:?}");
-    assert_eq!(outputs[0]["payload"]["charge"], made.id.as_str());
-    assert_eq!(outputs[0]["payload"]["paid"], 250);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_charge_lost_before_a_crash_is_made_again_once() {
-    use support::payments::{Mode, PaymentServer};
-    let service = PaymentServer::start(Mode::StallBeforeCharging).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let orders = vec![("bob".to_string(), "o-9".to_string(), 40)];
-    let run = PaymentsRun::new(tmp.path(), &service.url, &orders);
-
-    // The request is out, but the service never charged.
-    let mut child = run.spawn();
-    until(|| service.requests() == 1).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(service.charges().is_empty());
-
-    // The reconciler finds nothing, so the call is made again, once.
-    service.set_mode(Mode::Answer(Duration::ZERO));
-    let outputs = run.finish().await;
-    assert_eq!(service.lookups(), 1);
-    assert_eq!(service.charges().len(), 1);
-    assert_eq!(outputs.len(), 1, "{outputs:?}");
-    assert_eq!(outputs[0]["payload"]["charge"], "ch_1");
-    // The repeated request carried the same reference as the lost one.
-    assert_eq!(service.requests(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payments_killed_at_random_moments_charge_every_order_exactly_once() {
-    use support::payments::{Mode, PaymentServer};
-    let count: usize = std::env::var("WEIR_CRASH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .map(|n| n / 4)
-        .unwrap_or(400);
-    let kills: usize = std::env::var("WEIR_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    // Charges take a while to answer, so kills land between charge and reply.
-    let service = PaymentServer::start(Mode::Answer(Duration::from_millis(15))).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let orders: Vec<(String, String, u64)> = (0..count)
-        .map(|i| (format!("c{}", i % 10), format!("o-{i}"), 1 + i as u64 % 7))
-        .collect();
-    let run = PaymentsRun::new(tmp.path(), &service.url, &orders);
-    let mut killed = 0;
-    for trial in 0..kills {
-        let mut child = run.spawn();
-        let mark = (trial + 1) * count / (kills + 1) + fastrand::usize(0..10);
-        while child.try_wait().unwrap().is_none() && service.charges().len() < mark {
-            tokio::time::sleep(Duration::from_millis(fastrand::u64(1..10))).await;
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            killed += 1;
-        }
-        child.wait().unwrap();
-    }
-    let outputs = run.finish().await;
-    assert!(
-        killed >= kills.min(2),
-        "the kills landed after the run ended"
-    );
-
-    // Every order charged exactly once, and paid for once.
-    let per_order = service.charges_per_order();
-    assert_eq!(per_order.len(), count, "every order charged");
-    let twice: Vec<_> = per_order.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "charged more than once: {twice:?}");
-    assert_eq!(outputs.len(), count, "one output per order");
-    let ids: HashSet<&str> = outputs.iter().map(|o| o["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), count, "duplicate outputs");
-    // Each call had its own idempotency key.
-    let references: HashSet<String> = service.charges().into_iter().map(|c| c.reference).collect();
-    assert_eq!(
-        references.len(),
-        count,
-        "idempotency keys repeat across calls"
-    );
-    // Each output names the charge the service made for its order.
-    let charge_of: HashMap<String, String> = service
-        .charges()
-        .into_iter()
-        .map(|c| (c.order, c.id))
-        .collect();
-    for o in &outputs {
-        let order = o["payload"]["order"].as_str().unwrap();
-        assert_eq!(o["payload"]["charge"], charge_of[order].as_str(), "{o}");
-    }
-    // Memory as in a crash-free run: each key paid the sum of its orders.
-    let mut expected: HashMap<String, u64> = HashMap::new();
-    for (key, _, amount) in &orders {
-        *expected.entry(key.clone()).or_default() += amount;
-    }
-    let mut paid: HashMap<String, u64> = HashMap::new();
-    for o in &outputs {
-        let key = o["key"].as_str().unwrap().to_string();
-        let now = o["payload"]["paid"].as_u64().unwrap();
-        let best = paid.entry(key).or_default();
-        *best = (*best).max(now);
-    }
-    assert_eq!(paid, expected);
-    eprintln!(
-        "{killed} kills, {} charge requests for {count} orders, {} reconciled",
-        service.requests(),
-        service.lookups()
-    );
-    assert!(service.lookups() >= 1, "no kill landed inside a charge");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_re_run_reads_the_same_clock_and_random_numbers() {
-    let server = ModelServer::start().await;
-    // The first call is answered; the second stalls until the kill.
-    server.script([Reply::Json(openai_text("first", 1, 1))]);
-    server.fallback(Reply::Delayed(
-        Duration::from_secs(3600),
-        Box::new(Reply::Json(openai_text("late", 1, 1))),
-    ));
-    let tmp = tempfile::tempdir().unwrap();
-    let manifest = write(
-        tmp.path(),
-        "stamp.toml",
-        &format!(
-            r#"[agent]
-name = "stamp"
-
-[components.m]
-path = "{component}"
-
-[actions.stamp]
-component = "m"
-listen = ["_input_event"]
-models = ["assistant"]
-
-[resources.conn]
-kind = "chat-model-connection"
-provider = "openai"
-base_url = "{server}/v1"
-max_retries = 0
-
-[resources.assistant]
-kind = "chat-model"
-connection = "conn"
-model = "m"
-"#,
-            component = component("guest_misbehave.wasm").display(),
-            server = server.url,
-        ),
-    );
-    let input = write(
-        tmp.path(),
-        "in.jsonl",
-        "{\"key\": \"k\", \"payload\": {\"model\": \"assistant\"}}\n",
-    );
-    let output = tmp.path().join("out.jsonl");
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("run")
-            .arg(&manifest)
-            .arg("--input")
-            .arg(&input)
-            .arg("--output")
-            .arg(&output)
-            .arg("--state")
-            .arg(tmp.path().join("state"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let mut child = spawn();
-    until(|| server.count() == 2).await;
-    // The first call's record goes to disk with the next group commit,
-    // right after the call returns; on a loaded machine give it a moment.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-
-    server.fallback(Reply::Json(openai_text("second", 1, 1)));
-    let done = spawn().wait_with_output().unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let questions: Vec<String> = server
-        .received()
-        .iter()
-        .map(|r| {
-            r.body["messages"][0]["content"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    // The stamped question was asked once: the re-run read the same time
-    // and random number, so its request matched the record and was replayed.
-    assert_eq!(questions.len(), 3, "{questions:?}");
-    assert!(questions[0].starts_with("stamp "), "{questions:?}");
-    assert_eq!(questions[1], "second k");
-    assert_eq!(questions[2], "second k");
-    let out: Value =
-        serde_json::from_str(std::fs::read_to_string(&output).unwrap().trim()).unwrap();
-    let stamped = format!(
-        "stamp {} {}",
-        out["payload"]["stamp"].as_str().unwrap(),
-        out["payload"]["random"].as_str().unwrap()
-    );
-    assert_eq!(questions[0], stamped);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_input_is_refused_at_the_resume_point() {
     let server = ModelServer::start().await;
-    // Key a's question is answered; key b's stalls until the kill.
+    // One key's question is answered; the other's stalls until the kill.
     server.script([Reply::Json(openai_text("a", 1, 1))]);
     server.fallback(Reply::Delayed(
         Duration::from_secs(3600),
         Box::new(Reply::Json(openai_text("late", 1, 1))),
     ));
     let tmp = tempfile::tempdir().unwrap();
-    let manifest = agent(tmp.path(), &server.url);
-    let line = |key: &str| {
-        format!(
-            "{}\n",
-            json!({ "key": key, "payload": { "model": "assistant", "question": key, "seq": 1 } })
-        )
-    };
-    let input = write(tmp.path(), "in.jsonl", &(line("a") + &line("b")));
-    let spawn = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("run")
-            .arg(&manifest)
-            .arg("--input")
-            .arg(&input)
-            .arg("--output")
-            .arg(tmp.path().join("out.jsonl"))
-            .arg("--state")
-            .arg(tmp.path().join("state"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let mut child = spawn(&[]);
-    let inspect = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["state", "inspect"])
-            .arg(tmp.path().join("state"))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let line = |key: &str| json!({ "key": key, "payload": { "model": "assistant", "question": key, "seq": 1 } });
+    let run = StateRun::new(
+        tmp.path(),
+        agent(tmp.path(), &server.url),
+        &[line("a"), line("b")],
+    );
+    let child = run.spawn();
     // One key's run is committed, the other's is in flight (whichever
     // question reached the server first was answered).
-    until(|| {
-        server.count() == 2
-            && std::fs::read_to_string(tmp.path().join("out.jsonl"))
-                .is_ok_and(|t| t.lines().count() == 2)
-    })
-    .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let first: Value = serde_json::from_str(
-        std::fs::read_to_string(tmp.path().join("out.jsonl"))
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
-    let (done_key, open_key, open_line) = if first["key"] == "a" {
+    until(|| server.count() == 2 && run.outputs().len() == 2).await;
+    kill(child);
+    let (done_key, open_key, open_line) = if run.outputs()[0]["key"] == "a" {
         ("a", "b", 2)
     } else {
         ("b", "a", 1)
     };
-    let said = inspect();
+    let said = run.inspect();
     assert!(
         said.contains(&format!(
             "resume at:      input event {open_line}, line {open_line}"
@@ -661,13 +258,14 @@ async fn a_changed_input_is_refused_at_the_resume_point() {
 
     // The line there is not what it was: refused with the place and a way out.
     let changed = if open_line == 1 {
-        line("c") + &line("b")
+        [line("c"), line("b")]
     } else {
-        line("a") + &line("c")
+        [line("a"), line("c")]
     };
-    std::fs::write(&input, changed).unwrap();
+    let text: String = changed.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&run.input, text).unwrap();
     server.fallback(Reply::Json(openai_text("now", 1, 1)));
-    let refused = spawn(&[]).wait_with_output().unwrap();
+    let refused = run.run(&[]).await;
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
@@ -679,25 +277,24 @@ async fn a_changed_input_is_refused_at_the_resume_point() {
     assert!(stderr.contains("--from-start"), "{stderr}");
 
     // --from-start reads it all again; the committed event is still skipped.
-    let done = spawn(&["--from-start"]).wait_with_output().unwrap();
+    let done = run.run(&["--from-start"]).await;
     assert!(
         done.status.success(),
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
-    let text = std::fs::read_to_string(tmp.path().join("out.jsonl")).unwrap();
-    let keys: Vec<String> = text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["key"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+    let keys: Vec<String> = run
+        .outputs()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(keys.iter().filter(|k| *k == done_key).count(), 2, "{text}");
-    assert_eq!(keys.iter().filter(|k| *k == "c").count(), 2, "{text}");
-    assert!(!keys.contains(&open_key.to_string()), "{text}");
+    assert_eq!(
+        keys.iter().filter(|k| *k == done_key).count(),
+        2,
+        "{keys:?}"
+    );
+    assert_eq!(keys.iter().filter(|k| *k == "c").count(), 2, "{keys:?}");
+    assert!(!keys.contains(&open_key.to_string()), "{keys:?}");
 }
 
 /// The journal file's 4 KiB pages that differ between two versions.
@@ -917,116 +514,4 @@ async fn a_full_disk_stops_intake_with_an_error_and_loses_nothing() {
     assert_eq!(ids.len(), text.lines().count(), "duplicates");
     assert_eq!(ids.len(), events, "every event's output");
     eprintln!("stopped after {written} outputs; finished all {events}\n{stderr}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_re_run_gets_the_recorded_http_response() {
-    // A page that changes on every request: "hit 1", "hit 2", ...
-    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = hits.clone();
-    let app = axum::Router::new().route(
-        "/page",
-        axum::routing::get(move || {
-            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            async move { format!("hit {n}") }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let page = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-    let server = ModelServer::start().await;
-    server.fallback(Reply::Delayed(
-        Duration::from_secs(3600),
-        Box::new(Reply::Json(openai_text("late", 1, 1))),
-    ));
-    let tmp = tempfile::tempdir().unwrap();
-    let manifest = write(
-        tmp.path(),
-        "fetch.toml",
-        &format!(
-            r#"[agent]
-name = "fetch"
-
-[components.m]
-path = "{component}"
-
-[actions.fetch]
-component = "m"
-export = "fetch-then-ask"
-listen = ["_input_event"]
-models = ["assistant"]
-http = ["{page}"]
-
-[resources.conn]
-kind = "chat-model-connection"
-provider = "openai"
-base_url = "{server}/v1"
-max_retries = 0
-
-[resources.assistant]
-kind = "chat-model"
-connection = "conn"
-model = "m"
-"#,
-            component = component("guest_misbehave.wasm").display(),
-            server = server.url,
-        ),
-    );
-    let input = write(
-        tmp.path(),
-        "in.jsonl",
-        &format!(
-            "{}\n",
-            json!({ "key": "k", "payload": { "model": "assistant", "url": format!("{page}/page") } })
-        ),
-    );
-    let output = tmp.path().join("out.jsonl");
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("run")
-            .arg(&manifest)
-            .arg("--input")
-            .arg(&input)
-            .arg("--output")
-            .arg(&output)
-            .arg("--state")
-            .arg(tmp.path().join("state"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    // The page is fetched, then the model stalls: kill.
-    let mut child = spawn();
-    until(|| server.count() == 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
-
-    // The re-run gets the recorded page; the server is not asked again.
-    server.fallback(Reply::Json(openai_text("answered", 1, 1)));
-    let done = spawn().wait_with_output().unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    assert_eq!(
-        hits.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "the page was fetched again"
-    );
-    let out: Value =
-        serde_json::from_str(std::fs::read_to_string(&output).unwrap().trim()).unwrap();
-    assert_eq!(out["payload"]["fetched"], "hit 1");
-    assert_eq!(out["payload"]["answer"], "answered");
-    // The model was asked the same question both times.
-    let asked: Vec<Value> = server
-        .received()
-        .iter()
-        .map(|r| r.body["messages"][0]["content"].clone())
-        .collect();
-    assert_eq!(asked, vec![json!("hit 1"), json!("hit 1")]);
 }

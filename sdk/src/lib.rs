@@ -460,21 +460,30 @@ pub mod __private {
         action(event.into()).map_err(Into::into)
     }
 
+    /// Tool `name`'s JSON arguments, decoded.
+    fn arguments<A: DeserializeOwned>(name: &str, arguments: &str) -> Result<A, ActionError> {
+        serde_json::from_str(arguments).map_err(|e| ActionError {
+            code: "bad-arguments".into(),
+            message: format!("arguments of tool `{name}`: {e}"),
+        })
+    }
+
+    /// A tool's result as JSON text.
+    fn result_json<R: Serialize>(result: &R) -> Result<String, ActionError> {
+        serde_json::to_string(result).map_err(|e| ActionError {
+            code: "json".into(),
+            message: e.to_string(),
+        })
+    }
+
     /// Runs one tool function on JSON arguments.
     pub fn call_tool<A: DeserializeOwned, R: Serialize>(
         name: &str,
         tool: fn(A) -> crate::Result<R>,
         arguments: &str,
     ) -> Result<String, ActionError> {
-        let arguments: A = serde_json::from_str(arguments).map_err(|e| ActionError {
-            code: "bad-arguments".into(),
-            message: format!("arguments of tool `{name}`: {e}"),
-        })?;
-        let result = tool(arguments).map_err(ActionError::from)?;
-        serde_json::to_string(&result).map_err(|e| ActionError {
-            code: "json".into(),
-            message: e.to_string(),
-        })
+        let result = tool(self::arguments(name, arguments)?).map_err(ActionError::from)?;
+        result_json(&result)
     }
 
     /// Runs one reconciler function on an interrupted call's JSON arguments.
@@ -484,18 +493,10 @@ pub mod __private {
         arguments: &str,
         idempotency_key: &str,
     ) -> Result<Reconciled, ActionError> {
-        let arguments: A = serde_json::from_str(arguments).map_err(|e| ActionError {
-            code: "bad-arguments".into(),
-            message: format!("arguments of tool `{name}`: {e}"),
-        })?;
+        let arguments = self::arguments(name, arguments)?;
         match reconciler(arguments, idempotency_key).map_err(ActionError::from)? {
             None => Ok(Reconciled::NotDone),
-            Some(result) => serde_json::to_string(&result)
-                .map(Reconciled::Done)
-                .map_err(|e| ActionError {
-                    code: "json".into(),
-                    message: e.to_string(),
-                }),
+            Some(result) => result_json(&result).map(Reconciled::Done),
         }
     }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod durable;
 pub mod model_server;
 pub mod payments;
 pub mod registry;

@@ -58,17 +58,7 @@ impl PaymentServer {
         let app = Router::new()
             .route("/charges", post(charge).get(lookup))
             .with_state(ledger.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let (url, stop) = super::model_server::serve(app).await;
         PaymentServer {
             url,
             ledger,
