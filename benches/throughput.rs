@@ -255,7 +255,7 @@ async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
     let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox).await?);
     let state_dir = tempfile::tempdir()?;
     let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
-    let runtime = Runtime::shared(plan.clone()).with_state(state.clone())?;
+    let runtime = Runtime::shared(plan.clone()).with_state(state.clone());
     let started = Instant::now();
     let m = pipeline_on(runtime, n, keys, Some(state.clone())).await;
     let took = started.elapsed();
@@ -273,8 +273,8 @@ async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
         async move {
             let started = Instant::now();
             let state = weir::state::StateStore::open(&dir, &fingerprint)?;
-            let keys = state.keys()?.len();
-            let outbox = state.outbox()?.len();
+            let keys = state.keys().len();
+            let outbox = state.outbox().len();
             let resume = state.resume_point().map_or(0, |p| p.seq);
             anyhow::Ok((started.elapsed(), keys, outbox, resume))
         }
@@ -344,7 +344,7 @@ async fn journal_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::R
             off.push(pipeline(plan.clone(), n, keys).await.events_per_sec);
             let state_dir = tempfile::tempdir()?;
             let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
-            let runtime = Runtime::shared(plan.clone()).with_state(state.clone())?;
+            let runtime = Runtime::shared(plan.clone()).with_state(state.clone());
             on.push(
                 pipeline_on(runtime, n, keys, Some(state))
                     .await

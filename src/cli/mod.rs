@@ -190,8 +190,8 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut sink = sink::Sink::open(&args.output, &args.errors, state.clone()).await?;
     if let Some(state) = &state {
         // Outputs committed before a restart that the sink may not have.
-        for event in state.outbox()? {
-            sink.write(&event).await?;
+        for event in state.outbox() {
+            sink.write(event).await?;
         }
         sink.settle().await?;
     }
@@ -229,7 +229,7 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
 
     let mut runtime = Runtime::new(plan).with_settings(settings);
     if let Some(state) = &state {
-        runtime = runtime.with_state(state.clone())?;
+        runtime = runtime.with_state(state.clone());
     }
     let mut handle = runtime.start();
     let events = handle.events.clone();

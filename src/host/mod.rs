@@ -372,6 +372,7 @@ impl WasiHttpView for TaskState {
         // Derived on the task's first wasi:http call, not for every task.
         if self.http.idempotency.is_empty() {
             self.http.idempotency = self.task.idempotency_key().to_string();
+            self.http.journal = self.task.http_journal();
         }
         WasiHttpCtxView {
             ctx: &mut self.http_ctx,
@@ -414,7 +415,6 @@ impl TaskState {
         if let Some(readings) = &readings {
             task.attach_readings(readings);
         }
-        let http_journal = task.http_journal();
         Ok(TaskState {
             wasi,
             table: ResourceTable::new(),
@@ -425,7 +425,7 @@ impl TaskState {
                 sent: 0,
                 denials: Vec::new(),
                 denied: 0,
-                journal: http_journal,
+                journal: None,
             },
             limiter: MemoryLimiter::new(memory_bytes),
             stderr,
@@ -462,7 +462,7 @@ impl TaskState {
         self.http.rules = next.input.grants.http.clone();
         self.http.idempotency.clear();
         self.http.sent = 0;
-        self.http.journal = next.http_journal();
+        self.http.journal = None;
         let mut done = std::mem::replace(&mut self.task, next);
         done.take_http_denials(&mut self.http);
         done
@@ -499,10 +499,7 @@ impl Task {
     /// Shares `readings` with the store's clocks, set up for this task.
     fn attach_readings(&mut self, readings: &readings::SharedReadings) {
         let record = self.input.journal.as_ref().map(|(store, run)| {
-            let id = format!(
-                "{run}/{}/{}/readings",
-                self.input.event_id, self.input.action_name
-            );
+            let id = format!("{run}/{}/readings", self.position());
             (store.clone(), run.clone(), id)
         });
         readings
@@ -519,7 +516,7 @@ impl Task {
         Some(http::HttpJournal {
             store: store.clone(),
             run: run.clone(),
-            prefix: format!("{run}/{}/{}", self.input.event_id, self.input.action_name),
+            prefix: format!("{run}/{}", self.position()),
             readings: self.readings.clone(),
         })
     }
@@ -540,14 +537,20 @@ impl Task {
         Task::new(TaskInput::idle())
     }
 
+    /// Where the task stands in its agent run: its event and action. Its
+    /// journal records and idempotency keys are named after it.
+    fn position(&self) -> String {
+        format!("{}/{}", self.input.event_id, self.input.action_name)
+    }
+
     /// The task's idempotency key (see `context.idempotency-key`), derived
     /// when first asked for: most tasks never need it.
     pub(crate) fn idempotency_key(&mut self) -> &str {
-        let input = &mut self.input;
-        input.idempotency.get_or_insert_with(|| {
-            let position = format!("{}/{}", input.event_id, input.action_name);
-            idempotency_key(&input.env.agent, &position)
-        })
+        if self.input.idempotency.is_none() {
+            let key = idempotency_key(&self.input.env.agent, &self.position());
+            self.input.idempotency = Some(key);
+        }
+        self.input.idempotency.as_deref().unwrap_or_default()
     }
 
     /// Counts the call and checks its grant.
@@ -681,10 +684,7 @@ impl Task {
         R: serde::Serialize + serde::de::DeserializeOwned,
     {
         self.enter(op)?;
-        let position = format!(
-            "{}/{}/{}",
-            self.input.event_id, self.input.action_name, self.host_calls
-        );
+        let position = format!("{}/{}", self.position(), self.host_calls);
         let mut journaled = self
             .input
             .journal

@@ -165,17 +165,17 @@ impl Runtime {
     /// resume at [`StateStore::resume_point`]), host
     /// calls it recorded are replayed, and every agent run is committed to
     /// it before its outputs are released.
-    pub fn with_state(mut self, state: Arc<StateStore>) -> Result<Self, StateError> {
-        for (key, seq, memory) in state.keys()? {
+    pub fn with_state(mut self, state: Arc<StateStore>) -> Self {
+        for (key, seq, memory) in state.keys() {
             let mut object = MemoryObject::new();
             if !memory.is_null() {
-                let _ = object.set("", memory);
+                let _ = object.set("", memory.clone());
             }
             self.memory.insert(key.clone(), object);
-            self.committed.insert(key, seq);
+            self.committed.insert(key.clone(), *seq);
         }
         self.state = Some(state);
-        Ok(self)
+        self
     }
 
     /// Starts the run on the current tokio runtime.

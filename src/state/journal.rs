@@ -293,20 +293,16 @@ impl StateStore {
         }))
     }
 
-    fn err(&self) -> impl Fn(String) -> StateError + '_ {
-        store_error(&self.path)
-    }
-
     /// Every key's committed sequence number and short-term memory, as the
     /// journal held them when opened.
-    pub fn keys(&self) -> Result<Vec<(String, u64, Value)>, StateError> {
-        Ok(self.keys_at_open.clone())
+    pub fn keys(&self) -> &[(String, u64, Value)] {
+        &self.keys_at_open
     }
 
     /// Committed outputs the sink had not acknowledged when the journal was
     /// opened, in commit order per key.
-    pub fn outbox(&self) -> Result<Vec<Event>, StateError> {
-        Ok(self.outbox_at_open.clone())
+    pub fn outbox(&self) -> &[Event] {
+        &self.outbox_at_open
     }
 
     /// The recorded result of host call `id`, if there is one.
@@ -324,14 +320,21 @@ impl StateStore {
         serde_json::from_slice(recovered.get(id)?).ok()
     }
 
-    /// Records host call `id` of run `run` (written with the next group
-    /// commit).
-    pub fn record_call(&self, run: &str, id: String, record: &CallRecord) {
+    /// Keeps call record `id` of run `run` for this process's lookups, and
+    /// returns it serialised for the writer.
+    fn pend(&self, run: &str, id: &str, record: &CallRecord) -> Vec<u8> {
         let bytes = serde_json::to_vec(record).expect("call records serialise");
         self.pending_calls
             .lock()
             .expect("journal lock")
-            .insert(run, &id, bytes.clone());
+            .insert(run, id, bytes.clone());
+        bytes
+    }
+
+    /// Records host call `id` of run `run` (written with the next group
+    /// commit).
+    pub fn record_call(&self, run: &str, id: String, record: &CallRecord) {
+        let bytes = self.pend(run, &id, record);
         let _ = self.writes.send(Write::Call(id, bytes));
     }
 
@@ -343,24 +346,17 @@ impl StateStore {
         id: String,
         record: &CallRecord,
     ) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec(record).expect("call records serialise");
-        self.pending_calls
-            .lock()
-            .expect("journal lock")
-            .insert(run, &id, bytes.clone());
-        let (done, wait) = oneshot::channel();
-        let stopped = || self.err()("the journal writer stopped".into());
-        self.writes
-            .send(Write::DurableCall(id, bytes, done))
-            .map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())?.map_err(self.err())
+        let bytes = self.pend(run, &id, record);
+        let (done, answer) = oneshot::channel();
+        let sent = self.writes.send(Write::DurableCall(id, bytes, done));
+        answered(&self.path, sent.is_ok(), answer).await
     }
 
     /// Commits one agent run: `key` has handled input `seq`, its memory is
     /// now `memory`, and `outputs` go to the outbox; the run's call records
     /// are pruned. Returns once the commit is on disk.
     pub async fn commit(
-        self: &Arc<Self>,
+        &self,
         key: &str,
         seq: u64,
         memory: Value,
@@ -378,7 +374,7 @@ impl StateStore {
     /// future that resolves once it is on disk, with `outputs` back, so the
     /// key's next run need not wait for the fsync.
     pub fn commit_later(
-        self: &Arc<Self>,
+        &self,
         key: &str,
         seq: u64,
         memory: Vec<u8>,
@@ -400,13 +396,9 @@ impl StateStore {
             calls,
             done,
         };
-        let sent = self.writes.send(Write::Commit(commit));
-        let this = self.clone();
-        async move {
-            let stopped = || this.err()("the journal writer stopped".into());
-            sent.map_err(|_| stopped())?;
-            wait.await.map_err(|_| stopped())?.map_err(this.err())
-        }
+        let sent = self.writes.send(Write::Commit(commit)).is_ok();
+        let path = self.path.clone();
+        async move { answered(&path, sent, wait).await }
     }
 
     /// Where the input stood when this journal was opened: the first input
@@ -423,18 +415,30 @@ impl StateStore {
 
     /// Waits until every write queued so far is on disk.
     pub async fn sync(&self) -> Result<(), StateError> {
-        let (done, wait) = oneshot::channel();
-        let stopped = || self.err()("the journal writer stopped".into());
-        self.writes
-            .send(Write::Barrier(done))
-            .map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())?.map_err(self.err())
+        let (done, answer) = oneshot::channel();
+        let sent = self.writes.send(Write::Barrier(done));
+        answered(&self.path, sent.is_ok(), answer).await
     }
 
     /// The sink has these outputs (by id): drop them from the outbox.
     pub fn delivered(&self, ids: Vec<String>) {
         let _ = self.writes.send(Write::Delivered(ids));
     }
+}
+
+/// The writer's answer to a write that was `sent`: what it returned, or an
+/// error if it is gone.
+async fn answered<T>(
+    path: &Path,
+    sent: bool,
+    answer: oneshot::Receiver<Result<T, String>>,
+) -> Result<T, StateError> {
+    let err = store_error(path);
+    let stopped = || err("the journal writer stopped".into());
+    if !sent {
+        return Err(stopped());
+    }
+    answer.await.map_err(|_| stopped())?.map_err(err)
 }
 
 /// Every row of `table`, in key order.
