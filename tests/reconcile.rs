@@ -185,3 +185,26 @@ async fn payments_killed_at_random_moments_charge_every_order_exactly_once() {
     );
     assert!(service.lookups() >= 1, "no kill landed inside a charge");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciler_that_cannot_tell_fails_the_task_and_repeats_nothing() {
+    let service = PaymentServer::start(Mode::StallAfterCharging).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let orders = vec![("carol".to_string(), "o-5".to_string(), 70)];
+    let run = payments_run(tmp.path(), &service.url, &orders);
+    let child = run.spawn();
+    until(|| service.charges().len() == 1).await;
+    kill(child);
+
+    // The lookup fails: the outcome is unknown, so the charge is not made
+    // again, and the order ends in an error event that says why.
+    service.set_mode(Mode::LookupsFail);
+    let outputs = run.finish().await;
+    assert_eq!(service.requests(), 1, "the charge was repeated");
+    assert_eq!(service.lookups(), 1);
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    assert_eq!(outputs[0]["type"], "_error_event", "{outputs:?}");
+    let error = outputs[0]["payload"].to_string();
+    assert!(error.contains("interrupted by a crash"), "{error}");
+    assert!(error.contains("not repeated"), "{error}");
+}

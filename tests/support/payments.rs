@@ -24,6 +24,8 @@ pub enum Mode {
     StallAfterCharging,
     /// Never charge nor answer (the crash window before the effect).
     StallBeforeCharging,
+    /// Charge and answer at once, but fail every lookup (500).
+    LookupsFail,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +119,7 @@ async fn charge(State(ledger): State<Arc<Mutex<Ledger>>>, body: Bytes) -> Respon
         }
     };
     match mode {
+        Mode::LookupsFail => axum::Json(json!({ "id": id })).into_response(),
         Mode::Answer(wait) => {
             tokio::time::sleep(wait).await;
             axum::Json(json!({ "id": id })).into_response()
@@ -138,6 +141,9 @@ async fn lookup(State(ledger): State<Arc<Mutex<Ledger>>>, uri: Uri) -> Response 
         .to_string();
     let mut ledger = ledger.lock().unwrap();
     ledger.lookups += 1;
+    if ledger.mode == Mode::LookupsFail {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "lookups are down").into_response();
+    }
     match ledger.charges.iter().find(|c| c.reference == reference) {
         Some(found) => axum::Json(json!({ "id": found.id })).into_response(),
         None => (StatusCode::NOT_FOUND, "no such charge").into_response(),
