@@ -144,8 +144,14 @@ async fn bench() -> anyhow::Result<()> {
     let n = env_usize("WEIR_BENCH_EVENTS", 100_000);
     let keys = env_usize("WEIR_BENCH_KEYS", 100);
     let dir = components();
-    // `WEIR_BENCH_ONLY=journal` runs only the journal tables.
-    if std::env::var("WEIR_BENCH_ONLY").as_deref() == Ok("journal") {
+    // `WEIR_BENCH_ONLY=journal` runs only the journal tables;
+    // `trivial-on` / `trivial-off` only the trivial agent with the journal on
+    // or off, for a profiler.
+    let only = std::env::var("WEIR_BENCH_ONLY").unwrap_or_default();
+    if let Some(journal) = only.strip_prefix("trivial-") {
+        return trivial_only(&dir, n, keys, journal == "on").await;
+    }
+    if only == "journal" {
         if std::env::var("WEIR_EXP").is_err() {
             journal_cost(&dir, n, keys).await?;
         }
@@ -263,11 +269,11 @@ async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
     // What a crash leaves: the file as it is while the journal is open.
     let crashed = tempfile::tempdir()?;
     std::fs::copy(
-        state_dir.path().join("journal.redb"),
-        crashed.path().join("journal.redb"),
+        state_dir.path().join("journal.log"),
+        crashed.path().join("journal.log"),
     )?;
     drop(state);
-    let size = std::fs::metadata(state_dir.path().join("journal.redb"))?.len();
+    let size = std::fs::metadata(state_dir.path().join("journal.log"))?.len();
     let reopen = |dir: PathBuf| {
         let fingerprint = plan.fingerprint();
         async move {
@@ -300,6 +306,37 @@ async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
         println!(
             "| {name} | {:.1} ms | {keys} | {outbox} | {resume} |",
             time.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
+/// The trivial agent alone, `WEIR_BENCH_ROUNDS` times, journal on or off.
+async fn trivial_only(
+    dir: &std::path::Path,
+    n: usize,
+    keys: usize,
+    journal: bool,
+) -> anyhow::Result<()> {
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        cache_dir: None,
+        ..SandboxConfig::default()
+    })?);
+    let agent = trivial_agent(dir, ActionBuilder::new("echo", "m").listen(types::INPUT));
+    let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox).await?);
+    for _ in 0..env_usize("WEIR_BENCH_ROUNDS", 5) {
+        let rate = if journal {
+            let state_dir = tempfile::tempdir()?;
+            let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
+            let runtime = Runtime::shared(plan.clone()).with_state(state.clone());
+            pipeline_on(runtime, n, keys, Some(state)).await
+        } else {
+            pipeline(plan.clone(), n, keys).await
+        };
+        println!(
+            "trivial, journal {}: {:.0} events/s",
+            if journal { "on" } else { "off" },
+            rate.events_per_sec
         );
     }
     Ok(())

@@ -242,12 +242,17 @@ async fn a_changed_input_is_refused_at_the_resume_point() {
     // One key's run is committed, the other's is in flight (whichever
     // question reached the server first was answered).
     until(|| server.count() == 2 && run.outputs().len() == 2).await;
-    kill(child);
     let (done_key, open_key, open_line) = if run.outputs()[0]["key"] == "a" {
         ("a", "b", 2)
     } else {
         ("b", "a", 1)
     };
+    // The resume point goes into the group commit after the run's (a
+    // restart that finds none reads from the top and skips what is
+    // committed); `inspect` reads the journal while the run has it open.
+    let resume = format!("resume at:      input event {open_line}, line {open_line}");
+    until(|| run.inspect().contains(&resume)).await;
+    kill(child);
     let said = run.inspect();
     assert!(
         said.contains(&format!(
@@ -297,32 +302,28 @@ async fn a_changed_input_is_refused_at_the_resume_point() {
     assert!(!keys.contains(&open_key.to_string()), "{keys:?}");
 }
 
-/// The journal file's 4 KiB pages that differ between two versions.
-fn changed_pages(before: &[u8], after: &[u8]) -> Vec<usize> {
-    (0..after.len().div_ceil(PAGE))
-        .filter(|&p| {
-            let range = page_range(p, after.len());
-            before.get(range.clone()) != Some(&after[range])
-        })
-        .collect()
-}
-
 const PAGE: usize = 4096;
 
-fn page_range(page: usize, len: usize) -> std::ops::Range<usize> {
-    page * PAGE..((page + 1) * PAGE).min(len)
-}
-
-/// `before`, grown to `after`'s length (zeros where nothing was written),
-/// with `pages` of `after` written over it.
-fn partly_written(before: &[u8], after: &[u8], pages: &[usize]) -> Vec<u8> {
-    let mut bytes = before.to_vec();
-    bytes.resize(after.len(), 0);
-    for &page in pages {
-        let range = page_range(page, after.len());
-        bytes[range.clone()].copy_from_slice(&after[range]);
+/// `after` as a crash during its last write can leave it: `before` (synced)
+/// and then the new bytes, with the file's pages in `lost` (4 KiB, by
+/// offset) not written: zeros where the file grew.
+fn with_pages_lost(before: &[u8], after: &[u8], lost: &[usize]) -> Vec<u8> {
+    let mut bytes = after.to_vec();
+    for &page in lost {
+        let range = (page * PAGE).max(before.len())..((page + 1) * PAGE).min(after.len());
+        bytes[range].fill(0);
     }
     bytes
+}
+
+/// The keys of the journal in `dir`, with each one's sequence number and
+/// memory.
+fn keys_of(store: &weir::state::StateStore) -> BTreeMap<String, (u64, Value)> {
+    store
+        .keys()
+        .iter()
+        .map(|(k, seq, memory)| (k.clone(), (*seq, memory.clone())))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,7 +331,7 @@ async fn a_torn_last_commit_is_discarded_and_the_run_goes_on() {
     use weir::state::StateStore;
     let tmp = tempfile::tempdir().unwrap();
     let live = tmp.path().join("live");
-    let journal = live.join("journal.redb");
+    let journal = live.join("journal.log");
     let store = StateStore::open(&live, "agent-v1").unwrap();
     for seq in 1..=20 {
         let key = format!("k{}", seq % 4);
@@ -342,55 +343,52 @@ async fn a_torn_last_commit_is_discarded_and_the_run_goes_on() {
     }
     // Copies taken while the journal is open, as a crash leaves it.
     let before = std::fs::read(&journal).unwrap();
-    let last = json!({ "v": 21, "pad": "y".repeat(5000) });
+    let last = json!({ "v": 21, "pad": "y".repeat(9000) });
     store
         .commit("k1", 21, last.clone(), Vec::new(), "run-21")
         .await
         .unwrap();
     let after = std::fs::read(&journal).unwrap();
-    let pages = changed_pages(&before, &after);
-    assert!(
-        pages.len() >= 3 && pages[0] == 0,
-        "the last commit wrote pages: {pages:?}"
-    );
-    let data: Vec<usize> = pages[1..].to_vec();
+    assert!(after.starts_with(&before), "the journal only appends");
+    let tail = after.len() - before.len();
+    let pages: Vec<usize> = (before.len() / PAGE..after.len().div_ceil(PAGE)).collect();
+    assert!(pages.len() >= 3, "the last commit spans pages {pages:?}");
 
-    // What a crash during the last commit can leave: with two-phase commit
-    // the header (page 0) is written only after the data it points at, so
-    // any part of the data may be on disk, in the grown file, but the old
-    // header; or everything.
+    // What a crash during the last commit can leave: the commits before
+    // it are synced; of the last, any prefix (the file not grown all the
+    // way), or the file grown with any of its pages not written.
     // k1's inputs are 1, 5, 9, 13, 17, then 21.
-    let mut torn: Vec<(String, Vec<u8>, u64)> = vec![
-        (
-            "the file grown, nothing written".into(),
-            partly_written(&before, &after, &[]),
-            17,
-        ),
-        (
-            "all data, no header".into(),
-            partly_written(&before, &after, &data),
-            17,
-        ),
-        ("the whole commit".into(), after.clone(), 21),
-    ];
-    for _ in 0..6 {
-        let some: Vec<usize> = data.iter().copied().filter(|_| fastrand::bool()).collect();
-        let what = format!("data pages {some:?} of {data:?}, no header");
-        torn.push((what, partly_written(&before, &after, &some), 17));
+    let mut torn: Vec<(String, Vec<u8>, u64)> =
+        vec![("the whole commit".into(), after.clone(), 21)];
+    for cut in [1, 11, 12, 13, tail / 2, tail - 1]
+        .into_iter()
+        .chain((0..4).map(|_| fastrand::usize(1..tail)))
+    {
+        let what = format!("the first {cut} of {tail} bytes of the commit");
+        torn.push((what, after[..before.len() + cut].to_vec(), 17));
+    }
+    let mut lost_sets = vec![pages.clone(), vec![pages[0]], vec![*pages.last().unwrap()]];
+    lost_sets.extend((0..5).map(|_| {
+        let some: Vec<usize> = pages.iter().copied().filter(|_| fastrand::bool()).collect();
+        if some.is_empty() {
+            vec![pages[1]]
+        } else {
+            some
+        }
+    }));
+    for lost in lost_sets {
+        let what = format!("pages {lost:?} of {pages:?} not written");
+        torn.push((what, with_pages_lost(&before, &after, &lost), 17));
     }
     for (what, bytes, expected) in torn {
         let dir = tmp.path().join(format!("torn-{}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("journal.redb"), &bytes).unwrap();
+        std::fs::write(dir.join("journal.log"), &bytes).unwrap();
         // The torn commit is discarded: the journal holds the commits
         // before it, whole.
         let store = StateStore::open(&dir, "agent-v1")
             .unwrap_or_else(|e| panic!("{what}: the journal was not recovered: {e}"));
-        let keys: BTreeMap<String, (u64, Value)> = store
-            .keys()
-            .iter()
-            .map(|(k, seq, memory)| (k.clone(), (*seq, memory.clone())))
-            .collect();
+        let keys = keys_of(&store);
         assert_eq!(keys.len(), 4, "{what}");
         let (seq, memory) = &keys["k1"];
         assert_eq!(*seq, expected, "{what}");
@@ -399,7 +397,8 @@ async fn a_torn_last_commit_is_discarded_and_the_run_goes_on() {
         } else {
             assert_eq!(memory["v"], 17, "{what}");
         }
-        // The discarded work runs again and commits; later work goes on.
+        // The discarded work runs again and commits; later work goes on,
+        // after the cut (nothing of the torn tail is left before it).
         store
             .commit("k1", 21, last.clone(), Vec::new(), "run-21")
             .await
@@ -408,27 +407,96 @@ async fn a_torn_last_commit_is_discarded_and_the_run_goes_on() {
             .commit("k2", 22, json!({ "v": 22 }), Vec::new(), "run-22")
             .await
             .unwrap();
-        assert_eq!(store.keys().len(), 4, "{what}");
+        let found = weir::state::inspect(&dir).unwrap();
+        assert_eq!(found.torn_bytes, 0, "{what}");
+        let seqs: BTreeMap<String, u64> = found.keys.into_iter().collect();
+        assert_eq!((seqs["k1"], seqs["k2"]), (21, 22), "{what}");
     }
 
-    // A damaged file (the new header over old data: bit rot, not a crash)
-    // is refused with a message naming it, not a panic.
+    // Damage a crash cannot leave (a changed byte in a synced commit, with
+    // whole commits after it) is refused with a message naming the file.
     let dir = tmp.path().join("damaged");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("journal.redb"),
-        partly_written(&before, &after, &[0]),
-    )
-    .unwrap();
+    let mut damaged = after.clone();
+    damaged[before.len() / 2] ^= 0x20;
+    std::fs::write(dir.join("journal.log"), &damaged).unwrap();
     let err = StateStore::open(&dir, "agent-v1")
         .err()
         .expect("a damaged journal is refused")
         .to_string();
+    assert!(err.contains("damaged/journal.log"), "{err}");
+    assert!(err.contains("damaged at byte"), "{err}");
+    assert!(err.contains("move it aside"), "{err}");
+    // Nothing was changed: the file is as it was.
+    assert_eq!(std::fs::read(dir.join("journal.log")).unwrap(), damaged);
+}
+
+#[tokio::test]
+async fn a_journal_of_another_format_or_in_use_is_refused() {
+    use weir::state::StateStore;
+    let tmp = tempfile::tempdir().unwrap();
+    // The redb journal of an earlier weir.
+    let old = tmp.path().join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("journal.redb"), b"redb").unwrap();
+    let err = StateStore::open(&old, "agent-v1")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("old/journal.redb"), "{err}");
+    assert!(err.contains("weir-journal-2"), "{err}");
     assert!(
-        err.contains("damaged/journal.redb") && err.contains("damaged"),
+        err.contains("finish the run with the weir that wrote it"),
         "{err}"
     );
-    assert!(err.contains("move it aside"), "{err}");
+    assert!(!old.join("journal.log").exists(), "nothing was written");
+
+    // A log in a format from a later weir: one frame with its meta record.
+    let mut payload = vec![1u8];
+    for field in [&b"weir-journal-9"[..], b"agent-v1"] {
+        payload.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        payload.extend_from_slice(field);
+    }
+    let mut frame = b"WJL\x01".to_vec();
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    let later = tmp.path().join("later");
+    std::fs::create_dir_all(&later).unwrap();
+    std::fs::write(later.join("journal.log"), &frame).unwrap();
+    let err = StateStore::open(&later, "agent-v1")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("format `weir-journal-9`"), "{err}");
+    assert_eq!(std::fs::read(later.join("journal.log")).unwrap(), frame);
+
+    // Another agent's journal.
+    let dir = tmp.path().join("agent");
+    StateStore::open(&dir, "agent-v1")
+        .unwrap()
+        .sync()
+        .await
+        .unwrap();
+    let err = StateStore::open(&dir, "agent-v2")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("written by agent `agent-v1`, not `agent-v2`"),
+        "{err}"
+    );
+
+    // One run per state directory: a second open is refused while the
+    // first holds it.
+    let dir = tmp.path().join("busy");
+    let first = StateStore::open(&dir, "agent-v1").unwrap();
+    let err = StateStore::open(&dir, "agent-v1")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("in use by another weir process"), "{err}");
+    first.sync().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,7 +552,7 @@ async fn a_full_disk_stops_intake_with_an_error_and_loses_nothing() {
     let stopped = run(Some(3 << 20));
     let stderr = String::from_utf8_lossy(&stopped.stderr);
     assert!(!stopped.status.success(), "the run should fail: {stderr}");
-    assert!(stderr.contains("journal.redb"), "{stderr}");
+    assert!(stderr.contains("journal.log"), "{stderr}");
     assert!(stderr.contains("File too large"), "{stderr}");
     assert!(stderr.contains("stopped taking input"), "{stderr}");
     let written = std::fs::read_to_string(&output)

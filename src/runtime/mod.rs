@@ -186,7 +186,9 @@ impl Runtime {
         let counters = Counters::new(self.plan.actions.keys().cloned());
         let (release_tx, release_rx) = match self.state {
             Some(_) => {
-                let (tx, rx) = mpsc::unbounded_channel();
+                // Bounded, so that a slow sink holds up new runs rather
+                // than letting committed outputs pile up.
+                let (tx, rx) = mpsc::channel(settings.max_pending_events.max(1));
                 (Some(tx), Some(rx))
             }
             None => (None, None),
@@ -232,7 +234,7 @@ struct Shared {
     fatal: std::sync::Mutex<Option<String>>,
     /// Commits waiting to release their outputs, with a journal (taken
     /// away when the last run has ended, which ends the releaser).
-    releases: std::sync::Mutex<Option<mpsc::UnboundedSender<Release>>>,
+    releases: std::sync::Mutex<Option<mpsc::Sender<Release>>>,
     /// Input events taken and not yet committed, with a journal.
     in_flight: std::sync::Mutex<InFlight>,
 }
@@ -476,7 +478,7 @@ async fn agent_run(
         // and the outputs are released, in commit order, once it is on disk.
         let snapshot = memory.short_term.to_json();
         let durable = state.commit_later(&key, seq, snapshot, outputs, &run_id);
-        let _ = releases.send((Box::pin(durable), seq));
+        let _ = releases.send((Box::pin(durable), seq)).await;
     }
     memory.short_term
 }
@@ -490,7 +492,7 @@ type Release = (
 
 /// Releases committed outputs in commit order; a failed commit releases
 /// nothing more and stops intake (a restart re-runs what was not committed).
-async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::UnboundedReceiver<Release>) {
+async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::Receiver<Release>) {
     let mut since_resume_saved = 0u32;
     while let Some((durable, seq)) = releases.recv().await {
         if shared.fatal.lock().expect("fatal lock").is_some() {

@@ -1,27 +1,20 @@
-//! The journal's tables and its group-committing writer.
+//! The journal: what a run keeps in its state directory, and the
+//! group-committing writer thread that appends it to the log.
 
 use super::ResumePoint;
+use super::log::{self, Log};
 use crate::event::Event;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// The journal's format; a different one is refused.
-const FORMAT: &str = "weir-journal-2";
-
-const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
-/// key -> the sequence number of its last committed input (8 bytes, little
-/// endian), then its short-term memory as JSON.
-const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
-/// "{run}/{event}/{action}/{index}" -> JSON [`CallRecord`].
-const CALLS: TableDefinition<&str, &[u8]> = TableDefinition::new("calls");
-/// output event id -> its place in commit order,
-/// `"{key}\u{1}{seq:020}\u{1}{n:06}"`, a newline, then the event as JSON.
-const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+const FORMAT: &str = "weir-journal-3";
+/// The file of the redb-based journal weir wrote before this format.
+const REDB_FILE: &str = "journal.redb";
 
 /// Why the journal could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -94,53 +87,22 @@ impl CallRecord {
     }
 }
 
-fn key_record(seq: u64, memory: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(8 + memory.len());
-    bytes.extend_from_slice(&seq.to_le_bytes());
-    bytes.extend_from_slice(memory);
-    bytes
-}
-
-fn read_key_record(bytes: &[u8]) -> Result<(u64, Value), String> {
-    let (seq, memory) = bytes
-        .split_first_chunk::<8>()
-        .ok_or("a record shorter than its sequence number")?;
-    let memory = if memory.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(memory).map_err(|e| e.to_string())?
-    };
-    Ok((u64::from_le_bytes(*seq), memory))
-}
-
-fn outbox_record(order: &str, event: &Event) -> Vec<u8> {
-    let mut bytes = order.as_bytes().to_vec();
-    bytes.push(b'\n');
-    serde_json::to_writer(&mut bytes, event).expect("events serialise");
-    bytes
-}
-
-fn read_outbox_record(bytes: &[u8]) -> Result<(String, Event), String> {
-    let at = bytes
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or("an outbox record without its order")?;
-    let order = String::from_utf8_lossy(&bytes[..at]).into_owned();
-    let event = serde_json::from_slice(&bytes[at + 1..]).map_err(|e| e.to_string())?;
-    Ok((order, event))
+fn read_memory(bytes: &[u8]) -> Result<Value, String> {
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }
 
 /// One agent run's commit: the key's new sequence number and memory (JSON),
-/// the outputs it releases (handed back once on disk), and the run whose
-/// call records can go.
+/// the outputs it releases (handed back once on disk), and the run if it
+/// has call records, which go.
 struct Commit {
     key: String,
     seq: u64,
     memory: Vec<u8>,
     outputs: Vec<Event>,
-    run: String,
-    /// The run's call records written in this process.
-    calls: Vec<String>,
+    run: Option<String>,
     done: oneshot::Sender<Result<Vec<Event>, String>>,
 }
 
@@ -173,13 +135,13 @@ impl PendingCalls {
         }
     }
 
-    /// Forgets run `run`'s records; returns their ids.
-    fn take_run(&mut self, run: &str) -> Vec<String> {
+    /// Forgets run `run`'s records; true if it had any.
+    fn take_run(&mut self, run: &str) -> bool {
         let ids = self.by_run.remove(run).unwrap_or_default();
         for id in &ids {
             self.records.remove(id);
         }
-        ids
+        !ids.is_empty()
     }
 }
 
@@ -190,9 +152,8 @@ pub struct StateStore {
     /// Call records written but maybe not yet committed, so a re-run in
     /// the same process sees them too.
     pending_calls: Mutex<PendingCalls>,
-    /// Call records left by runs a crash interrupted, read when opening;
-    /// each run's go when it commits.
-    recovered_calls: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+    /// Call records left by runs a crash interrupted, read when opening.
+    recovered_calls: BTreeMap<String, Vec<u8>>,
     /// Every key's sequence number and memory, and the outbox, as opened.
     keys_at_open: Vec<(String, u64, Value)>,
     outbox_at_open: Vec<Event>,
@@ -207,86 +168,87 @@ fn store_error(path: &Path) -> impl Fn(String) -> StateError + '_ {
     }
 }
 
+/// Refuses a state directory holding the redb journal of an earlier weir.
+fn refuse_older_format(dir: &Path) -> Result<(), StateError> {
+    let old = dir.join(REDB_FILE);
+    if old.is_file() && !dir.join(log::FILE).exists() {
+        return Err(StateError::OtherFormat {
+            path: old,
+            found: "weir-journal-2 (redb)".into(),
+        });
+    }
+    Ok(())
+}
+
 impl StateStore {
     /// Opens (or creates) the journal in `dir` for the agent with
-    /// `fingerprint`; a journal of another agent is refused. Must be called
-    /// inside a tokio runtime (the writer is a task).
+    /// `fingerprint`; a journal of another agent is refused. A torn tail
+    /// (the last group commit, cut short by a crash) is cut off. Must be
+    /// called inside a tokio runtime.
     pub fn open(dir: &Path, fingerprint: &str) -> Result<Arc<StateStore>, StateError> {
         std::fs::create_dir_all(dir).map_err(|e| StateError::Store {
             path: dir.to_path_buf(),
             message: e.to_string(),
         })?;
-        let path = dir.join("journal.redb");
+        refuse_older_format(dir)?;
+        let path = dir.join(log::FILE);
         let at = path.clone();
         let err = store_error(&at);
-        let db = open_db(&path, true)?;
-        let resume;
-        let txn = begin_write(&db).map_err(|e| err(e.to_string()))?;
-        {
-            let mut meta = txn.open_table(META).map_err(|e| err(e.to_string()))?;
-            let found = meta
-                .get("agent")
-                .map_err(|e| err(e.to_string()))?
-                .map(|v| v.value().to_string());
-            let format = meta
-                .get("format")
-                .map_err(|e| err(e.to_string()))?
-                .map(|v| v.value().to_string());
-            if let Some(found) = format.filter(|f| f != FORMAT) {
-                return Err(StateError::OtherFormat { path, found });
+        let loaded = log::read(&path).map_err(|e| err(e.to_string()))?;
+        match &loaded.image.meta {
+            Some((format, _)) if format != FORMAT => {
+                return Err(StateError::OtherFormat {
+                    path,
+                    found: format.clone(),
+                });
             }
-            resume = read_resume(&meta).map_err(|e| err(e.to_string()))?;
-            match found {
-                Some(found) if found != fingerprint => {
-                    return Err(StateError::OtherAgent {
-                        path,
-                        found,
-                        expected: fingerprint.to_string(),
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    meta.insert("agent", fingerprint)
-                        .map_err(|e| err(e.to_string()))?;
-                    meta.insert("format", FORMAT)
-                        .map_err(|e| err(e.to_string()))?;
-                }
+            Some((_, agent)) if agent != fingerprint => {
+                return Err(StateError::OtherAgent {
+                    path,
+                    found: agent.clone(),
+                    expected: fingerprint.to_string(),
+                });
             }
-            txn.open_table(KEYS).map_err(|e| err(e.to_string()))?;
-            txn.open_table(CALLS).map_err(|e| err(e.to_string()))?;
-            txn.open_table(OUTBOX).map_err(|e| err(e.to_string()))?;
+            _ => {}
         }
-        txn.commit().map_err(|e| err(e.to_string()))?;
-        // Everything a run reads from the journal is read now; from here on
-        // the writer thread owns the database, so it can compact it.
-        let mut keys_at_open = Vec::new();
-        for (key, value) in read_rows(&db, KEYS).map_err(|e| err(e.to_string()))? {
-            let (seq, memory) =
-                read_key_record(&value).map_err(|e| err(format!("key `{key}`: {e}")))?;
+        let mut log = log::open(dir, &loaded).map_err(|e| err(e.to_string()))?;
+        if loaded.whole < loaded.len {
+            tracing::warn!(
+                journal = %path.display(),
+                discarded = loaded.len - loaded.whole,
+                "cut off the journal's torn tail: the last group commit had not reached the disk; its work runs again"
+            );
+        }
+        let image = loaded.image;
+        if image.meta.is_none() {
+            log.frame().meta(FORMAT, fingerprint);
+            log.append().map_err(|e| err(e.to_string()))?;
+        }
+        let mut keys_at_open = Vec::with_capacity(image.keys.len());
+        for (key, (seq, memory)) in image.keys {
+            let memory = read_memory(&memory).map_err(|e| err(format!("key `{key}`: {e}")))?;
             keys_at_open.push((key, seq, memory));
         }
-        let mut outbox = Vec::new();
-        for (_, value) in read_rows(&db, OUTBOX).map_err(|e| err(e.to_string()))? {
-            outbox.push(read_outbox_record(&value).map_err(|e| err(format!("outbox: {e}")))?);
-        }
+        let mut outbox: Vec<(String, Vec<u8>)> = image.outbox.into_values().collect();
         outbox.sort_by(|a, b| a.0.cmp(&b.0));
-        let outbox_at_open = outbox.into_iter().map(|(_, event)| event).collect();
-        let recovered: std::collections::BTreeMap<String, Vec<u8>> = read_rows(&db, CALLS)
-            .map_err(|e| err(e.to_string()))?
+        let outbox_at_open = outbox
             .into_iter()
-            .collect();
-        let recovering = !recovered.is_empty();
+            .map(|(_, event)| serde_json::from_slice(&event))
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(format!("outbox: {e}")))?;
+        let resume = image
+            .resume
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let (writes, queue) = mpsc::unbounded_channel();
-        let writer_path = path.clone();
         std::thread::Builder::new()
             .name("weir-journal".into())
-            .spawn(move || writer(db, writer_path, recovering, queue))
+            .spawn(move || writer(log, queue))
             .map_err(|e| err(e.to_string()))?;
         Ok(Arc::new(StateStore {
             path,
             writes,
             pending_calls: Mutex::default(),
-            recovered_calls: Mutex::new(recovered),
+            recovered_calls: image.calls,
             keys_at_open,
             outbox_at_open,
             resume,
@@ -316,10 +278,17 @@ impl StateStore {
         {
             return serde_json::from_slice(bytes).ok();
         }
-        let recovered = self.recovered_calls.lock().expect("journal lock");
-        serde_json::from_slice(recovered.get(id)?).ok()
+        serde_json::from_slice(self.recovered_calls.get(id)?).ok()
     }
 
+    /// True if a crash left call records of run `run`.
+    fn recovered_calls_of(&self, run: &str) -> bool {
+        let prefix = format!("{run}/");
+        self.recovered_calls
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(id, _)| id.starts_with(&prefix))
+    }
     /// Keeps call record `id` of run `run` for this process's lookups, and
     /// returns it serialised for the writer.
     fn pend(&self, run: &str, id: &str, record: &CallRecord) -> Vec<u8> {
@@ -382,7 +351,7 @@ impl StateStore {
         run: &str,
     ) -> impl std::future::Future<Output = Result<Vec<Event>, StateError>> + Send + 'static {
         let (done, wait) = oneshot::channel();
-        let calls = self
+        let had_calls = self
             .pending_calls
             .lock()
             .expect("journal lock")
@@ -392,8 +361,7 @@ impl StateStore {
             seq,
             memory,
             outputs,
-            run: run.to_string(),
-            calls,
+            run: (had_calls || self.recovered_calls_of(run)).then(|| run.to_string()),
             done,
         };
         let sent = self.writes.send(Write::Commit(commit)).is_ok();
@@ -441,62 +409,45 @@ async fn answered<T>(
     answer.await.map_err(|_| stopped())?.map_err(err)
 }
 
-/// Every row of `table`, in key order.
-fn read_rows(
-    db: &Database,
-    table: TableDefinition<&str, &[u8]>,
-) -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(table)?;
-    let mut rows = Vec::new();
-    for row in table.iter()? {
-        let (key, value) = row?;
-        rows.push((key.value().to_string(), value.value().to_vec()));
-    }
-    Ok(rows)
-}
-
-fn read_resume(
-    meta: &impl ReadableTable<&'static str, &'static str>,
-) -> Result<Option<ResumePoint>, redb::Error> {
-    Ok(meta
-        .get("resume")?
-        .and_then(|v| serde_json::from_str(v.value()).ok()))
-}
-
 fn outbox_order(key: &str, seq: u64, n: usize) -> String {
     format!("{key}\u{1}{seq:020}\u{1}{n:06}")
 }
 
-/// The writer thread: takes every write queued, applies them in one
-/// transaction, commits (fsync), then answers the commits.
-fn writer(
-    mut db: Database,
-    path: PathBuf,
-    recovering: bool,
-    mut queue: mpsc::UnboundedReceiver<Write>,
-) {
-    // After a failed commit (a full disk, an I/O error) nothing more is
+/// The least time between the starts of two group commits. Under load,
+/// writes queue meanwhile and share one fsync (each fsync costs the machine
+/// far more than the wait: on a VM, every one is several exits to the
+/// hypervisor); a write after a quiet spell is not delayed.
+const GROUP_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The writer thread: takes every write queued, appends them as one frame,
+/// syncs it, then answers the commits; rewrites the log when it is mostly
+/// superseded.
+fn writer(mut log: Log, mut queue: mpsc::UnboundedReceiver<Write>) {
+    // After a failed write (a full disk, an I/O error) nothing more is
     // written: every later write gets the first error.
     let mut failed: Option<String> = None;
-    let mut compacted_at = file_len(&path);
+    let mut batch = Vec::new();
+    let mut last_commit: Option<std::time::Instant> = None;
     while let Some(first) = queue.blocking_recv() {
-        let mut batch = vec![first];
+        if let Some(wait) =
+            last_commit.and_then(|at| GROUP_COMMIT_INTERVAL.checked_sub(at.elapsed()))
+        {
+            std::thread::sleep(wait);
+        }
+        last_commit = Some(std::time::Instant::now());
+        batch.push(first);
         while let Ok(next) = queue.try_recv() {
             batch.push(next);
         }
         let result = match &failed {
             Some(message) => Err(message.clone()),
-            None => apply(&db, &batch, recovering).map_err(|e| format!("{e}")),
+            None => append(&mut log, &batch).map_err(|e| e.to_string()),
         };
-        if result.is_ok() {
-            compact_when_sparse(&mut db, &path, &mut compacted_at);
-        }
         if let (Err(message), None) = (&result, &failed) {
-            tracing::error!(journal = %path.display(), error = %message, "journal commit failed; writing nothing more");
+            tracing::error!(journal = %log.path().display(), error = %message, "journal write failed; writing nothing more");
             failed = Some(message.clone());
         }
-        for write in batch {
+        for write in batch.drain(..) {
             match write {
                 Write::Commit(commit) => {
                     let _ = commit.done.send(result.clone().map(|()| commit.outputs));
@@ -507,122 +458,47 @@ fn writer(
                 _ => {}
             }
         }
-    }
-}
-
-/// A write transaction that survives a torn write: two-phase commit (the
-/// header is written only once the data it points at is on disk) and quick
-/// repair (the allocator state is saved with each commit, so opening after
-/// a crash does not rebuild it; redb 3.1's rebuild can panic on a file that
-/// grew before the crash).
-fn begin_write(db: &Database) -> Result<redb::WriteTransaction, redb::TransactionError> {
-    let mut txn = db.begin_write()?;
-    txn.set_two_phase_commit(true);
-    txn.set_quick_repair(true);
-    Ok(txn)
-}
-
-/// Opens (or creates) the journal file. A file redb cannot repair is
-/// reported, not a panic: redb 3.1 panics on some damaged files.
-fn open_db(path: &Path, create: bool) -> Result<Database, StateError> {
-    let err = store_error(path);
-    let opened = std::panic::catch_unwind(|| {
-        if create {
-            Database::create(path)
-        } else {
-            Database::open(path)
-        }
-    });
-    match opened {
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)))) => Err(err(format!(
-            "the journal is damaged ({why}); move it aside to start over"
-        ))),
-        Ok(db) => db.map_err(|e| err(e.to_string())),
-        Err(_) => Err(err(
-            "the journal is damaged beyond repair (redb could not read its last commits); move it aside to start over"
-                .into(),
-        )),
-    }
-}
-
-/// Applies a batch in one transaction. With `recovering`, call records
-/// written before a crash (not known by id) are pruned by run too.
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-/// The file grows while pruned pages wait to be reused (redb grows it
-/// ahead, and reuses freed pages only a few commits later), far past what
-/// is in use: once it has grown to four times its size after the last
-/// compaction (and past 64 MiB), it is compacted.
-fn compact_when_sparse(db: &mut Database, path: &Path, compacted_at: &mut u64) {
-    let len = file_len(path);
-    if len < (64 << 20).max(compacted_at.saturating_mul(4)) {
-        return;
-    }
-    match db.compact() {
-        Ok(_) => {
-            *compacted_at = file_len(path);
-            tracing::info!(journal = %path.display(), before = len, after = *compacted_at, "compacted the journal");
-        }
-        Err(e) => {
-            // Compaction is an optimisation; try again after as much growth.
-            *compacted_at = len;
-            tracing::warn!(journal = %path.display(), error = %e, "could not compact the journal");
-        }
-    }
-}
-
-fn apply(db: &Database, batch: &[Write], recovering: bool) -> Result<(), redb::Error> {
-    let txn = begin_write(db)?;
-    {
-        let mut keys = txn.open_table(KEYS)?;
-        let mut calls = txn.open_table(CALLS)?;
-        let mut outbox = txn.open_table(OUTBOX)?;
-        let mut meta = txn.open_table(META)?;
-        for write in batch.iter() {
-            match write {
-                Write::Resume(bytes) => {
-                    let text = std::str::from_utf8(bytes).expect("JSON is UTF-8");
-                    meta.insert("resume", text)?;
+        if failed.is_none() {
+            match log.rewrite_when_due() {
+                Ok(Some((before, after))) => {
+                    tracing::debug!(journal = %log.path().display(), before, after, "rewrote the journal")
                 }
-                Write::Call(id, bytes) | Write::DurableCall(id, bytes, _) => {
-                    calls.insert(id.as_str(), bytes.as_slice())?;
-                }
-                Write::Commit(commit) => {
-                    let record = key_record(commit.seq, &commit.memory);
-                    keys.insert(commit.key.as_str(), record.as_slice())?;
-                    for (n, event) in commit.outputs.iter().enumerate() {
-                        let order = outbox_order(&commit.key, commit.seq, n);
-                        let record = outbox_record(&order, event);
-                        outbox.insert(event.id.as_str(), record.as_slice())?;
-                    }
-                    for id in &commit.calls {
-                        calls.remove(id.as_str())?;
-                    }
-                    if recovering {
-                        let prefix = format!("{}/", commit.run);
-                        let end = format!("{}0", commit.run);
-                        let doomed: Vec<String> = calls
-                            .range(prefix.as_str()..end.as_str())?
-                            .filter_map(|row| row.ok().map(|(k, _)| k.value().to_string()))
-                            .collect();
-                        for id in doomed {
-                            calls.remove(id.as_str())?;
-                        }
-                    }
-                }
-                Write::Barrier(_) => {}
-                Write::Delivered(ids) => {
-                    for id in ids {
-                        outbox.remove(id.as_str())?;
-                    }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(journal = %log.path().display(), error = %e, "journal rewrite failed; writing nothing more");
+                    failed = Some(e.to_string());
                 }
             }
         }
     }
-    txn.commit()?;
-    Ok(())
+}
+
+/// Appends a batch as one frame and syncs it.
+fn append(log: &mut Log, batch: &[Write]) -> std::io::Result<()> {
+    let frame = log.frame();
+    for write in batch {
+        match write {
+            Write::Commit(commit) => {
+                frame.key(&commit.key, commit.seq, &commit.memory);
+                for (n, event) in commit.outputs.iter().enumerate() {
+                    let order = outbox_order(&commit.key, commit.seq, n);
+                    frame.output_event(&event.id, &order, event);
+                }
+                if let Some(run) = &commit.run {
+                    frame.run_done(run);
+                }
+            }
+            Write::Call(id, bytes) | Write::DurableCall(id, bytes, _) => frame.call(id, bytes),
+            Write::Resume(bytes) => frame.resume(bytes),
+            Write::Delivered(ids) => {
+                for id in ids {
+                    frame.delivered(id);
+                }
+            }
+            Write::Barrier(_) => {}
+        }
+    }
+    log.append()
 }
 
 /// What a journal holds, for `weir state inspect`.
@@ -644,72 +520,57 @@ pub struct Inspection {
     pub outbox: u64,
     /// The file's size in bytes.
     pub file_bytes: u64,
-    /// The bytes of the file's pages in use (the rest is free space that
-    /// later commits reuse, or `weir state compact` gives back).
+    /// The bytes the live state takes (the rest is superseded records,
+    /// dropped when the log rewrites itself or by `weir state compact`).
     pub used_bytes: u64,
+    /// Bytes past the last whole frame: a torn tail the next run cuts off.
+    pub torn_bytes: u64,
 }
 
-/// Reads the journal in `dir` without changing it (no run may have it open).
-pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
-    let path = dir.join("journal.redb");
-    let err = store_error(&path);
+fn journal_file(dir: &Path) -> Result<PathBuf, StateError> {
+    refuse_older_format(dir)?;
+    let path = dir.join(log::FILE);
     if !path.is_file() {
-        return Err(err("no journal here".into()));
+        return Err(store_error(&path)("no journal here".into()));
     }
-    let db = open_db(&path, false)?;
-    let txn = db.begin_read().map_err(|e| err(e.to_string()))?;
-    let meta = txn.open_table(META).map_err(|e| err(e.to_string()))?;
-    let get = |name: &str| -> Result<String, StateError> {
-        Ok(meta
-            .get(name)
-            .map_err(|e| err(e.to_string()))?
-            .map(|v| v.value().to_string())
-            .unwrap_or_default())
-    };
-    let (agent, format) = (get("agent")?, get("format")?);
-    let resume = read_resume(&meta).map_err(|e| err(e.to_string()))?;
-    let mut keys = Vec::new();
-    for (key, value) in read_rows(&db, KEYS).map_err(|e| err(e.to_string()))? {
-        let (seq, _) = read_key_record(&value).map_err(|e| err(format!("key `{key}`: {e}")))?;
-        keys.push((key, seq));
-    }
-    let count = |def| -> Result<u64, StateError> {
-        let table = txn.open_table(def).map_err(|e| err(e.to_string()))?;
-        ReadableTableMetadata::len(&table).map_err(|e| err(e.to_string()))
-    };
-    let (pending_calls, outbox) = (count(CALLS)?, count(OUTBOX)?);
-    drop(meta);
-    drop(txn);
-    let used_bytes = {
-        let txn = db.begin_write().map_err(|e| err(e.to_string()))?;
-        let stats = txn.stats().map_err(|e| err(e.to_string()))?;
-        txn.abort().map_err(|e| err(e.to_string()))?;
-        stats.allocated_pages() * stats.page_size() as u64
-    };
-    let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    Ok(path)
+}
+
+/// Reads the journal in `dir` without changing it (a run may have it open:
+/// this reads what it has synced).
+pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
+    let path = journal_file(dir)?;
+    let loaded = log::read(&path).map_err(|e| store_error(&path)(e.to_string()))?;
+    let image = &loaded.image;
+    let (format, agent) = image.meta.clone().unwrap_or_default();
     Ok(Inspection {
-        path: path.clone(),
         agent,
         format,
-        keys,
-        resume,
-        pending_calls,
-        outbox,
-        file_bytes,
-        used_bytes,
+        keys: image
+            .keys
+            .iter()
+            .map(|(key, (seq, _))| (key.clone(), *seq))
+            .collect(),
+        resume: image
+            .resume
+            .as_ref()
+            .and_then(|bytes| serde_json::from_slice(bytes).ok()),
+        pending_calls: image.calls.len() as u64,
+        outbox: image.outbox.len() as u64,
+        file_bytes: loaded.len,
+        used_bytes: image.live_bytes(),
+        torn_bytes: loaded.len - loaded.whole,
+        path,
     })
 }
 
-/// Compacts the journal file in `dir` (no run may have it open): completed
-/// work is pruned at every commit; this returns the freed pages to the
-/// file system. Returns the file's size before and after.
+/// Compacts the journal in `dir` (no run may have it open): rewrites it
+/// to its live state. Returns the file's size before and after.
 pub fn compact(dir: &Path) -> Result<(u64, u64), StateError> {
-    let path = dir.join("journal.redb");
+    let path = journal_file(dir)?;
     let err = store_error(&path);
-    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let before = size();
-    let mut db = open_db(&path, false)?;
-    db.compact().map_err(|e| err(e.to_string()))?;
-    drop(db);
-    Ok((before, size()))
+    let loaded = log::read(&path).map_err(|e| err(e.to_string()))?;
+    let mut log = log::open(dir, &loaded).map_err(|e| err(e.to_string()))?;
+    let after = log.rewrite().map_err(|e| err(e.to_string()))?;
+    Ok((loaded.len, after))
 }

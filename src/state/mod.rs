@@ -1,6 +1,6 @@
-//! Durable execution: a journal in an embedded store (redb, one file in the
-//! state directory) so that a run killed at any moment restarts where it
-//! stopped.
+//! Durable execution: a journal (an append-only log of checksummed frames,
+//! one file in the state directory) so that a run killed at any moment
+//! restarts where it stopped.
 //!
 //! - Per key: the sequence number of its last committed input event and
 //!   the short-term memory after it. A restarted run skips input events
@@ -14,11 +14,12 @@
 //!   outputs have deterministic ids, so a sink deduplicates what it may see
 //!   twice after a crash.
 //!
-//! Commits are grouped: one write transaction (one fsync) takes every
-//! commit queued at that moment, so throughput does not collapse to one
-//! fsync per event.
+//! Commits are grouped: one frame (one fdatasync) takes every commit
+//! queued at that moment, so throughput does not collapse to one fsync per
+//! event.
 
 mod journal;
+mod log;
 mod position;
 
 pub use journal::{CallRecord, Inspection, Outcome, StateError, StateStore, compact, inspect};
