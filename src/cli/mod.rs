@@ -131,9 +131,15 @@ impl Cli {
                     found.outbox
                 );
                 println!(
-                    "file:           {} bytes ({} in use)",
+                    "file:           {} bytes ({} live; the rest is superseded records, dropped when the log rewrites itself)",
                     found.file_bytes, found.used_bytes
                 );
+                if found.torn_bytes > 0 {
+                    println!(
+                        "torn tail:      {} bytes (a group commit not yet on disk, or cut short by a crash: cut off when a run opens it)",
+                        found.torn_bytes
+                    );
+                }
                 if keys {
                     for (key, seq) in &found.keys {
                         println!("  {key}: {seq}");

@@ -438,13 +438,18 @@ pub(super) struct Log {
 /// processes, cutting off a torn tail (`whole` of `len` bytes are whole).
 pub(super) fn open(dir: &Path, loaded: &Loaded) -> io::Result<Log> {
     let path = dir.join(FILE);
-    let _ = std::fs::remove_file(dir.join(REWRITING));
+    let created = !path.exists();
     let file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .open(&path)?;
     lock(&file, &path)?;
+    let _ = std::fs::remove_file(dir.join(REWRITING));
+    if created {
+        // The new file's name must survive a crash too.
+        File::open(dir)?.sync_all()?;
+    }
     if loaded.whole < loaded.len {
         file.set_len(loaded.whole)?;
         file.sync_all()?;
