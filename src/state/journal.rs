@@ -475,8 +475,10 @@ fn writer(mut log: Log, mut queue: mpsc::UnboundedReceiver<Write>) {
 
 /// Appends a batch as one frame and syncs it.
 fn append(log: &mut Log, batch: &[Write]) -> std::io::Result<()> {
+    // Only the batch's last resume point counts.
+    let last_resume = batch.iter().rposition(|w| matches!(w, Write::Resume(_)));
     let frame = log.frame();
-    for write in batch {
+    for (at, write) in batch.iter().enumerate() {
         match write {
             Write::Commit(commit) => {
                 frame.key(&commit.key, commit.seq, &commit.memory);
@@ -489,7 +491,8 @@ fn append(log: &mut Log, batch: &[Write]) -> std::io::Result<()> {
                 }
             }
             Write::Call(id, bytes) | Write::DurableCall(id, bytes, _) => frame.call(id, bytes),
-            Write::Resume(bytes) => frame.resume(bytes),
+            Write::Resume(bytes) if Some(at) == last_resume => frame.resume(bytes),
+            Write::Resume(_) => {}
             Write::Delivered(ids) => {
                 for id in ids {
                     frame.delivered(id);

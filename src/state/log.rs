@@ -300,7 +300,7 @@ impl std::fmt::Display for ReadError {
             ReadError::Io(e) => write!(f, "{e}"),
             ReadError::Damaged { at, why } => write!(
                 f,
-                "the journal is damaged at byte {at} ({why}), and the frames after it are whole, so a crash did not do this; move it aside to start over"
+                "the journal is damaged at byte {at} ({why}), which a crash does not leave; move it aside to start over"
             ),
         }
     }
@@ -359,7 +359,7 @@ pub(super) fn read(path: &Path) -> Result<Loaded, ReadError> {
                     return Err(ReadError::Damaged {
                         at: whole,
                         why: format!(
-                            "a frame that fails its checksum, with a whole frame at byte {}",
+                            "a frame that fails its checksum, followed by a whole frame at byte {}",
                             whole + 1 + at as u64
                         ),
                     });
