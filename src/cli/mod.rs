@@ -47,7 +47,8 @@ enum StateCommand {
         #[arg(long)]
         keys: bool,
     },
-    /// Give the journal's free pages back to the file system.
+    /// Rewrite the journal to its live state, dropping superseded records
+    /// (no run may have it open).
     Compact {
         /// The state directory.
         dir: PathBuf,
