@@ -2,6 +2,9 @@
 //!
 //! `cargo bench --bench throughput` (env `WEIR_BENCH_EVENTS`, default 100000;
 //! `WEIR_BENCH_KEYS`, default 100). Prints a Markdown table for BENCHMARKS.md.
+//! `WEIR_BENCH_ONLY=journal` runs only the journal tables; `trivial-on` or
+//! `trivial-off` only the trivial agent with the journal on or off (to run
+//! under a profiler); `WEIR_BENCH_ROUNDS` sets the rounds.
 
 #[path = "../tests/support/model_server.rs"]
 #[allow(dead_code)]
@@ -253,12 +256,7 @@ fn llm_agent(dir: &std::path::Path, url: &str, keys: usize) -> Agent {
 async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
     let n = env_usize("WEIR_BENCH_RECOVERY_EVENTS", 1_000_000);
     let keys = 1_000;
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
-        cache_dir: None,
-        ..SandboxConfig::default()
-    })?);
-    let agent = trivial_agent(dir, ActionBuilder::new("echo", "m").listen(types::INPUT));
-    let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox).await?);
+    let plan = trivial_plan(dir).await?;
     let state_dir = tempfile::tempdir()?;
     let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
     let runtime = Runtime::shared(plan.clone()).with_state(state.clone());
@@ -318,28 +316,39 @@ async fn trivial_only(
     keys: usize,
     journal: bool,
 ) -> anyhow::Result<()> {
+    let plan = trivial_plan(dir).await?;
+    for _ in 0..env_usize("WEIR_BENCH_ROUNDS", 5) {
+        let rate = if journal {
+            pipeline_journaled(plan.clone(), n, keys).await?
+        } else {
+            pipeline(plan.clone(), n, keys).await
+        };
+        let on = if journal { "on" } else { "off" };
+        println!("trivial, journal {on}: {:.0} events/s", rate.events_per_sec);
+    }
+    Ok(())
+}
+
+/// The trivial agent's plan, on an engine without a compilation cache.
+async fn trivial_plan(dir: &std::path::Path) -> anyhow::Result<Arc<AgentPlan>> {
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         cache_dir: None,
         ..SandboxConfig::default()
     })?);
     let agent = trivial_agent(dir, ActionBuilder::new("echo", "m").listen(types::INPUT));
-    let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox).await?);
-    for _ in 0..env_usize("WEIR_BENCH_ROUNDS", 5) {
-        let rate = if journal {
-            let state_dir = tempfile::tempdir()?;
-            let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
-            let runtime = Runtime::shared(plan.clone()).with_state(state.clone());
-            pipeline_on(runtime, n, keys, Some(state)).await
-        } else {
-            pipeline(plan.clone(), n, keys).await
-        };
-        println!(
-            "trivial, journal {}: {:.0} events/s",
-            if journal { "on" } else { "off" },
-            rate.events_per_sec
-        );
-    }
-    Ok(())
+    Ok(Arc::new(AgentPlan::from_agent_in(&agent, sandbox).await?))
+}
+
+/// One run of `plan` with the journal on, in a fresh state directory.
+async fn pipeline_journaled(
+    plan: Arc<AgentPlan>,
+    n: usize,
+    keys: usize,
+) -> anyhow::Result<Measured> {
+    let state_dir = tempfile::tempdir()?;
+    let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
+    let runtime = Runtime::shared(plan).with_state(state.clone());
+    Ok(pipeline_on(runtime, n, keys, Some(state)).await)
 }
 
 /// The trivial and word-stats agents with the durable-execution journal on
@@ -379,12 +388,9 @@ async fn journal_cost(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::R
         let (mut off, mut on) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             off.push(pipeline(plan.clone(), n, keys).await.events_per_sec);
-            let state_dir = tempfile::tempdir()?;
-            let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
-            let runtime = Runtime::shared(plan.clone()).with_state(state.clone());
             on.push(
-                pipeline_on(runtime, n, keys, Some(state))
-                    .await
+                pipeline_journaled(plan.clone(), n, keys)
+                    .await?
                     .events_per_sec,
             );
         }
