@@ -444,7 +444,7 @@ pub(super) fn open(dir: &Path, loaded: &Loaded) -> io::Result<Log> {
         .append(true)
         .create(true)
         .open(&path)?;
-    lock(&file, &path)?;
+    lock(&file)?;
     let _ = std::fs::remove_file(dir.join(REWRITING));
     if created {
         // The new file's name must survive a crash too.
@@ -464,14 +464,13 @@ pub(super) fn open(dir: &Path, loaded: &Loaded) -> io::Result<Log> {
     })
 }
 
-fn lock(file: &File, path: &Path) -> io::Result<()> {
+/// Locks `file` for this process (errors say so without naming the file:
+/// callers do).
+fn lock(file: &File) -> io::Result<()> {
     file.try_lock().map_err(|e| match e {
         std::fs::TryLockError::WouldBlock => io::Error::new(
             io::ErrorKind::ResourceBusy,
-            format!(
-                "{} is in use by another weir process (one run per state directory)",
-                path.display()
-            ),
+            "in use by another weir process (one run per state directory)",
         ),
         std::fs::TryLockError::Error(e) => e,
     })
@@ -585,7 +584,7 @@ fn write_new(path: &Path, image: &Image) -> io::Result<(File, u64)> {
         .create(true)
         .truncate(false)
         .open(path)?;
-    lock(&file, path)?;
+    lock(&file)?;
     file.set_len(0)?;
     let mut len = 0u64;
     for mut frame in image.frames() {
