@@ -10,14 +10,16 @@
 //!
 //! Superseded records (a key's older memory, pruned call records, delivered
 //! outputs) stay in the log until it is rewritten: once it has grown to twice
-//! the size of what is live (and at least [`REWRITE_MIN`]), the live state is
-//! written to a new file, synced, and renamed over the old one. The file is
-//! bounded by the live state, not by the events taken.
+//! the size of what is live (and at least [`REWRITE_MIN`]), a thread writes
+//! the live state to a new file while appends go on; the frames appended
+//! meanwhile are copied after it, and it is synced and renamed over the old
+//! one. The file is bounded by the live state, not by the events taken.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 /// The journal file in a state directory.
 pub(super) const FILE: &str = "journal.log";
@@ -336,6 +338,16 @@ pub(super) fn read(path: &Path) -> Result<Loaded, ReadError> {
         Err(e) => return Err(e.into()),
     };
     let len = file.metadata()?.len();
+    read_frames(file, len)
+}
+
+/// Reads the first `len` bytes of the log at `path`, which the caller knows
+/// to be whole frames.
+fn read_prefix(path: &Path, len: u64) -> Result<Loaded, ReadError> {
+    read_frames(File::open(path)?, len)
+}
+
+fn read_frames(file: File, len: u64) -> Result<Loaded, ReadError> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut image = Image::default();
     let mut whole = 0u64;
@@ -432,7 +444,13 @@ pub(super) struct Log {
     len: u64,
     rewrite_at: u64,
     frame: Frame,
+    /// A rewrite under way on another thread: how much of the log it
+    /// covers, and the thread.
+    rewriting: Option<(u64, RewriteThread)>,
 }
+
+/// Writes the new file of a rewrite; returns it and its length.
+type RewriteThread = JoinHandle<io::Result<(File, u64)>>;
 
 /// Opens the log file in `dir` for appending, locked against other
 /// processes, cutting off a torn tail (`whole` of `len` bytes are whole).
@@ -461,6 +479,7 @@ pub(super) fn open(dir: &Path, loaded: &Loaded) -> io::Result<Log> {
         len: loaded.whole,
         rewrite_at: rewrite_threshold(live),
         frame: Frame::default(),
+        rewriting: None,
     })
 }
 
@@ -508,54 +527,109 @@ impl Log {
         &self.path
     }
 
-    /// Rewrites the log to its live state once it is mostly superseded.
-    /// Returns the sizes before and after when it did. A rewrite that
-    /// fails before its rename leaves the log as it was (tried again after
-    /// as much growth); an error means the log can no longer be written.
+    /// Rewrites the log to its live state once it is mostly superseded,
+    /// on another thread: appends go on meanwhile, and whatever they added
+    /// is copied over when the new file is ready. Returns the sizes before
+    /// and after a rewrite that finished. One that fails before its rename
+    /// leaves the log as it was (tried again after as much growth); an
+    /// error means the log can no longer be written.
     pub(super) fn rewrite_when_due(&mut self) -> io::Result<Option<(u64, u64)>> {
-        if self.len < self.rewrite_at {
-            return Ok(None);
+        let finished = self
+            .rewriting
+            .as_ref()
+            .is_some_and(|(_, thread)| thread.is_finished());
+        if finished {
+            let before = self.len;
+            return match self.finish_rewrite() {
+                Ok(after) => Ok(Some((before, after))),
+                Err(Rewrite::NotDone(e)) => {
+                    tracing::warn!(journal = %self.path.display(), error = %e, "could not rewrite the journal; it goes on growing");
+                    self.rewrite_at = self.len.saturating_mul(2);
+                    Ok(None)
+                }
+                Err(Rewrite::Failed(e)) => Err(e),
+            };
         }
-        let before = self.len;
-        match self.rewrite() {
-            Ok(after) => Ok(Some((before, after))),
-            Err(Rewrite::NotDone(e)) => {
-                tracing::warn!(journal = %self.path.display(), error = %e, "could not rewrite the journal; it goes on growing");
-                self.rewrite_at = self.len.saturating_mul(2);
-                Ok(None)
-            }
-            Err(Rewrite::Failed(e)) => Err(e),
+        if self.rewriting.is_none() && self.len >= self.rewrite_at {
+            self.start_rewrite();
         }
+        Ok(None)
     }
 
-    /// Rewrites the log to its live state: writes it to a new file, syncs
-    /// it and renames it over the log. Returns the new length.
+    /// Rewrites the log to its live state now. Returns the new length.
     pub(super) fn rewrite(&mut self) -> Result<u64, Rewrite> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let new = dir.join(REWRITING);
-        let written = read(&self.path)
-            .map_err(|e| io::Error::other(e.to_string()))
-            .and_then(|loaded| write_new(&new, &loaded.image));
-        let (file, len) = match written {
-            Ok(done) => done,
-            Err(e) => {
-                let _ = std::fs::remove_file(&new);
-                return Err(Rewrite::NotDone(e));
-            }
-        };
-        if let Err(e) = std::fs::rename(&new, &self.path) {
-            let _ = std::fs::remove_file(&new);
-            return Err(Rewrite::NotDone(e));
+        if self.rewriting.is_none() {
+            self.start_rewrite();
         }
+        self.finish_rewrite()
+    }
+
+    /// Starts writing the live state of the log as it is now (all synced,
+    /// whole frames) to a new file.
+    fn start_rewrite(&mut self) {
+        let (path, covered) = (self.path.clone(), self.len);
+        let new = self.rewriting_path();
+        let thread = std::thread::spawn(move || {
+            let loaded =
+                read_prefix(&path, covered).map_err(|e| io::Error::other(e.to_string()))?;
+            write_new(&new, &loaded.image)
+        });
+        self.rewriting = Some((covered, thread));
+    }
+
+    /// Waits for the rewrite under way, copies what was appended since it
+    /// started, and renames the new file over the log.
+    fn finish_rewrite(&mut self) -> Result<u64, Rewrite> {
+        let (covered, thread) = self.rewriting.take().expect("a rewrite under way");
+        let new = self.rewriting_path();
+        let not_done = |e: io::Error| {
+            let _ = std::fs::remove_file(&new);
+            Rewrite::NotDone(e)
+        };
+        let written = thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the rewrite thread panicked")));
+        let (mut file, mut len) = written.map_err(not_done)?;
+        let appended = copy_range(&self.file, covered, self.len, &mut file)
+            .and_then(|n| file.sync_data().map(|()| n))
+            .map_err(not_done)?;
+        len += appended;
+        std::fs::rename(&new, &self.path).map_err(not_done)?;
         // The new file is the log now, whatever happens next.
         self.file = file;
         self.len = len;
         self.rewrite_at = rewrite_threshold(len);
+        let dir = self.path.parent().unwrap_or(Path::new("."));
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(Rewrite::Failed)?;
         Ok(len)
     }
+
+    fn rewriting_path(&self) -> PathBuf {
+        self.path.with_file_name(REWRITING)
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // A rewrite the log will not finish: let it end, and drop its file.
+        if let Some((_, thread)) = self.rewriting.take() {
+            let _ = thread.join();
+            let _ = std::fs::remove_file(self.rewriting_path());
+        }
+    }
+}
+
+/// Appends bytes `from..to` of `source` to `target`; returns how many.
+fn copy_range(mut source: &File, from: u64, to: u64, target: &mut File) -> io::Result<u64> {
+    // Appends go to the end whatever the position, so reading may move it.
+    source.seek(SeekFrom::Start(from))?;
+    let copied = io::copy(&mut source.take(to - from), target)?;
+    if copied < to - from {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(copied)
 }
 
 /// Why a rewrite did not happen.
@@ -636,23 +710,57 @@ mod tests {
         let mut log = open_empty(dir.path());
         log.frame().meta("f", "a");
         log.append().unwrap();
-        let memory = vec![b'x'; 1000];
+        let memory = vec![b'x'; 16 << 10];
         let mut rewrites = 0;
-        for seq in 0..50_000u64 {
+        for seq in 0..3_000u64 {
             log.frame().key(&format!("k{}", seq % 10), seq, &memory);
             log.append().unwrap();
             if log.rewrite_when_due().unwrap().is_some() {
                 rewrites += 1;
             }
-            assert!(log.len < REWRITE_MIN + 2048, "the log outgrew its bound");
+            // Appends go on while a rewrite runs.
+            assert!(
+                log.len < REWRITE_MIN + (4 << 20),
+                "the log outgrew its bound"
+            );
         }
         assert!(rewrites >= 2, "{rewrites} rewrites");
+        drop(log);
         let loaded = read(&path).unwrap();
         assert_eq!(loaded.len, std::fs::metadata(&path).unwrap().len());
         assert_eq!(loaded.whole, loaded.len);
         assert_eq!(loaded.image.keys.len(), 10);
-        assert_eq!(loaded.image.keys["k9"].0, 49_999);
+        assert_eq!(loaded.image.keys["k9"].0, 2_999);
         assert_eq!(loaded.image.meta, Some(("f".into(), "a".into())));
+        assert!(!dir.path().join(REWRITING).exists());
+    }
+
+    #[test]
+    fn appends_during_a_rewrite_are_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut log = open_empty(dir.path());
+        log.frame().meta("f", "a");
+        for seq in 0..1000u64 {
+            log.frame().key(&format!("k{}", seq % 10), seq, b"{}");
+        }
+        log.append().unwrap();
+        log.start_rewrite();
+        log.frame().key("late", 1, b"{}");
+        log.frame().key("k0", 5000, b"{\"n\":1}");
+        log.append().unwrap();
+        let len = log.rewrite().unwrap();
+        log.frame().key("later", 2, b"{}");
+        log.append().unwrap();
+        drop(log);
+        let loaded = read(&path).unwrap();
+        assert_eq!(loaded.whole, loaded.len);
+        assert!(loaded.len > len);
+        let image = loaded.image;
+        assert_eq!(image.keys.len(), 12);
+        assert_eq!(image.keys["k0"], (5000, b"{\"n\":1}".to_vec()));
+        assert_eq!(image.keys["k9"].0, 999);
+        assert_eq!((image.keys["late"].0, image.keys["later"].0), (1, 2));
         assert!(!dir.path().join(REWRITING).exists());
     }
 }
