@@ -763,4 +763,22 @@ mod tests {
         assert_eq!((image.keys["late"].0, image.keys["later"].0), (1, 2));
         assert!(!dir.path().join(REWRITING).exists());
     }
+
+    #[test]
+    fn a_rewrite_cut_short_by_a_crash_leaves_the_log_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut log = open_empty(dir.path());
+        log.frame().meta("f", "a");
+        log.frame().key("k", 7, b"{}");
+        log.append().unwrap();
+        drop(log);
+        // The half-written new file a crash before the rename leaves.
+        std::fs::write(dir.path().join(REWRITING), &MAGIC).unwrap();
+        let loaded = read(&path).unwrap();
+        let log = open(dir.path(), &loaded).unwrap();
+        assert!(!dir.path().join(REWRITING).exists());
+        assert_eq!(loaded.image.keys["k"].0, 7);
+        assert_eq!(log.len, loaded.len);
+    }
 }
