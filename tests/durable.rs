@@ -218,8 +218,23 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         said.contains(&format!("  k0: {}\n", events - KEYS + 1)),
         "{said}"
     );
+    let said = weir(&["state", "inspect", state_dir.to_str().unwrap(), "--json"]);
+    let found: Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(found["keys"].as_array().unwrap().len(), KEYS, "{said}");
+    assert_eq!(found["resume"]["seq"], events as u64 + 1, "{said}");
+    assert_eq!(found["torn_bytes"], 0, "{said}");
     let said = weir(&["state", "compact", state_dir.to_str().unwrap()]);
     assert!(said.starts_with("compacted:"), "{said}");
+    let after: Value = serde_json::from_str(&weir(&[
+        "state",
+        "inspect",
+        state_dir.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    // Compaction leaves only what is live, and all of it.
+    assert_eq!(after["file_bytes"], found["used_bytes"], "{after}");
+    assert_eq!(after["keys"], found["keys"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,9 @@ enum StateCommand {
         /// Also list every key with its committed input sequence number.
         #[arg(long)]
         keys: bool,
+        /// Print it as one JSON object (keys included) instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Rewrite the journal to its live state, dropping superseded records
     /// (no run may have it open).
@@ -111,8 +114,12 @@ impl Cli {
             }
             Command::Run(args) => run(args).await,
             Command::Skill(command) => command.run().await,
-            Command::State(StateCommand::Inspect { dir, keys }) => {
+            Command::State(StateCommand::Inspect { dir, keys, json }) => {
                 let found = weir::state::inspect(&dir)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&found)?);
+                    return Ok(std::process::ExitCode::SUCCESS);
+                }
                 println!("journal:        {}", found.path.display());
                 println!("agent:          {} ({})", found.agent, found.format);
                 println!("keys:           {}", found.keys.len());
