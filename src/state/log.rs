@@ -774,7 +774,7 @@ mod tests {
         log.append().unwrap();
         drop(log);
         // The half-written new file a crash before the rename leaves.
-        std::fs::write(dir.path().join(REWRITING), &MAGIC).unwrap();
+        std::fs::write(dir.path().join(REWRITING), MAGIC).unwrap();
         let loaded = read(&path).unwrap();
         let log = open(dir.path(), &loaded).unwrap();
         assert!(!dir.path().join(REWRITING).exists());
