@@ -339,8 +339,17 @@ async fn schedule(
         }
     }
 
-    // Every run has ended: close the release queue and wait for the last
-    // committed outputs to go out.
+    // Every run has ended: record where the input stands (past events the
+    // journal had done before, too), close the release queue and wait for
+    // the last committed outputs to go out.
+    let resume = shared
+        .in_flight
+        .lock()
+        .expect("in-flight lock")
+        .resume_point();
+    if let (Some(state), Some(point)) = (&shared.state, resume) {
+        state.set_resume_point(point);
+    }
     drop(shared.releases.lock().expect("release lock").take());
     if let Some(releaser) = releaser {
         let _ = releaser.await;
@@ -477,44 +486,33 @@ async fn agent_run(
         // The commit is queued now; the key's next run may start at once,
         // and the outputs are released, in commit order, once it is on disk.
         let snapshot = memory.short_term.to_json();
-        let durable = state.commit_later(&key, seq, snapshot, outputs, &run_id);
-        let _ = releases.send((Box::pin(durable), seq)).await;
+        let durable = {
+            // Queued under the lock, so that commits queue in the order
+            // their resume points count them: a resume point on disk never
+            // counts a commit that is not.
+            let mut in_flight = shared.in_flight.lock().expect("in-flight lock");
+            in_flight.committed(seq);
+            let resume = in_flight.resume_point();
+            state.commit_at(&key, seq, snapshot, outputs, &run_id, resume)
+        };
+        let _ = releases.send(Box::pin(durable)).await;
     }
     memory.short_term
 }
 
-/// A commit on its way to disk (resolving to the outputs it releases), and
-/// its input event.
-type Release = (
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Event>, StateError>> + Send>>,
-    u64,
-);
+/// A commit on its way to disk, resolving to the outputs it releases.
+type Release =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Event>, StateError>> + Send>>;
 
 /// Releases committed outputs in commit order; a failed commit releases
 /// nothing more and stops intake (a restart re-runs what was not committed).
 async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::Receiver<Release>) {
-    let mut since_resume_saved = 0u32;
-    while let Some((durable, seq)) = releases.recv().await {
+    while let Some(durable) = releases.recv().await {
         if shared.fatal.lock().expect("fatal lock").is_some() {
             continue;
         }
         match durable.await {
             Ok(outputs) => {
-                let resume = {
-                    let mut in_flight = shared.in_flight.lock().expect("in-flight lock");
-                    in_flight.committed(seq);
-                    // Once per burst of commits (or per 256), not for each.
-                    since_resume_saved += 1;
-                    if releases.is_empty() || since_resume_saved >= 256 {
-                        since_resume_saved = 0;
-                        in_flight.resume_point()
-                    } else {
-                        None
-                    }
-                };
-                if let (Some(point), Some(state)) = (resume, &shared.state) {
-                    state.set_resume_point(&point);
-                }
                 for event in outputs {
                     deliver(&shared, event).await;
                 }

@@ -95,14 +95,15 @@ fn read_memory(bytes: &[u8]) -> Result<Value, String> {
 }
 
 /// One agent run's commit: the key's new sequence number and memory (JSON),
-/// the outputs it releases (handed back once on disk), and the run if it
-/// has call records, which go.
+/// the outputs it releases (handed back once on disk), the run if it has
+/// call records, which go, and where the input stands with it committed.
 struct Commit {
     key: String,
     seq: u64,
     memory: Vec<u8>,
     outputs: Vec<Event>,
     run: Option<String>,
+    resume: Option<ResumePoint>,
     done: oneshot::Sender<Result<Vec<Event>, String>>,
 }
 
@@ -110,7 +111,7 @@ enum Write {
     Commit(Commit),
     Call(String, Vec<u8>),
     /// The input's resume point.
-    Resume(Vec<u8>),
+    Resume(ResumePoint),
     /// Answered once everything queued before it is on disk.
     Barrier(oneshot::Sender<Result<(), String>>),
     /// A call record the caller waits for (an intent).
@@ -350,6 +351,22 @@ impl StateStore {
         outputs: Vec<Event>,
         run: &str,
     ) -> impl std::future::Future<Output = Result<Vec<Event>, StateError>> + Send + 'static {
+        self.commit_at(key, seq, memory, outputs, run, None)
+    }
+
+    /// As [`StateStore::commit_later`], with the input's resume point as it
+    /// stands once this run (and every one queued before it) is committed:
+    /// it is written in the same frame, so it is on disk exactly when the
+    /// commit is.
+    pub(crate) fn commit_at(
+        &self,
+        key: &str,
+        seq: u64,
+        memory: Vec<u8>,
+        outputs: Vec<Event>,
+        run: &str,
+        resume: Option<ResumePoint>,
+    ) -> impl std::future::Future<Output = Result<Vec<Event>, StateError>> + Send + 'static {
         let (done, wait) = oneshot::channel();
         let had_calls = self
             .pending_calls
@@ -362,6 +379,7 @@ impl StateStore {
             memory,
             outputs,
             run: (had_calls || self.recovered_calls_of(run)).then(|| run.to_string()),
+            resume,
             done,
         };
         let sent = self.writes.send(Write::Commit(commit)).is_ok();
@@ -376,9 +394,8 @@ impl StateStore {
     }
 
     /// Records where the input stands (written with the next group commit).
-    pub(crate) fn set_resume_point(&self, point: &ResumePoint) {
-        let bytes = serde_json::to_vec(point).expect("resume points serialise");
-        let _ = self.writes.send(Write::Resume(bytes));
+    pub(crate) fn set_resume_point(&self, point: ResumePoint) {
+        let _ = self.writes.send(Write::Resume(point));
     }
 
     /// Waits until every write queued so far is on disk.
@@ -475,12 +492,14 @@ fn writer(mut log: Log, mut queue: mpsc::UnboundedReceiver<Write>) {
 
 /// Appends a batch as one frame and syncs it.
 fn append(log: &mut Log, batch: &[Write]) -> std::io::Result<()> {
-    // Only the batch's last resume point counts.
-    let last_resume = batch.iter().rposition(|w| matches!(w, Write::Resume(_)));
+    // Only the batch's last resume point counts: it is written once, after
+    // every commit it counts (the frame is whole or not at all).
+    let mut resume = None;
     let frame = log.frame();
-    for (at, write) in batch.iter().enumerate() {
+    for write in batch {
         match write {
             Write::Commit(commit) => {
+                resume = commit.resume.or(resume);
                 frame.key(&commit.key, commit.seq, &commit.memory);
                 for (n, event) in commit.outputs.iter().enumerate() {
                     let order = outbox_order(&commit.key, commit.seq, n);
@@ -491,8 +510,7 @@ fn append(log: &mut Log, batch: &[Write]) -> std::io::Result<()> {
                 }
             }
             Write::Call(id, bytes) | Write::DurableCall(id, bytes, _) => frame.call(id, bytes),
-            Write::Resume(bytes) if Some(at) == last_resume => frame.resume(bytes),
-            Write::Resume(_) => {}
+            Write::Resume(point) => resume = Some(*point),
             Write::Delivered(ids) => {
                 for id in ids {
                     frame.delivered(id);
@@ -500,6 +518,9 @@ fn append(log: &mut Log, batch: &[Write]) -> std::io::Result<()> {
             }
             Write::Barrier(_) => {}
         }
+    }
+    if let Some(point) = resume {
+        frame.resume(&serde_json::to_vec(&point).expect("resume points serialise"));
     }
     log.append()
 }
