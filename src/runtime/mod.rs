@@ -235,7 +235,7 @@ struct Shared {
     /// Commits waiting to release their outputs, with a journal (taken
     /// away when the last run has ended, which ends the releaser).
     releases: std::sync::Mutex<Option<mpsc::Sender<Release>>>,
-    /// Input events taken and not yet committed, with a journal.
+    /// Input events taken whose commits are not queued yet, with a journal.
     in_flight: std::sync::Mutex<InFlight>,
 }
 
