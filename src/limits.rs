@@ -30,6 +30,9 @@ pub struct LimitSettings {
     pub max_output_bytes: Option<usize>,
     /// How deep tool calls may nest (an action calling a tool is depth 1).
     pub max_tool_depth: Option<u32>,
+    /// Entries of the host's resource table (streams, pollables, HTTP
+    /// requests and fields, ...) one task may hold at once.
+    pub max_resources: Option<usize>,
 }
 
 impl LimitSettings {
@@ -44,6 +47,7 @@ impl LimitSettings {
             max_payload_bytes: self.max_payload_bytes.or(base.max_payload_bytes),
             max_output_bytes: self.max_output_bytes.or(base.max_output_bytes),
             max_tool_depth: self.max_tool_depth.or(base.max_tool_depth),
+            max_resources: self.max_resources.or(base.max_resources),
         }
     }
 
@@ -59,6 +63,7 @@ impl LimitSettings {
             max_payload_bytes: self.max_payload_bytes.unwrap_or(d.max_payload_bytes),
             max_output_bytes: self.max_output_bytes.unwrap_or(d.max_output_bytes),
             max_tool_depth: self.max_tool_depth.unwrap_or(d.max_tool_depth),
+            max_resources: self.max_resources.unwrap_or(d.max_resources),
         }
     }
 }
@@ -83,6 +88,9 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Deepest nesting of tool calls (default 4).
     pub max_tool_depth: u32,
+    /// Host resources one task may hold at once (default 10,000): each is
+    /// host memory the guest's memory limit does not count.
+    pub max_resources: usize,
 }
 
 impl Default for Limits {
@@ -96,6 +104,7 @@ impl Default for Limits {
             max_payload_bytes: 16 << 20,
             max_output_bytes: 16 << 20,
             max_tool_depth: 4,
+            max_resources: 10_000,
         }
     }
 }
@@ -127,6 +136,7 @@ impl Limits {
             Limit::MaxPayloadBytes => self.max_payload_bytes as u64,
             Limit::MaxOutputBytes => self.max_output_bytes as u64,
             Limit::MaxToolDepth => u64::from(self.max_tool_depth),
+            Limit::MaxResources => self.max_resources as u64,
         }
     }
 
@@ -153,6 +163,7 @@ pub enum Limit {
     MaxPayloadBytes,
     MaxOutputBytes,
     MaxToolDepth,
+    MaxResources,
 }
 
 impl Limit {
@@ -167,6 +178,7 @@ impl Limit {
             Limit::MaxPayloadBytes => "max_payload_bytes",
             Limit::MaxOutputBytes => "max_output_bytes",
             Limit::MaxToolDepth => "max_tool_depth",
+            Limit::MaxResources => "max_resources",
         }
     }
 }

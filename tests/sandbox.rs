@@ -236,6 +236,30 @@ async fn a_memory_flood_is_stopped_and_leaves_memory_untouched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_holding_host_resources_is_stopped_at_max_resources() {
+    // The handles are host memory the guest's memory limit does not count:
+    // the task stops at the count, with the default (10,000, well under
+    // wasmtime's own 1,000,000) and with a setting.
+    for (setting, asked, value) in [(None, 20_000, 10_000), (Some(500), 600, 500)] {
+        let action = ActionBuilder::new("attack", "h")
+            .export("hoard-handles")
+            .limits(limits(|l| l.max_resources = setting));
+        let plan = self::plan(&hostile(action).build()).await;
+        let (evil, _) = attack(plan, json!({ "n": asked })).await;
+        assert_limit(&evil, "max_resources", value);
+    }
+    // Under the limit, the same action runs (a clock pollable takes two
+    // entries of the host's table: the deadline and the pollable).
+    let action = ActionBuilder::new("attack", "h")
+        .export("hoard-handles")
+        .limits(limits(|l| l.max_resources = Some(1_300)));
+    let plan = self::plan(&hostile(action).build()).await;
+    let (evil, _) = attack(plan, json!({ "n": 600 })).await;
+    assert_eq!(evil.len(), 1, "{evil:?}");
+    assert_eq!(evil[0].payload, json!({ "held": 600 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_filesystem_is_invisible_without_a_grant() {
     for path in ["/etc/passwd", ".", "/", "Cargo.toml"] {
         let action = ActionBuilder::new("attack", "h").export("read-file");

@@ -411,13 +411,15 @@ impl TaskState {
         };
         let rules = input.grants.http.clone();
         let memory_bytes = input.limits.memory_bytes();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(input.limits.max_resources);
         let mut task = Task::new(input);
         if let Some(readings) = &readings {
             task.attach_readings(readings);
         }
         Ok(TaskState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             http_ctx: WasiHttpCtx::new(),
             http: HttpPolicy {
                 rules,
@@ -459,6 +461,7 @@ impl TaskState {
             next.attach_readings(&readings);
         }
         self.limiter.set_limit(next.input.limits.memory_bytes());
+        self.table.set_max_capacity(next.input.limits.max_resources);
         self.http.rules = next.input.grants.http.clone();
         self.http.idempotency.clear();
         self.http.sent = 0;

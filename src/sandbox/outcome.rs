@@ -38,6 +38,15 @@ pub(crate) fn classify(error: wasmtime::Error, state: &TaskState) -> GuestStop {
             ),
         ));
     }
+    if let Some(wasmtime::component::ResourceTableError::Full) =
+        error.downcast_ref::<wasmtime::component::ResourceTableError>()
+    {
+        return GuestStop::Limit(limits.exceeded(
+            Limit::MaxResources,
+            "the guest held too many host resources (streams, pollables, HTTP fields, ...) at once"
+                .to_string(),
+        ));
+    }
     if error.downcast_ref::<CpuLimitExceeded>().is_some() {
         return GuestStop::Limit(
             limits.exceeded(Limit::CpuMs, "the guest ran past its CPU time".to_string()),

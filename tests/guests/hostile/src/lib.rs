@@ -276,6 +276,20 @@ fn fetch(args: Value) -> Result<Value> {
     Ok(json!({ "status": response.status, "body": response.text() }))
 }
 
+/// Holds `n` host resources (clock pollables) at once, or ever more when
+/// `n` is not given, and reports how many it held.
+fn hoard_handles(event: Event) -> Result<()> {
+    let n = arg(&event, "n")?.as_u64().unwrap_or(u64::MAX) as usize;
+    let mut held = Vec::new();
+    while held.len() < n {
+        held.push(wasip2::clocks::monotonic_clock::subscribe_duration(
+            1_000_000_000,
+        ));
+    }
+    emit_output(&json!({ "held": held.len() }))?;
+    Ok(())
+}
+
 weir_sdk::skill! {
     actions {
         /// Loops forever.
@@ -294,6 +308,8 @@ weir_sdk::skill! {
         "emit-storm" => emit_storm,
         /// Floods short-term memory.
         "memory-flood" => memory_flood,
+        /// Holds host resources until refused.
+        "hoard-handles" => hoard_handles,
         /// Reads a file.
         "read-file" => read_file,
         /// Lists a directory.
