@@ -96,6 +96,46 @@ fn a_directory_installs_verifies_and_removes() {
 }
 
 #[test]
+fn only_abandoned_install_dirs_are_cleaned_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SkillStore::open(tmp.path().join("store"));
+    // An install in progress (its directory held), however old it is.
+    let running = store.temp_dir().unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::open(running.path())
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    // The directory of an install that died: its lock file, free.
+    let died = store.root().join("tmp").join("install-died");
+    std::fs::create_dir_all(&died).unwrap();
+    std::fs::write(died.join(".in-use"), b"").unwrap();
+    // One that is just being made (no lock yet), and an old one without.
+    let starting = store.root().join("tmp").join("install-starting");
+    std::fs::create_dir_all(&starting).unwrap();
+    let ancient = store.root().join("tmp").join("install-ancient");
+    std::fs::create_dir_all(&ancient).unwrap();
+    std::fs::File::open(&ancient)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    // Another install comes along and cleans up.
+    let next = store.temp_dir().unwrap();
+    assert!(
+        running.path().is_dir(),
+        "an install in progress was removed"
+    );
+    assert!(starting.is_dir(), "a starting install was removed");
+    assert!(!died.exists(), "an abandoned install was left");
+    assert!(!ancient.exists(), "an old unlocked directory was left");
+    drop((running, next));
+    std::fs::remove_dir(&starting).unwrap();
+    let left = std::fs::read_dir(store.root().join("tmp")).unwrap().count();
+    assert_eq!(left, 0, "dropped installs leave nothing");
+}
+
+#[test]
 fn a_tampered_installed_component_fails_verification() {
     let tmp = tempfile::tempdir().unwrap();
     let store = SkillStore::open(tmp.path().join("store"));

@@ -25,6 +25,39 @@ pub struct SkillStore {
     root: PathBuf,
 }
 
+/// A temporary directory for one install, removed when dropped; its lock
+/// tells other processes it is in use.
+#[derive(Debug)]
+pub struct Staging {
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+impl Staging {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The lock file in an install's temporary directory.
+const STAGING_LOCK: &str = ".in-use";
+
+/// True for a temporary directory no live install holds: its lock is free,
+/// or it has none and is over an hour old (a directory is made a moment
+/// before its lock, so a young one without a lock may be starting).
+fn abandoned(dir: &Path) -> bool {
+    match std::fs::File::open(dir.join(STAGING_LOCK)) {
+        Ok(file) => file.try_lock().is_ok(),
+        Err(_) => {
+            let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+            std::fs::metadata(dir)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < stale)
+        }
+    }
+}
+
 /// An installed skill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstalledSkill {
@@ -198,25 +231,26 @@ impl SkillStore {
     }
 
     /// A fresh temporary directory inside the store (same filesystem, so a
-    /// rename out of it is atomic); removed when dropped. Leftovers of
-    /// installs killed more than an hour ago are removed first.
-    pub fn temp_dir(&self) -> Result<tempfile::TempDir, StoreError> {
+    /// rename out of it is atomic); removed when dropped. It holds a lock
+    /// while in use; leftovers of installs that died (their lock free) are
+    /// removed first.
+    pub fn temp_dir(&self) -> Result<Staging, StoreError> {
         let tmp = self.root.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(io(tmp.display().to_string()))?;
-        let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|modified| modified < stale);
-            if old {
+            if abandoned(&entry.path()) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
-        tempfile::Builder::new()
+        let dir = tempfile::Builder::new()
             .prefix("install-")
             .tempdir_in(&tmp)
-            .map_err(io(tmp.display().to_string()))
+            .map_err(io(tmp.display().to_string()))?;
+        let lock_path = dir.path().join(STAGING_LOCK);
+        let lock = std::fs::File::create(&lock_path)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(io(lock_path.display().to_string()))?;
+        Ok(Staging { dir, _lock: lock })
     }
 
     /// Packs the skill directory `dir` and installs it.
