@@ -136,6 +136,33 @@ fn only_abandoned_install_dirs_are_cleaned_up() {
 }
 
 #[test]
+fn garbage_collection_removes_only_what_no_skill_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SkillStore::open(tmp.path().join("store"));
+    let installed = store.install_dir(&greeter_package(tmp.path())).unwrap();
+    // What an install killed between its renames leaves: an archive and a
+    // package that no record points at.
+    let orphan = "ab".repeat(32);
+    let blob = store.root().join("blobs/sha256").join(&orphan);
+    std::fs::write(&blob, vec![7u8; 1000]).unwrap();
+    let package = store
+        .root()
+        .join("packages")
+        .join(format!("sha256-{orphan}"));
+    std::fs::create_dir_all(package.join("components")).unwrap();
+    std::fs::write(package.join("components/x.wasm"), vec![1u8; 500]).unwrap();
+
+    let (entries, bytes) = store.collect_garbage().unwrap();
+    assert_eq!((entries, bytes), (2, 1500));
+    assert!(!blob.exists() && !package.exists());
+    // The installed skill is whole.
+    store.verify(&installed).unwrap();
+    assert_eq!(store.collect_garbage().unwrap(), (0, 0));
+    store.remove("greeter", None).unwrap();
+    assert_empty(&store);
+}
+
+#[test]
 fn a_tampered_installed_component_fails_verification() {
     let tmp = tempfile::tempdir().unwrap();
     let store = SkillStore::open(tmp.path().join("store"));

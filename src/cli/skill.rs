@@ -100,6 +100,12 @@ pub enum SkillCommand {
         #[arg(long, env = "WEIR_SKILLS_DIR")]
         store: Option<PathBuf>,
     },
+    /// Remove archives and packages no installed skill uses.
+    Gc {
+        /// The store.
+        #[arg(long, env = "WEIR_SKILLS_DIR")]
+        store: Option<PathBuf>,
+    },
 }
 
 fn open_store(store: Option<PathBuf>) -> SkillStore {
@@ -239,6 +245,11 @@ impl SkillCommand {
                 for s in open_store(store).remove(name, version)? {
                     println!("removed {}@{}", s.name, s.version);
                 }
+                Ok(ExitCode::SUCCESS)
+            }
+            SkillCommand::Gc { store } => {
+                let (entries, bytes) = open_store(store).collect_garbage()?;
+                println!("removed {entries} unused archives and packages ({bytes} bytes)");
                 Ok(ExitCode::SUCCESS)
             }
         }

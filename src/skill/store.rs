@@ -11,7 +11,10 @@
 //! unpacks and verifies it there, and only then renames it into place, so a
 //! failed or interrupted install leaves nothing behind and concurrent
 //! installs of the same package are safe (renames are atomic; the second
-//! finds the package already there).
+//! finds the package already there). Installs place their files under a
+//! shared lock on `<root>/store.lock`; removing and collecting garbage take
+//! it exclusively, so they never delete a package an install is about to
+//! point a record at.
 
 use super::archive::{self, ArchiveLimits};
 use super::package::{self, PackageManifest, Permissions, SKILL_MD_FILE};
@@ -310,6 +313,7 @@ impl SkillStore {
 
         // Blob, then package, then the record: each appears whole or not at
         // all, and a record only ever points at a complete package.
+        let _placing = self.lock(false)?;
         let blob = self.blob(&hex);
         if !blob.exists() {
             let staged = staging.path().join("blob");
@@ -409,6 +413,7 @@ impl SkillStore {
         name: &str,
         version: Option<&str>,
     ) -> Result<Vec<InstalledSkill>, StoreError> {
+        let _removing = self.lock(true)?;
         let all = self.list()?;
         let (gone, kept): (Vec<_>, Vec<_>) = all
             .into_iter()
@@ -435,6 +440,65 @@ impl SkillStore {
         Ok(gone)
     }
 
+    /// Removes archives and packages no installed skill uses (left by an
+    /// install killed between its renames, say). Returns how many entries
+    /// went and their bytes.
+    pub fn collect_garbage(&self) -> Result<(usize, u64), StoreError> {
+        let _collecting = self.lock(true)?;
+        let used: std::collections::HashSet<String> = self
+            .list()?
+            .iter()
+            .filter_map(|s| digest_hex(&s.digest).map(str::to_string))
+            .collect();
+        let doomed = self.temp_dir()?;
+        let (mut entries, mut bytes) = (0, 0);
+        let blobs = self.root.join("blobs").join("sha256");
+        for entry in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !used.contains(&name) {
+                bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                if std::fs::remove_file(entry.path()).is_ok() {
+                    entries += 1;
+                }
+            }
+        }
+        let packages = self.root.join("packages");
+        for entry in std::fs::read_dir(&packages).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let hex = name.strip_prefix("sha256-").unwrap_or(&name);
+            if !used.contains(hex) {
+                bytes += tree_bytes(&entry.path());
+                // Moved aside first, so a half-deleted package is never in
+                // place; the temporary directory goes when dropped.
+                let aside = doomed.path().join(&name);
+                if std::fs::rename(entry.path(), aside).is_ok() {
+                    entries += 1;
+                }
+            }
+        }
+        Ok((entries, bytes))
+    }
+
+    /// Locks the store: shared while an install places its files, exclusive
+    /// to remove them.
+    fn lock(&self, exclusive: bool) -> Result<std::fs::File, StoreError> {
+        std::fs::create_dir_all(&self.root).map_err(io(self.root.display().to_string()))?;
+        let path = self.root.join("store.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(path.display().to_string()))?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(io(path.display().to_string()))?;
+        Ok(file)
+    }
+
     /// Re-checks an installed skill: the archive's digest, and every file of
     /// the unpacked package against its manifest.
     pub fn verify(&self, skill: &InstalledSkill) -> Result<(), StoreError> {
@@ -453,6 +517,19 @@ impl SkillStore {
     pub fn archive_of(&self, skill: &InstalledSkill) -> PathBuf {
         self.blob(digest_hex(&skill.digest).unwrap_or_default())
     }
+}
+
+/// The bytes of the files under `dir`.
+fn tree_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => tree_bytes(&entry.path()),
+            _ => entry.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
 }
 
 /// Renames `from` to `to`, creating `to`'s parent; if another install put
