@@ -363,6 +363,35 @@ async fn sockets_and_ungranted_http_reach_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_http_grants_reach_public_addresses_only() {
+    // A skill granted "any host on this port" must not reach the machine's
+    // own services: the name is resolved by weir, and a loopback (private,
+    // link-local, ...) address is refused under a wildcard.
+    let recorder = Recorder::start();
+    let port = recorder.port;
+    for (grant, host) in [
+        (format!("http://*:{port}"), "127.0.0.1"),
+        (format!("http://*:{port}"), "localhost"),
+        ("*://*:*".to_string(), "[::ffff:127.0.0.1]"),
+    ] {
+        let action = ActionBuilder::new("attack", "h")
+            .export("http-get")
+            .http(grant.clone());
+        let plan_ = plan(&hostile(action).build()).await;
+        let url = format!("http://{host}:{port}/steal");
+        let (evil, summary) = attack(plan_, json!({ "url": url })).await;
+        let error = the_error(&evil);
+        assert_eq!(error["error"], "denied", "{grant} {url}: {error}");
+        assert_eq!(error["capability"], "http", "{error}");
+        let target = error["target"].as_str().unwrap();
+        assert!(target.contains("not a public address"), "{target}");
+        assert!(target.contains("grant the host by name"), "{target}");
+        assert_eq!(summary.actions["attack"].denials["http"], 1);
+    }
+    recorder.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn granted_http_works_and_redirects_off_the_list_are_refused() {
     use axum::response::Redirect;
     use axum::routing::get;

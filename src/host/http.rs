@@ -6,6 +6,7 @@
 //! host off the list is refused like any other request.
 
 use super::Denial;
+use super::outbound::{self, Reach, Refused};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -80,14 +81,22 @@ impl HttpRule {
         })
     }
 
-    fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        self.scheme.as_deref().is_none_or(|s| s == scheme)
-            && self.port.is_none_or(|p| p == port)
-            && match &self.host {
-                HostPattern::Any => true,
-                HostPattern::Exact(h) => h == host,
-                HostPattern::Suffix(suffix) => host.ends_with(suffix.as_str()),
+    /// Whether the rule allows `scheme://host:port`, and how far: a rule
+    /// naming the host reaches wherever it resolves, a wildcard only public
+    /// addresses.
+    fn reach(&self, scheme: &str, host: &str, port: u16) -> Option<Reach> {
+        if self.scheme.as_deref().is_some_and(|s| s != scheme)
+            || self.port.is_some_and(|p| p != port)
+        {
+            return None;
+        }
+        match &self.host {
+            HostPattern::Any => Some(Reach::PublicOnly),
+            HostPattern::Exact(h) => (h == host).then_some(Reach::Named),
+            HostPattern::Suffix(suffix) => {
+                host.ends_with(suffix.as_str()).then_some(Reach::PublicOnly)
             }
+        }
     }
 }
 
@@ -123,13 +132,23 @@ impl serde::Serialize for HttpRule {
     }
 }
 
-/// True if some rule allows `scheme://host:port`.
-pub(crate) fn allowed(rules: &[HttpRule], scheme: &str, host: &str, port: u16) -> bool {
+/// How far the rules let a request to `scheme://host:port` reach (a rule
+/// naming the host wins over wildcards), or `None` if no rule allows it.
+pub(crate) fn reach(rules: &[HttpRule], scheme: &str, host: &str, port: u16) -> Option<Reach> {
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
-    rules.iter().any(|rule| rule.allows(scheme, &host, port))
+    rules
+        .iter()
+        .filter_map(|rule| rule.reach(scheme, &host, port))
+        .min_by_key(|reach| *reach != Reach::Named)
+}
+
+/// True if some rule allows `scheme://host:port`.
+#[cfg(test)]
+fn allowed(rules: &[HttpRule], scheme: &str, host: &str, port: u16) -> bool {
+    reach(rules, scheme, host, port).is_some()
 }
 
 /// The wasi:http hooks of one task: the allow-list, and the requests it
@@ -147,6 +166,27 @@ pub(crate) struct HttpPolicy {
     pub denied: u64,
     /// Under durable execution: where the task's responses are recorded.
     pub journal: Option<HttpJournal>,
+    /// Requests refused once their host was resolved (after the hook had
+    /// returned), taken over with the others when the task ends.
+    pub refused_late: Arc<std::sync::Mutex<Vec<Denial>>>,
+}
+
+/// The error a guest gets for a request that was not sent; a host that
+/// resolved to a non-public address under a wildcard grant is a denial.
+fn refusal(refused: Refused, late: &std::sync::Mutex<Vec<Denial>>, target: &str) -> HttpError {
+    match refused {
+        Refused::Http(e) => e,
+        Refused::NotPublic(ip) => {
+            let target = format!(
+                "{target} (resolves to {ip}, not a public address: a wildcard grant reaches public addresses only; grant the host by name to reach it)"
+            );
+            tracing::debug!(%target, "outbound HTTP request denied");
+            late.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(Denial::new("http", target));
+            HttpError::HttpRequestDenied
+        }
+    }
 }
 
 /// Where a task records the responses to its HTTP requests, so that a
@@ -213,8 +253,7 @@ impl HttpJournal {
         self,
         id: String,
         digest: String,
-        request: http::Request<WasiBody>,
-        options: Option<RequestOptions>,
+        sent: impl Future<Output = Result<(http::Response<WasiBody>, outbound::Connection), HttpError>>,
     ) -> Result<
         (
             http::Response<WasiBody>,
@@ -223,9 +262,9 @@ impl HttpJournal {
         HttpError,
     > {
         use http_body_util::BodyExt;
-        let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+        let (response, io) = sent.await?;
         // The connection must run while the body is read here.
-        let io = tokio::spawn(io);
+        let io = tokio::spawn(Box::into_pin(io));
         let (parts, body) = response.into_parts();
         let bytes = http_body_util::Limited::new(body, MAX_RECORDED_BODY)
             .collect()
@@ -269,6 +308,20 @@ impl HttpJournal {
     }
 }
 
+/// Sends a request the rules allow, to an address `reach` allows; a
+/// refusal after resolving is recorded in `late`.
+async fn send(
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    reach: Reach,
+    late: Arc<std::sync::Mutex<Vec<Denial>>>,
+    target: String,
+) -> Result<(http::Response<WasiBody>, outbound::Connection), HttpError> {
+    outbound::send(request, options, reach)
+        .await
+        .map_err(|refused| refusal(refused, &late, &target))
+}
+
 type ResponseFuture = Box<
     dyn Future<
             Output = Result<
@@ -297,15 +350,18 @@ impl WasiHttpHooks for HttpPolicy {
         // A user part (`user@host`) would make the host checked and the host
         // connected to different strings: refused.
         let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
-        if userinfo || !allowed(&self.rules, scheme, host, port) {
-            let target = crate::util::head(&format!("{scheme}://{host}:{port}"), 256).to_string();
-            tracing::debug!(%target, "outbound HTTP request denied");
-            self.denied += 1;
-            if self.denials.len() < super::MAX_DENIALS_KEPT {
-                self.denials.push(Denial::new("http", target));
+        let target = crate::util::head(&format!("{scheme}://{host}:{port}"), 256).to_string();
+        let reach = match reach(&self.rules, scheme, host, port) {
+            Some(reach) if !userinfo => reach,
+            _ => {
+                tracing::debug!(%target, "outbound HTTP request denied");
+                self.denied += 1;
+                if self.denials.len() < super::MAX_DENIALS_KEPT {
+                    self.denials.push(Denial::new("http", target));
+                }
+                return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
-        }
+        };
         let _ = fut;
         let mut request = request;
         self.sent += 1;
@@ -328,16 +384,16 @@ impl WasiHttpHooks for HttpPolicy {
             if let Some(response) = journal.replay(&id, &digest) {
                 return Box::new(async move { Ok((response, done())) });
             }
-            return Box::new(journal.send_and_record(id, digest, request, options));
+            let sent = send(request, options, reach, self.refused_late.clone(), target);
+            return Box::new(journal.send_and_record(id, digest, sent));
         }
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-            ))
-        })
+        Box::new(send(
+            request,
+            options,
+            reach,
+            self.refused_late.clone(),
+            target,
+        ))
     }
 }
 
@@ -368,6 +424,24 @@ mod tests {
         assert!(!allowed(&r, "https", "corp.test", 443));
         assert!(allowed(&r, "http", "[::1]", 9000));
         assert!(!allowed(&[], "https", "api.example.com", 443));
+    }
+
+    #[test]
+    fn wildcards_reach_public_addresses_and_names_reach_their_host() {
+        let r = rules(&[
+            "https://*",
+            "http://*.corp.test:*",
+            "https://api.example.com",
+        ]);
+        let public = Some(Reach::PublicOnly);
+        assert_eq!(reach(&r, "https", "anything.test", 443), public);
+        assert_eq!(reach(&r, "http", "a.corp.test", 8080), public);
+        // A rule naming the host wins over a wildcard that also matches.
+        assert_eq!(
+            reach(&r, "https", "api.example.com", 443),
+            Some(Reach::Named)
+        );
+        assert_eq!(reach(&r, "http", "corp.test", 80), None);
     }
 
     #[test]

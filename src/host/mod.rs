@@ -15,6 +15,7 @@ mod limiter;
 mod log;
 mod memory;
 pub(crate) mod model;
+mod outbound;
 mod readings;
 mod tools;
 mod wasi;
@@ -428,6 +429,7 @@ impl TaskState {
                 denials: Vec::new(),
                 denied: 0,
                 journal: None,
+                refused_late: Arc::default(),
             },
             limiter: MemoryLimiter::new(memory_bytes),
             stderr,
@@ -589,6 +591,15 @@ impl Task {
     fn take_http_denials(&mut self, http: &mut HttpPolicy) {
         let kept = http.denials.len() as u64;
         for denial in http.denials.drain(..) {
+            self.record_denial(denial);
+        }
+        let late = std::mem::take(
+            &mut *http
+                .refused_late
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for denial in late {
             self.record_denial(denial);
         }
         // Refusals beyond those kept are counted too.
