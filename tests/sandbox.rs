@@ -392,6 +392,43 @@ async fn wildcard_http_grants_reach_public_addresses_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_requests_start_a_tls_handshake_for_the_granted_name() {
+    // A server that takes the first bytes and hangs up: the client's TLS
+    // ClientHello, which names the host (SNI) it will check the
+    // certificate against.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut hello = vec![0u8; 4096];
+        let n = stream.read(&mut hello).unwrap_or(0);
+        hello.truncate(n);
+        tx.send(hello).unwrap();
+    });
+    let action = ActionBuilder::new("attack", "h")
+        .export("http-get")
+        .http(format!("https://localhost:{port}"));
+    let plan_ = plan(&hostile(action).build()).await;
+    let url = format!("https://localhost:{port}/secret");
+    let (evil, _) = attack(plan_, json!({ "url": url })).await;
+    let hello = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    // A TLS handshake record, carrying the host name; nothing of the
+    // request (its path) went out in the clear.
+    assert_eq!(hello.first(), Some(&0x16), "{hello:?}");
+    assert!(hello.windows(9).any(|w| w == b"localhost"), "no SNI");
+    assert!(!hello.windows(6).any(|w| w == b"secret"));
+    // The handshake failed, and the guest was told (it was granted: no
+    // denial).
+    let error = the_error(&evil);
+    assert_eq!(error["error"], "action-error", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("TlsProtocolError"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn granted_http_works_and_redirects_off_the_list_are_refused() {
     use axum::response::Redirect;
     use axum::routing::get;
