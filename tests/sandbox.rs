@@ -423,7 +423,10 @@ async fn https_requests_start_a_tls_handshake_for_the_granted_name() {
     let error = the_error(&evil);
     assert_eq!(error["error"], "action-error", "{error}");
     assert!(
-        error["message"].as_str().unwrap().contains("TlsProtocolError"),
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("TlsProtocolError"),
         "{error}"
     );
 }

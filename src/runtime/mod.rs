@@ -3,7 +3,7 @@
 //! Input events get a per-key sequence number and queue per key; one agent
 //! run per key at a time, different keys concurrently up to
 //! `max_concurrency`. An agent run takes one input event, runs one
-//! [ActionTask](task) per (event, action) routed by `actions_by_event`, and
+//! ActionTask per (event, action) routed by `actions_by_event`, and
 //! routes what the tasks emit until only output events remain. A routing loop
 //! is cut at `max_depth` hops. Sensory memory is cleared after each run.
 

@@ -146,7 +146,10 @@ impl PendingCalls {
     }
 }
 
-/// The journal of one agent's runs in a state directory.
+/// The journal of one agent's runs in a state directory. A store serves
+/// one run: open it, hand it to one [`Runtime`](crate::Runtime), and open it
+/// again for the next run (what it read at open, [`StateStore::keys`] and
+/// [`StateStore::outbox`], is not updated as the run commits).
 pub struct StateStore {
     path: PathBuf,
     writes: mpsc::UnboundedSender<Write>,
