@@ -363,16 +363,24 @@ fn read_frames(file: File, len: u64) -> Result<Loaded, ReadError> {
             None if whole == len => break,
             None => {
                 // A short or failing frame: the torn tail of a crash, unless
-                // a whole frame follows it.
+                // a whole frame follows it. Past its own end, when its header
+                // says where that is: its payload (event keys and ids are
+                // raw bytes) may hold anything, a frame's bytes included.
                 let mut rest = Vec::new();
                 reader.seek(SeekFrom::Start(whole))?;
                 reader.read_to_end(&mut rest)?;
-                if let Some(at) = whole_frame_within(&rest[1.min(rest.len())..]) {
+                let skip = rest
+                    .get(..HEADER)
+                    .and_then(parse_header)
+                    .map(|(len, _)| HEADER + len as usize)
+                    .filter(|&end| end <= rest.len())
+                    .unwrap_or(1.min(rest.len()));
+                if let Some(at) = whole_frame_within(&rest[skip..]) {
                     return Err(ReadError::Damaged {
                         at: whole,
                         why: format!(
                             "a frame that fails its checksum, followed by a whole frame at byte {}",
-                            whole + 1 + at as u64
+                            whole + (skip + at) as u64
                         ),
                     });
                 }
@@ -780,5 +788,28 @@ mod tests {
         assert!(!dir.path().join(REWRITING).exists());
         assert_eq!(loaded.image.keys["k"].0, 7);
         assert_eq!(log.len, loaded.len);
+    }
+
+    #[test]
+    fn a_frame_inside_a_torn_frame_is_not_taken_for_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut log = open_empty(dir.path());
+        log.frame().meta("f", "a");
+        log.append().unwrap();
+        // A record whose bytes hold a whole frame of their own.
+        let mut inner = Frame::default();
+        inner.key("k", 9, b"{}");
+        let inner = inner.seal().to_vec();
+        log.frame().key("outer", 1, &inner);
+        log.append().unwrap();
+        drop(log);
+        // The crash left the last frame whole but for its last byte.
+        let mut bytes = std::fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let loaded = read(&path).unwrap();
+        assert!(loaded.whole < loaded.len, "the torn frame is cut off");
+        assert!(loaded.image.keys.is_empty());
     }
 }
