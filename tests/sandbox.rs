@@ -475,6 +475,23 @@ async fn granted_http_works_and_redirects_off_the_list_are_refused() {
         evil[0].payload,
         json!({ "status": 200, "body": "hello, guest" })
     );
+    // A granted name reaches the server on whichever of its addresses
+    // answers (`localhost` may list `::1` first; the server is on IPv4).
+    let by_name = hostile(
+        ActionBuilder::new("attack", "h")
+            .export("http-get")
+            .http(format!("http://localhost:{port}")),
+    )
+    .build();
+    let (evil, _) = attack(
+        plan(&by_name).await,
+        json!({ "url": format!("http://localhost:{port}/hello") }),
+    )
+    .await;
+    assert_eq!(
+        evil[0].payload,
+        json!({ "status": 200, "body": "hello, guest" })
+    );
 
     // Requests carry an idempotency key derived from the task (key, input
     // position, action, request index): the same in a re-run, different for

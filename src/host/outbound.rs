@@ -72,8 +72,8 @@ pub(crate) async fn send(
     let first_byte_timeout = timeout(|o| o.first_byte_timeout);
     let between_bytes_timeout = timeout(|o| o.between_bytes_timeout);
 
-    let address = resolve(&host, port, reach, connect_timeout).await?;
-    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
+    let addresses = resolve(&host, port, reach, connect_timeout).await?;
+    let stream = match tokio::time::timeout(connect_timeout, connect_any(&addresses)).await {
         Ok(stream) => stream.map_err(HttpError::Connect)?,
         Err(_) => return Err(HttpError::ConnectionTimeout.into()),
     };
@@ -146,14 +146,14 @@ pub(crate) async fn send(
     Ok((response, connection))
 }
 
-/// The address to connect to: `host` itself if it is one, else the first
-/// address it resolves to that `reach` allows.
+/// The addresses to try, in order: `host` itself if it is one, else those
+/// it resolves to that `reach` allows (never none).
 async fn resolve(
     host: &str,
     port: u16,
     reach: Reach,
     timeout: Duration,
-) -> Result<SocketAddr, Refused> {
+) -> Result<Vec<SocketAddr>, Refused> {
     let candidates: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
@@ -165,15 +165,32 @@ async fn resolve(
             })?
             .collect(),
     };
-    let first = candidates.first().ok_or(HttpError::DestinationNotFound)?;
-    match reach {
-        Reach::Named => Ok(*first),
+    let first = *candidates.first().ok_or(HttpError::DestinationNotFound)?;
+    let allowed: Vec<SocketAddr> = match reach {
+        Reach::Named => candidates,
         Reach::PublicOnly => candidates
-            .iter()
-            .find(|a| is_public(a.ip()))
-            .copied()
-            .ok_or(Refused::NotPublic(first.ip())),
+            .into_iter()
+            .filter(|a| is_public(a.ip()))
+            .collect(),
+    };
+    if allowed.is_empty() {
+        return Err(Refused::NotPublic(first.ip()));
     }
+    Ok(allowed)
+}
+
+/// Connects to the first of `addresses` that answers (as a name's
+/// addresses are tried: `localhost` may be `::1` first, with the server on
+/// `127.0.0.1`).
+async fn connect_any(addresses: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for address in addresses {
+        match TcpStream::connect(address).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()))
 }
 
 /// True for an address on the public internet: not loopback, private,
@@ -297,6 +314,20 @@ impl http_body::Body for BetweenBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_first_address_that_answers_is_used() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        // A port nothing listens on: bound, then let go.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let stream = connect_any(&[closed, open]).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), open);
+        assert!(connect_any(&[closed]).await.is_err());
+    }
 
     #[test]
     fn public_addresses_are_told_from_the_rest() {
