@@ -118,7 +118,8 @@ pub struct RuntimeSettings {
     /// How many hops of emitted events an input event may cause before the
     /// run is cut as a routing loop.
     pub max_depth: usize,
-    /// Input events admitted but not finished before intake pauses.
+    /// Input events admitted but not finished before intake pauses; with a
+    /// journal, also the committed runs whose outputs wait for the sink.
     pub max_pending_events: usize,
 }
 
