@@ -48,9 +48,9 @@ impl From<HttpError> for Refused {
 /// The defaults wasi:http gives a request that sets no timeouts.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Resolves the request's host, connects to the first address `reach`
-/// allows, and sends the request over HTTP/1.1 (TLS for https, checked
-/// against the host name and webpki's roots).
+/// Resolves the request's host, connects to the first of the addresses
+/// `reach` allows that answers, and sends the request over HTTP/1.1 (TLS
+/// for https, checked against the host name and webpki's roots).
 pub(crate) async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
