@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench throughput` (env `WEIR_BENCH_EVENTS`, default 100000;
 //! `WEIR_BENCH_KEYS`, default 100). Prints a Markdown table for BENCHMARKS.md.
-//! `WEIR_BENCH_ONLY=journal` runs only the journal tables; `trivial-on` or
+//! `WEIR_BENCH_ONLY=journal` runs only the journal tables (`journal-latency`
+//! only its one-event-at-a-time latency); `trivial-on` or
 //! `trivial-off` only the trivial agent with the journal on or off (to run
 //! under a profiler); `WEIR_BENCH_ROUNDS` sets the rounds.
 
@@ -154,10 +155,14 @@ async fn bench() -> anyhow::Result<()> {
     if let Some(journal) = only.strip_prefix("trivial-") {
         return trivial_only(&dir, n, keys, journal == "on").await;
     }
+    if only == "journal-latency" {
+        return journal_latency(&dir).await;
+    }
     if only == "journal" {
         if std::env::var("WEIR_EXP").is_err() {
             journal_cost(&dir, n, keys).await?;
         }
+        journal_latency(&dir).await?;
         return recovery_time(&dir).await;
     }
     let cache = tempfile::tempdir()?;
@@ -227,6 +232,7 @@ async fn bench() -> anyhow::Result<()> {
     }
     limits_cost(&dir, n, keys).await?;
     journal_cost(&dir, n, keys).await?;
+    journal_latency(&dir).await?;
     recovery_time(&dir).await
 }
 
@@ -304,6 +310,53 @@ async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
         println!(
             "| {name} | {:.1} ms | {keys} | {outbox} | {resume} |",
             time.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
+/// One event at a time (the next sent once the last one's output is in),
+/// as an interactive caller would: the latency of each, median and p99.
+async fn one_at_a_time(
+    runtime: Runtime,
+    n: usize,
+    journal: Option<Arc<weir::state::StateStore>>,
+) -> (Duration, Duration) {
+    let mut run = runtime.start();
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        run.events
+            .send(Event::input("key-0", json!({ "i": i })))
+            .await
+            .unwrap();
+        let out = run.outputs.recv().await.unwrap();
+        latencies.push(started.elapsed());
+        if let Some(journal) = &journal {
+            journal.delivered(vec![out.id]);
+        }
+    }
+    run.finish().await.unwrap();
+    latencies.sort();
+    (latencies[n / 2], latencies[n * 99 / 100])
+}
+
+/// The trivial agent's latency one event at a time, journal off and on.
+async fn journal_latency(dir: &std::path::Path) -> anyhow::Result<()> {
+    let plan = trivial_plan(dir).await?;
+    let n = 2_000;
+    let off = one_at_a_time(Runtime::shared(plan.clone()), n, None).await;
+    let state_dir = tempfile::tempdir()?;
+    let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
+    let runtime = Runtime::shared(plan.clone()).with_state(state.clone());
+    let on = one_at_a_time(runtime, n, Some(state)).await;
+    println!("\n| trivial agent, one event at a time ({n} events) | p50 | p99 |");
+    println!("|---|---|---|");
+    for (name, (p50, p99)) in [("journal off", off), ("journal on", on)] {
+        println!(
+            "| {name} | {:.2} ms | {:.2} ms |",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
         );
     }
     Ok(())
