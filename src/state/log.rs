@@ -213,38 +213,54 @@ impl Image {
         Ok(())
     }
 
-    /// The live state as frames, the first holding the meta record.
-    fn frames(&self) -> Vec<Frame> {
-        fn next(frames: &mut Vec<Frame>) -> &mut Frame {
-            if frames.last().is_none_or(|f| f.len() >= REWRITE_FRAME) {
-                frames.push(Frame::default());
+    /// Encodes the live state, the meta record first, into one frame
+    /// buffer reused from frame to frame: `full` gets each frame (of about
+    /// [`REWRITE_FRAME`]) as it fills, so the state is never copied whole.
+    fn encode<E>(&self, mut full: impl FnMut(&mut Frame) -> Result<(), E>) -> Result<(), E> {
+        let mut frame = Frame::default();
+        let mut next = |frame: &mut Frame| -> Result<(), E> {
+            if frame.len() >= REWRITE_FRAME {
+                full(frame)?;
+                frame.clear();
             }
-            frames.last_mut().expect("one frame at least")
-        }
-        let mut frames = Vec::new();
+            Ok(())
+        };
         if let Some((format, agent)) = &self.meta {
-            next(&mut frames).meta(format, agent);
+            frame.meta(format, agent);
         }
         for (key, (seq, memory)) in &self.keys {
-            next(&mut frames).key(key, *seq, memory);
+            next(&mut frame)?;
+            frame.key(key, *seq, memory);
         }
         for (id, record) in &self.calls {
-            next(&mut frames).call(id, record);
+            next(&mut frame)?;
+            frame.call(id, record);
         }
         let mut outbox: Vec<_> = self.outbox.iter().collect();
         outbox.sort_by(|a, b| a.1.0.cmp(&b.1.0));
         for (id, (order, event)) in outbox {
-            next(&mut frames).output(id, order, event);
+            next(&mut frame)?;
+            frame.output(id, order, event);
         }
         if let Some(point) = &self.resume {
-            next(&mut frames).resume(point);
+            next(&mut frame)?;
+            frame.resume(point);
         }
-        frames
+        if !frame.is_empty() {
+            full(&mut frame)?;
+        }
+        Ok(())
     }
 
     /// The bytes the live state takes as a log.
     pub(super) fn live_bytes(&self) -> u64 {
-        self.frames().iter().map(|f| f.len() as u64).sum()
+        let mut bytes = 0;
+        let counted: Result<(), std::convert::Infallible> = self.encode(|frame| {
+            bytes += frame.len() as u64;
+            Ok(())
+        });
+        let Ok(()) = counted;
+        bytes
     }
 }
 
@@ -669,11 +685,11 @@ fn write_new(path: &Path, image: &Image) -> io::Result<(File, u64)> {
     lock(&file)?;
     file.set_len(0)?;
     let mut len = 0u64;
-    for mut frame in image.frames() {
+    image.encode(|frame| {
         let bytes = frame.seal();
-        file.write_all(bytes)?;
         len += bytes.len() as u64;
-    }
+        file.write_all(bytes)
+    })?;
     file.sync_all()?;
     Ok((file, len))
 }
