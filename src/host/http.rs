@@ -6,7 +6,7 @@
 //! host off the list is refused like any other request.
 
 use super::Denial;
-use super::outbound::{self, Reach, Refused};
+use super::outbound::{self, Connection, Reach, Refused};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -224,7 +224,7 @@ fn full_body(bytes: bytes::Bytes) -> WasiBody {
         .boxed_unsync()
 }
 
-fn done() -> Box<dyn Future<Output = Result<(), HttpError>> + Send> {
+fn done() -> Connection {
     Box::new(async { Ok(()) })
 }
 
@@ -253,14 +253,8 @@ impl HttpJournal {
         self,
         id: String,
         digest: String,
-        sent: impl Future<Output = Result<(http::Response<WasiBody>, outbound::Connection), HttpError>>,
-    ) -> Result<
-        (
-            http::Response<WasiBody>,
-            Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-        ),
-        HttpError,
-    > {
+        sent: impl Future<Output = Sent>,
+    ) -> Sent {
         use http_body_util::BodyExt;
         let (response, io) = sent.await?;
         // The connection must run while the body is read here.
@@ -302,8 +296,7 @@ impl HttpJournal {
             ),
         };
         self.store.record_call(&self.run, id, &record);
-        let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
-            Box::new(async move { io.await.unwrap_or(Ok(())) });
+        let io: Connection = Box::new(async move { io.await.unwrap_or(Ok(())) });
         Ok((http::Response::from_parts(parts, full_body(bytes)), io))
     }
 }
@@ -316,30 +309,24 @@ async fn send(
     reach: Reach,
     late: Arc<std::sync::Mutex<Vec<Denial>>>,
     target: String,
-) -> Result<(http::Response<WasiBody>, outbound::Connection), HttpError> {
+) -> Sent {
     outbound::send(request, options, reach)
         .await
         .map_err(|refused| refusal(refused, &late, &target))
 }
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
-                HttpError,
-            >,
-        > + Send,
->;
+/// A sent request's response head and the connection to drive while its
+/// body is read.
+type Sent = Result<(http::Response<WasiBody>, Connection), HttpError>;
+
+type ResponseFuture = Box<dyn Future<Output = Sent> + Send>;
 
 impl WasiHttpHooks for HttpPolicy {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
-        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+        fut: Connection,
     ) -> ResponseFuture {
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https");
