@@ -43,6 +43,9 @@ impl Staging {
     }
 }
 
+/// A package directory's name is this, then its archive's sha256 (hex).
+const PACKAGE_PREFIX: &str = "sha256-";
+
 /// The lock file in an install's temporary directory.
 const STAGING_LOCK: &str = ".in-use";
 
@@ -218,12 +221,20 @@ impl SkillStore {
         &self.root
     }
 
+    fn blobs(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
     fn blob(&self, hex: &str) -> PathBuf {
-        self.root.join("blobs").join("sha256").join(hex)
+        self.blobs().join(hex)
+    }
+
+    fn packages(&self) -> PathBuf {
+        self.root.join("packages")
     }
 
     fn package_dir(&self, hex: &str) -> PathBuf {
-        self.root.join("packages").join(format!("sha256-{hex}"))
+        self.packages().join(format!("{PACKAGE_PREFIX}{hex}"))
     }
 
     fn record(&self, name: &str, version: &str) -> PathBuf {
@@ -452,8 +463,11 @@ impl SkillStore {
             .collect();
         let doomed = self.temp_dir()?;
         let (mut entries, mut bytes) = (0, 0);
-        let blobs = self.root.join("blobs").join("sha256");
-        for entry in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.blobs())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !used.contains(&name) {
                 bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -462,10 +476,13 @@ impl SkillStore {
                 }
             }
         }
-        let packages = self.root.join("packages");
-        for entry in std::fs::read_dir(&packages).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.packages())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let hex = name.strip_prefix("sha256-").unwrap_or(&name);
+            let hex = name.strip_prefix(PACKAGE_PREFIX).unwrap_or(&name);
             if !used.contains(hex) {
                 bytes += tree_bytes(&entry.path());
                 // Moved aside first, so a half-deleted package is never in
