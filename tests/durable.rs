@@ -441,6 +441,20 @@ async fn a_torn_last_commit_is_discarded_and_the_run_goes_on() {
     assert!(err.contains("move it aside"), "{err}");
     // Nothing was changed: the file is as it was.
     assert_eq!(std::fs::read(dir.join("journal.log")).unwrap(), damaged);
+
+    // A committed frame's length changed to reach the end of the file (so
+    // it looks like a torn last frame): refused too, not cut.
+    let mut damaged = after.clone();
+    let second = 24 + u32::from_le_bytes(after[12..16].try_into().unwrap()) as usize;
+    let to_end = (after.len() - second - 24) as u32;
+    damaged[second + 12..second + 16].copy_from_slice(&to_end.to_le_bytes());
+    std::fs::write(dir.join("journal.log"), &damaged).unwrap();
+    let err = StateStore::open(&dir, "agent-v1")
+        .err()
+        .expect("a length changed on disk is refused")
+        .to_string();
+    assert!(err.contains(&format!("damaged at byte {second}")), "{err}");
+    assert_eq!(std::fs::read(dir.join("journal.log")).unwrap(), damaged);
 }
 
 #[tokio::test]
@@ -463,25 +477,57 @@ async fn a_journal_of_another_format_or_in_use_is_refused() {
     );
     assert!(!old.join("journal.log").exists(), "nothing was written");
 
-    // A log in a format from a later weir: one frame with its meta record.
+    // A log in a format from a later weir: one frame with its meta
+    // record; and one of weir-journal-3, whose frames were not numbered.
     let mut payload = vec![1u8];
     for field in [&b"weir-journal-9"[..], b"agent-v1"] {
         payload.extend_from_slice(&(field.len() as u32).to_le_bytes());
         payload.extend_from_slice(field);
     }
-    let mut frame = b"WJL\x01".to_vec();
+    let mut frame = vec![0xff, b'W', b'J', b'L'];
+    frame.extend_from_slice(&0u64.to_le_bytes());
     frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(&frame).to_le_bytes());
     frame.extend_from_slice(&payload);
-    let later = tmp.path().join("later");
-    std::fs::create_dir_all(&later).unwrap();
-    std::fs::write(later.join("journal.log"), &frame).unwrap();
-    let err = StateStore::open(&later, "agent-v1")
+    let mut frame_3 = b"WJL\x01".to_vec();
+    frame_3.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame_3.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    frame_3.extend_from_slice(&payload);
+    for (name, bytes, found) in [
+        ("later", &frame, "weir-journal-9"),
+        ("three", &frame_3, "weir-journal-3"),
+    ] {
+        let later = tmp.path().join(name);
+        std::fs::create_dir_all(&later).unwrap();
+        std::fs::write(later.join("journal.log"), bytes).unwrap();
+        let err = StateStore::open(&later, "agent-v1")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&format!("format `{found}`")), "{err}");
+        assert_eq!(&std::fs::read(later.join("journal.log")).unwrap(), bytes);
+    }
+
+    // A text file, or a link, in the journal's place: refused, untouched.
+    let text = tmp.path().join("text");
+    std::fs::create_dir_all(&text).unwrap();
+    std::fs::write(text.join("journal.log"), "notes\n").unwrap();
+    let err = StateStore::open(&text, "agent-v1")
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("format `weir-journal-9`"), "{err}");
-    assert_eq!(std::fs::read(later.join("journal.log")).unwrap(), frame);
+    assert!(err.contains("not a weir journal"), "{err}");
+    assert_eq!(std::fs::read(text.join("journal.log")).unwrap(), b"notes\n");
+    let linked = tmp.path().join("linked");
+    std::fs::create_dir_all(&linked).unwrap();
+    std::os::unix::fs::symlink(text.join("journal.log"), linked.join("journal.log")).unwrap();
+    let err = StateStore::open(&linked, "agent-v1")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert_eq!(std::fs::read(text.join("journal.log")).unwrap(), b"notes\n");
 
     // Another agent's journal.
     let dir = tmp.path().join("agent");

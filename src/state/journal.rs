@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// The journal's format; a different one is refused.
-const FORMAT: &str = "weir-journal-3";
+const FORMAT: &str = "weir-journal-4";
+/// The format before frames were numbered (their own magic tells them).
+const FORMAT_3: &str = "weir-journal-3";
 /// The file of the redb-based journal weir wrote before this format.
 const REDB_FILE: &str = "journal.redb";
 
@@ -153,6 +155,9 @@ impl PendingCalls {
 pub struct StateStore {
     path: PathBuf,
     writes: mpsc::UnboundedSender<Write>,
+    /// The writer thread, joined on drop so the journal's lock is released
+    /// when the store is gone.
+    writer: Option<std::thread::JoinHandle<()>>,
     /// Call records written but maybe not yet committed, so a re-run in
     /// the same process sees them too.
     pending_calls: Mutex<PendingCalls>,
@@ -169,6 +174,33 @@ fn store_error(path: &Path) -> impl Fn(String) -> StateError + '_ {
     move |message| StateError::Store {
         path: path.to_path_buf(),
         message,
+    }
+}
+
+/// Why the log at `path` could not be read, as a [`StateError`].
+fn read_error(path: &Path, e: log::ReadError) -> StateError {
+    match e {
+        log::ReadError::OldFormat => StateError::OtherFormat {
+            path: path.to_path_buf(),
+            found: FORMAT_3.into(),
+        },
+        e => store_error(path)(e.to_string()),
+    }
+}
+
+/// Refuses a journal another weir or another agent wrote.
+fn check_meta(path: &Path, image: &log::Image, fingerprint: &str) -> Result<(), StateError> {
+    match &image.meta {
+        Some((format, _)) if format != FORMAT => Err(StateError::OtherFormat {
+            path: path.to_path_buf(),
+            found: format.clone(),
+        }),
+        Some((_, agent)) if agent != fingerprint => Err(StateError::OtherAgent {
+            path: path.to_path_buf(),
+            found: agent.clone(),
+            expected: fingerprint.to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -198,24 +230,11 @@ impl StateStore {
         let path = dir.join(log::FILE);
         let at = path.clone();
         let err = store_error(&at);
-        let loaded = log::read(&path).map_err(|e| err(e.to_string()))?;
-        match &loaded.image.meta {
-            Some((format, _)) if format != FORMAT => {
-                return Err(StateError::OtherFormat {
-                    path,
-                    found: format.clone(),
-                });
-            }
-            Some((_, agent)) if agent != fingerprint => {
-                return Err(StateError::OtherAgent {
-                    path,
-                    found: agent.clone(),
-                    expected: fingerprint.to_string(),
-                });
-            }
-            _ => {}
-        }
-        let mut log = log::open(dir, &loaded).map_err(|e| err(e.to_string()))?;
+        // Nothing is written before the file is known to be this agent's
+        // journal, whole but maybe for a torn tail.
+        let opened = log::open(dir).map_err(|e| read_error(&path, e))?;
+        check_meta(&path, &opened.loaded.image, fingerprint)?;
+        let (mut log, loaded) = opened.start().map_err(|e| err(e.to_string()))?;
         if loaded.whole < loaded.len {
             tracing::warn!(
                 journal = %path.display(),
@@ -244,13 +263,14 @@ impl StateStore {
             .resume
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let (writes, queue) = mpsc::unbounded_channel();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("weir-journal".into())
             .spawn(move || writer(log, queue))
             .map_err(|e| err(e.to_string()))?;
         Ok(Arc::new(StateStore {
             path,
             writes,
+            writer: Some(writer),
             pending_calls: Mutex::default(),
             recovered_calls: image.calls,
             keys_at_open,
@@ -414,6 +434,18 @@ impl StateStore {
     }
 }
 
+impl Drop for StateStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has written what was
+        // queued; then the log is closed and unlocked.
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.writes, closed));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
 /// The writer's answer to a write that was `sent`: what it returned, or an
 /// error if it is gone.
 async fn answered<T>(
@@ -557,7 +589,7 @@ pub struct Inspection {
 fn journal_file(dir: &Path) -> Result<PathBuf, StateError> {
     refuse_older_format(dir)?;
     let path = dir.join(log::FILE);
-    if !path.is_file() {
+    if std::fs::symlink_metadata(&path).is_err() {
         return Err(store_error(&path)("no journal here".into()));
     }
     Ok(path)
@@ -567,7 +599,7 @@ fn journal_file(dir: &Path) -> Result<PathBuf, StateError> {
 /// this reads what it has synced).
 pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
     let path = journal_file(dir)?;
-    let loaded = log::read(&path).map_err(|e| store_error(&path)(e.to_string()))?;
+    let loaded = log::read(&path).map_err(|e| read_error(&path, e))?;
     let image = &loaded.image;
     let (format, agent) = image.meta.clone().unwrap_or_default();
     Ok(Inspection {
@@ -596,8 +628,16 @@ pub fn inspect(dir: &Path) -> Result<Inspection, StateError> {
 pub fn compact(dir: &Path) -> Result<(u64, u64), StateError> {
     let path = journal_file(dir)?;
     let err = store_error(&path);
-    let loaded = log::read(&path).map_err(|e| err(e.to_string()))?;
-    let mut log = log::open(dir, &loaded).map_err(|e| err(e.to_string()))?;
+    let opened = log::open(dir).map_err(|e| read_error(&path, e))?;
+    if let Some((format, _)) = &opened.loaded.image.meta
+        && format != FORMAT
+    {
+        return Err(StateError::OtherFormat {
+            path: path.clone(),
+            found: format.clone(),
+        });
+    }
+    let (mut log, loaded) = opened.start().map_err(|e| err(e.to_string()))?;
     let after = log.rewrite().map_err(|e| err(e.to_string()))?;
     Ok((loaded.len, after))
 }

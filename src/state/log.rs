@@ -1,23 +1,36 @@
-//! The journal's file: an append-only log of checksummed frames.
+//! The journal's file: an append-only log of checksummed, numbered frames.
 //!
-//! A frame is one group commit: `magic | length | crc32 | ops`, written with
-//! one `write` and made durable with one `fdatasync`. The writer syncs each
-//! frame before it writes the next, so a crash can only tear the last one;
-//! reading stops at the first frame that is short or fails its checksum,
-//! and that tail is cut off. A bad frame *followed by a good one* cannot come
-//! from a crash (the good one was written after the bad one was synced): that
-//! file is damaged, and refused.
+//! A frame is one group commit: `magic | number | length | crc32 of the
+//! ops | crc32 of the header | ops`, written with one `write` and made
+//! durable with one `fdatasync`. Frames are numbered from 0, one after the
+//! other, and the header has a checksum of its own, so a length or number
+//! changed on disk is caught before it is trusted.
+//!
+//! The writer syncs each frame before it writes the next, so a crash can
+//! only tear the last one, and a torn frame looks like one of two things:
+//! a whole header whose frame is shorter than it says, or fails its
+//! checksum and ends exactly at the end of the file; or a header that is
+//! not whole (cut short or never written: zeros), with no whole frame of a
+//! later number anywhere after it. Anything else (a frame out of order,
+//! a failing frame with bytes after it, a later frame past a broken
+//! header) cannot come from a crash: the file is damaged, and refused
+//! untouched. A file that does not start like a journal is never written.
+//! The magic holds bytes no UTF-8 text has, and only text (keys, JSON) is
+//! stored raw, so a frame cannot be smuggled inside a record.
 //!
 //! Superseded records (a key's older memory, pruned call records, delivered
 //! outputs) stay in the log until it is rewritten: once it has grown to twice
 //! the size of what is live (and at least [`REWRITE_MIN`]), a thread writes
 //! the live state to a new file while appends go on; the frames appended
-//! meanwhile are copied after it, and it is synced and renamed over the old
-//! one. The file is bounded by the live state, not by the events taken.
+//! meanwhile are copied after it (renumbered), and it is synced and renamed
+//! over the old one. The file is bounded by the live state, not by the
+//! events taken.
 
+use super::own_file;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -25,8 +38,16 @@ use std::thread::JoinHandle;
 pub(super) const FILE: &str = "journal.log";
 /// A rewrite in progress (removed when found: the rename never happened).
 const REWRITING: &str = "journal.log.new";
-const MAGIC: [u8; 4] = *b"WJL\x01";
-const HEADER: usize = 12;
+/// 0xff never occurs in UTF-8, and a length or number would have to pass
+/// 1 GiB (or a billion) to spell it with the bytes after it.
+const MAGIC: [u8; 4] = [0xff, b'W', b'J', b'L'];
+/// The magic of `weir-journal-3`, whose frames were not numbered.
+const OLD_MAGIC: [u8; 4] = *b"WJL\x01";
+/// magic, number (u64), length (u32), crc32 of the ops, crc32 of the rest
+/// of the header.
+const HEADER: usize = 24;
+/// A torn first frame is no larger than this (it holds the meta record).
+const FIRST_FRAME_MAX: u64 = 4096;
 /// The log is not rewritten before it reaches this size.
 pub(super) const REWRITE_MIN: u64 = 16 << 20;
 /// A rewrite splits the live state into frames of about this size.
@@ -133,15 +154,52 @@ impl Frame {
         self.field(id.as_bytes());
     }
 
-    /// Fills in the header; the frame's bytes.
-    fn seal(&mut self) -> &[u8] {
+    /// Fills in the header of frame number `seq`; the frame's bytes.
+    fn seal(&mut self, seq: u64) -> io::Result<&[u8]> {
         let payload = &self.buf[HEADER..];
-        let len = payload.len() as u32;
+        let len = u32::try_from(payload.len()).map_err(|_| {
+            io::Error::other(format!(
+                "a group commit of {} bytes is over the journal's 4 GiB frame limit",
+                payload.len()
+            ))
+        })?;
         let crc = crc32fast::hash(payload);
         self.buf[0..4].copy_from_slice(&MAGIC);
-        self.buf[4..8].copy_from_slice(&len.to_le_bytes());
-        self.buf[8..12].copy_from_slice(&crc.to_le_bytes());
-        &self.buf
+        self.buf[4..12].copy_from_slice(&seq.to_le_bytes());
+        self.buf[12..16].copy_from_slice(&len.to_le_bytes());
+        self.buf[16..20].copy_from_slice(&crc.to_le_bytes());
+        let header_crc = crc32fast::hash(&self.buf[..20]);
+        self.buf[20..24].copy_from_slice(&header_crc.to_le_bytes());
+        Ok(&self.buf)
+    }
+}
+
+/// A frame's header, its own checksum checked.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    seq: u64,
+    len: u32,
+    crc: u32,
+}
+
+impl Header {
+    /// The header at the start of `bytes`, if it is whole and intact.
+    fn parse(bytes: &[u8]) -> Option<Header> {
+        let bytes = bytes.get(..HEADER)?;
+        let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        if bytes[..4] != MAGIC || crc32fast::hash(&bytes[..20]) != word(20) {
+            return None;
+        }
+        Some(Header {
+            seq: u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes")),
+            len: word(12),
+            crc: word(16),
+        })
+    }
+
+    /// The frame's size, header included.
+    fn frame_len(&self) -> u64 {
+        HEADER as u64 + u64::from(self.len)
     }
 }
 
@@ -310,6 +368,10 @@ pub(super) enum ReadError {
         at: u64,
         why: String,
     },
+    /// The file does not start like a journal: weir writes nothing to it.
+    NotAJournal,
+    /// A journal of `weir-journal-3`, whose frames were not numbered.
+    OldFormat,
 }
 
 impl std::fmt::Display for ReadError {
@@ -320,6 +382,11 @@ impl std::fmt::Display for ReadError {
                 f,
                 "the journal is damaged at byte {at} ({why}), which a crash does not leave; move it aside to start over"
             ),
+            ReadError::NotAJournal => f.write_str(
+                "this is not a weir journal (it does not start with a journal frame), and weir writes nothing to it: \
+                 move it aside, or use another --state directory",
+            ),
+            ReadError::OldFormat => f.write_str("a journal in format weir-journal-3"),
         }
     }
 }
@@ -338,126 +405,181 @@ pub(super) struct Loaded {
     pub whole: u64,
     /// The file's length.
     pub len: u64,
+    /// The whole frames: the number of the next one.
+    pub frames: u64,
 }
 
 /// Reads the log at `path` (an empty image if there is none).
 pub(super) fn read(path: &Path) -> Result<Loaded, ReadError> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Loaded {
-                image: Image::default(),
-                whole: 0,
-                len: 0,
-            });
+    match own_file::open_to_read(path) {
+        Ok(file) => {
+            let len = file.metadata()?.len();
+            read_frames(&file, len)
         }
-        Err(e) => return Err(e.into()),
-    };
-    let len = file.metadata()?.len();
-    read_frames(file, len)
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Loaded {
+            image: Image::default(),
+            whole: 0,
+            len: 0,
+            frames: 0,
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// Reads the first `len` bytes of the log at `path`, which the caller knows
-/// to be whole frames.
-fn read_prefix(path: &Path, len: u64) -> Result<Loaded, ReadError> {
-    read_frames(File::open(path)?, len)
-}
-
-fn read_frames(file: File, len: u64) -> Result<Loaded, ReadError> {
+/// Reads the frames of the first `len` bytes of `file`, which a crash can
+/// have torn only at the end.
+fn read_frames(file: &File, len: u64) -> Result<Loaded, ReadError> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut image = Image::default();
-    let mut whole = 0u64;
+    let (mut whole, mut seq) = (0u64, 0u64);
     let mut payload = Vec::new();
-    loop {
-        match next_frame(&mut reader, len - whole, &mut payload)? {
-            Some(()) => {
-                image
-                    .apply(&payload)
-                    .map_err(|why| ReadError::Damaged { at: whole, why })?;
-                whole += (HEADER + payload.len()) as u64;
+    while whole < len {
+        let left = len - whole;
+        let damaged = |why: String| ReadError::Damaged { at: whole, why };
+        let mut bytes = [0u8; HEADER];
+        let got = left.min(HEADER as u64) as usize;
+        reader.read_exact(&mut bytes[..got])?;
+        let Some(header) = Header::parse(&bytes[..got]) else {
+            // Cut short or never written (a torn last frame), or damaged.
+            if whole == 0 {
+                first_frame_torn(len, &bytes[..got])?;
             }
-            None if whole == len => break,
-            None => {
-                // A short or failing frame: the torn tail of a crash, unless
-                // a whole frame follows it. Past its own end, when its header
-                // says where that is: its payload (event keys and ids are
-                // raw bytes) may hold anything, a frame's bytes included.
-                let mut rest = Vec::new();
-                reader.seek(SeekFrom::Start(whole))?;
-                reader.read_to_end(&mut rest)?;
-                let skip = rest
-                    .get(..HEADER)
-                    .and_then(parse_header)
-                    .map(|(len, _)| HEADER + len as usize)
-                    .filter(|&end| end <= rest.len())
-                    .unwrap_or(1.min(rest.len()));
-                if let Some(at) = whole_frame_within(&rest[skip..]) {
-                    return Err(ReadError::Damaged {
-                        at: whole,
-                        why: format!(
-                            "a frame that fails its checksum, followed by a whole frame at byte {}",
-                            whole + (skip + at) as u64
-                        ),
-                    });
-                }
-                break;
+            torn_tail(file, whole, len, seq)?;
+            break;
+        };
+        if header.seq != seq {
+            return Err(damaged(format!(
+                "frame number {} where frame {seq} belongs",
+                header.seq
+            )));
+        }
+        if header.frame_len() > left {
+            // Shorter than its header says: torn.
+            torn_tail(file, whole, len, seq)?;
+            break;
+        }
+        // Bounded by the file: the frame is within it.
+        payload.resize(header.len as usize, 0);
+        reader.read_exact(&mut payload)?;
+        if crc32fast::hash(&payload) != header.crc {
+            if header.frame_len() < left {
+                return Err(damaged(format!(
+                    "frame {seq} fails its checksum, and {} bytes follow it",
+                    left - header.frame_len()
+                )));
+            }
+            // The last frame, not all of it on disk: torn.
+            torn_tail(file, whole, len, seq)?;
+            break;
+        }
+        image.apply(&payload).map_err(damaged)?;
+        if seq == 0 && image.meta.is_none() {
+            return Err(damaged(
+                "the first frame does not name the journal's format".into(),
+            ));
+        }
+        whole += header.frame_len();
+        seq += 1;
+    }
+    Ok(Loaded {
+        image,
+        whole,
+        len,
+        frames: seq,
+    })
+}
+
+/// Refuses a file whose first frame is not whole unless it can be the
+/// torn meta frame of a new journal (`start` is its first bytes, up to a
+/// header's worth): small, with the magic written or zeros.
+fn first_frame_torn(len: u64, start: &[u8]) -> Result<(), ReadError> {
+    if start.starts_with(&OLD_MAGIC) {
+        return Err(ReadError::OldFormat);
+    }
+    let magic_or_zeros = start
+        .iter()
+        .zip(MAGIC)
+        .all(|(&byte, magic)| byte == magic || byte == 0);
+    if len > FIRST_FRAME_MAX || !magic_or_zeros {
+        return Err(ReadError::NotAJournal);
+    }
+    Ok(())
+}
+
+/// Checks that frame `seq` at `at`, which is not whole, is a torn last
+/// frame: no whole frame numbered after it starts anywhere past its first
+/// byte (one written after it means it was synced once: damage). A later
+/// number is at most one per header's worth of bytes that follow; a
+/// record cannot hold a frame (see [`MAGIC`]).
+fn torn_tail(file: &File, at: u64, len: u64, seq: u64) -> Result<(), ReadError> {
+    let latest = seq.saturating_add(1 + (len - at) / HEADER as u64);
+    match whole_frame_after(file, at + 1, len, seq + 1..=latest)? {
+        Some((found, header)) => Err(ReadError::Damaged {
+            at,
+            why: format!(
+                "frame {seq} is not whole, and frame {} follows it at byte {found}",
+                header.seq
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The first whole frame (intact header numbered in `seqs`, payload
+/// passing its checksum) starting in `from..len` of `file`.
+fn whole_frame_after(
+    file: &File,
+    from: u64,
+    len: u64,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> io::Result<Option<(u64, Header)>> {
+    const CHUNK: usize = 1 << 20;
+    let mut chunk = vec![0u8; CHUNK + MAGIC.len() - 1];
+    let mut at = from;
+    while at < len {
+        let n = (len - at).min(chunk.len() as u64) as usize;
+        file.read_exact_at(&mut chunk[..n], at)?;
+        for i in 0..n.saturating_sub(MAGIC.len() - 1) {
+            if chunk[i..i + MAGIC.len()] != MAGIC {
+                continue;
+            }
+            let start = at + i as u64;
+            if let Some(header) = header_at(file, start, len)?
+                && seqs.contains(&header.seq)
+                && start + header.frame_len() <= len
+                && payload_crc(file, start + HEADER as u64, header.len)? == header.crc
+            {
+                return Ok(Some((start, header)));
             }
         }
+        // The next chunk overlaps this one by a magic's length less one.
+        at += (n.saturating_sub(MAGIC.len() - 1)).max(1) as u64;
     }
-    Ok(Loaded { image, whole, len })
+    Ok(None)
 }
 
-/// Reads the next frame's payload into `payload`; `None` if it is short or
-/// fails its checksum. `left` is what the file holds from here.
-fn next_frame(
-    reader: &mut impl Read,
-    left: u64,
-    payload: &mut Vec<u8>,
-) -> Result<Option<()>, ReadError> {
-    if left < HEADER as u64 {
+fn header_at(file: &File, at: u64, len: u64) -> io::Result<Option<Header>> {
+    if len - at < HEADER as u64 {
         return Ok(None);
     }
-    let mut header = [0u8; HEADER];
-    reader.read_exact(&mut header)?;
-    let (len, crc) = match parse_header(&header) {
-        Some(found) => found,
-        None => return Ok(None),
-    };
-    if len as u64 > left - HEADER as u64 {
-        return Ok(None);
-    }
-    payload.resize(len as usize, 0);
-    reader.read_exact(payload)?;
-    Ok((crc32fast::hash(payload) == crc).then_some(()))
+    let mut bytes = [0u8; HEADER];
+    file.read_exact_at(&mut bytes, at)?;
+    Ok(Header::parse(&bytes))
 }
 
-fn parse_header(header: &[u8]) -> Option<(u32, u32)> {
-    if header[..4] != MAGIC {
-        return None;
+/// The crc32 of `len` bytes of `file` at `at`, read a piece at a time.
+fn payload_crc(file: &File, mut at: u64, len: u32) -> io::Result<u32> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut left = len as usize;
+    let mut piece = vec![0u8; left.min(1 << 20)];
+    while left > 0 {
+        let n = left.min(piece.len());
+        file.read_exact_at(&mut piece[..n], at)?;
+        hasher.update(&piece[..n]);
+        at += n as u64;
+        left -= n;
     }
-    let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-    let crc = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    Some((len, crc))
-}
-
-/// The offset of the first whole frame in `bytes`, if any.
-fn whole_frame_within(bytes: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(found) = find(&bytes[from..], &MAGIC) {
-        let at = from + found;
-        if let Some((len, crc)) = bytes.get(at..at + HEADER).and_then(parse_header)
-            && let Some(payload) = bytes.get(at + HEADER..at + HEADER + len as usize)
-            && crc32fast::hash(payload) == crc
-        {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    Ok(hasher.finalize())
 }
 
 /// The open log: appends frames, each synced, and rewrites itself when
@@ -466,6 +588,8 @@ pub(super) struct Log {
     file: File,
     path: PathBuf,
     len: u64,
+    /// The number of the next frame.
+    seq: u64,
     rewrite_at: u64,
     frame: Frame,
     /// A rewrite under way on another thread: how much of the log it
@@ -473,38 +597,57 @@ pub(super) struct Log {
     rewriting: Option<(u64, RewriteThread)>,
 }
 
-/// Writes the new file of a rewrite; returns it and its length.
-type RewriteThread = JoinHandle<io::Result<(File, u64)>>;
+/// Writes the new file of a rewrite; returns it, its length and frames.
+type RewriteThread = JoinHandle<io::Result<(File, u64, u64)>>;
 
-/// Opens the log file in `dir` for appending, locked against other
-/// processes, cutting off a torn tail (`whole` of `len` bytes are whole).
-pub(super) fn open(dir: &Path, loaded: &Loaded) -> io::Result<Log> {
+/// A log opened and locked, read but not yet written to.
+pub(super) struct Opened {
+    file: File,
+    path: PathBuf,
+    pub loaded: Loaded,
+}
+
+/// Opens (or creates) the log file in `dir`, locked against other
+/// processes, and reads it. Nothing is written: a file that is not a
+/// journal, or a damaged one, is refused as it is.
+pub(super) fn open(dir: &Path) -> Result<Opened, ReadError> {
     let path = dir.join(FILE);
-    let created = !path.exists();
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(&path)?;
+    let file = own_file::open(
+        OpenOptions::new().read(true).append(true).create(true),
+        &path,
+    )?;
     lock(&file)?;
-    let _ = std::fs::remove_file(dir.join(REWRITING));
-    if created {
+    let len = own_file::regular(&file, &path)?.len();
+    if len == 0 {
         // The new file's name must survive a crash too.
         File::open(dir)?.sync_all()?;
     }
-    if loaded.whole < loaded.len {
-        file.set_len(loaded.whole)?;
-        file.sync_all()?;
+    let loaded = read_frames(&file, len)?;
+    Ok(Opened { file, path, loaded })
+}
+
+impl Opened {
+    /// The log, ready for appends: a torn tail is cut off, and a rewrite a
+    /// crash left half done is dropped.
+    pub(super) fn start(self) -> io::Result<(Log, Loaded)> {
+        let Opened { file, path, loaded } = self;
+        let _ = std::fs::remove_file(path.with_file_name(REWRITING));
+        if loaded.whole < loaded.len {
+            file.set_len(loaded.whole)?;
+            file.sync_all()?;
+        }
+        let live = loaded.image.live_bytes();
+        let log = Log {
+            file,
+            path,
+            len: loaded.whole,
+            seq: loaded.frames,
+            rewrite_at: rewrite_threshold(live),
+            frame: Frame::default(),
+            rewriting: None,
+        };
+        Ok((log, loaded))
     }
-    let live = loaded.image.live_bytes();
-    Ok(Log {
-        file,
-        path,
-        len: loaded.whole,
-        rewrite_at: rewrite_threshold(live),
-        frame: Frame::default(),
-        rewriting: None,
-    })
 }
 
 /// Locks `file` for this process (errors say so without naming the file:
@@ -534,15 +677,14 @@ impl Log {
         if self.frame.is_empty() {
             return Ok(());
         }
-        let bytes = self.frame.seal();
-        let n = bytes.len() as u64;
-        let written = self
-            .file
-            .write_all(bytes)
-            .and_then(|()| self.file.sync_data());
+        let written = self.frame.seal(self.seq).and_then(|bytes| {
+            self.file.write_all(bytes)?;
+            self.file.sync_data()?;
+            Ok(bytes.len() as u64)
+        });
         self.frame.clear();
-        written?;
-        self.len += n;
+        self.len += written?;
+        self.seq += 1;
         Ok(())
     }
 
@@ -594,8 +736,10 @@ impl Log {
         let (path, covered) = (self.path.clone(), self.len);
         let new = self.rewriting_path();
         let thread = std::thread::spawn(move || {
-            let loaded =
-                read_prefix(&path, covered).map_err(|e| io::Error::other(e.to_string()))?;
+            let loaded = own_file::open_to_read(&path)
+                .map_err(ReadError::from)
+                .and_then(|file| read_frames(&file, covered))
+                .map_err(|e| io::Error::other(e.to_string()))?;
             write_new(&new, &loaded.image)
         });
         self.rewriting = Some((covered, thread));
@@ -613,15 +757,17 @@ impl Log {
         let written = thread
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the rewrite thread panicked")));
-        let (mut file, mut len) = written.map_err(not_done)?;
-        let appended = copy_range(&self.file, covered, self.len, &mut file)
+        let (mut file, mut len, mut seq) = written.map_err(not_done)?;
+        let (bytes, frames) = copy_frames(&self.file, covered, self.len, &mut file, seq)
             .and_then(|n| file.sync_data().map(|()| n))
             .map_err(not_done)?;
-        len += appended;
+        len += bytes;
+        seq += frames;
         std::fs::rename(&new, &self.path).map_err(not_done)?;
         // The new file is the log now, whatever happens next.
         self.file = file;
         self.len = len;
+        self.seq = seq;
         self.rewrite_at = rewrite_threshold(len);
         let dir = self.path.parent().unwrap_or(Path::new("."));
         File::open(dir)
@@ -645,15 +791,32 @@ impl Drop for Log {
     }
 }
 
-/// Appends bytes `from..to` of `source` to `target`; returns how many.
-fn copy_range(mut source: &File, from: u64, to: u64, target: &mut File) -> io::Result<u64> {
-    // Appends go to the end whatever the position, so reading may move it.
-    source.seek(SeekFrom::Start(from))?;
-    let copied = io::copy(&mut source.take(to - from), target)?;
-    if copied < to - from {
-        return Err(io::ErrorKind::UnexpectedEof.into());
+/// Appends the frames in bytes `from..to` of `source` (whole ones, all
+/// synced) to `target`, numbered from `seq` on; returns the bytes and the
+/// frames copied.
+fn copy_frames(
+    source: &File,
+    from: u64,
+    to: u64,
+    target: &mut File,
+    seq: u64,
+) -> io::Result<(u64, u64)> {
+    let mut at = from;
+    let mut frame = Frame::default();
+    let mut frames = 0;
+    while at < to {
+        let header = header_at(source, at, to)?.ok_or_else(|| {
+            io::Error::other(format!("the journal's frame at byte {at} changed under it"))
+        })?;
+        frame.clear();
+        let start = frame.buf.len();
+        frame.buf.resize(start + header.len as usize, 0);
+        source.read_exact_at(&mut frame.buf[start..], at + HEADER as u64)?;
+        target.write_all(frame.seal(seq + frames)?)?;
+        at += header.frame_len();
+        frames += 1;
     }
-    Ok(copied)
+    Ok((at - from, frames))
 }
 
 /// Why a rewrite did not happen.
@@ -674,24 +837,28 @@ impl std::fmt::Display for Rewrite {
 }
 
 /// Writes `image` as a log at `path`, synced and locked; the file, open for
-/// appending, and its length.
-fn write_new(path: &Path, image: &Image) -> io::Result<(File, u64)> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
+/// appending, its length and its frames.
+fn write_new(path: &Path, image: &Image) -> io::Result<(File, u64, u64)> {
+    let mut file = own_file::open(
+        OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .truncate(false),
+        path,
+    )?;
     lock(&file)?;
+    own_file::regular(&file, path)?;
     file.set_len(0)?;
-    let mut len = 0u64;
+    let (mut len, mut seq) = (0u64, 0u64);
     image.encode(|frame| {
-        let bytes = frame.seal();
+        let bytes = frame.seal(seq)?;
         len += bytes.len() as u64;
+        seq += 1;
         file.write_all(bytes)
     })?;
     file.sync_all()?;
-    Ok((file, len))
+    Ok((file, len, seq))
 }
 
 #[cfg(test)]
@@ -699,8 +866,7 @@ mod tests {
     use super::*;
 
     fn open_empty(dir: &Path) -> Log {
-        let loaded = read(&dir.join(FILE)).unwrap();
-        open(dir, &loaded).unwrap()
+        open(dir).unwrap().start().unwrap().0
     }
 
     #[test]
@@ -799,11 +965,163 @@ mod tests {
         drop(log);
         // The half-written new file a crash before the rename leaves.
         std::fs::write(dir.path().join(REWRITING), MAGIC).unwrap();
-        let loaded = read(&path).unwrap();
-        let log = open(dir.path(), &loaded).unwrap();
+        let (log, loaded) = open(dir.path()).unwrap().start().unwrap();
         assert!(!dir.path().join(REWRITING).exists());
         assert_eq!(loaded.image.keys["k"].0, 7);
         assert_eq!(log.len, loaded.len);
+    }
+
+    /// A log of a meta frame and one frame per `(key, memory)`, and the
+    /// length of the file after each frame.
+    fn write_log(dir: &Path, commits: &[(u8, String)]) -> Vec<u64> {
+        let mut log = open_empty(dir);
+        log.frame().meta("f", "a");
+        log.append().unwrap();
+        let mut ends = vec![log.len];
+        for (seq, (key, memory)) in commits.iter().enumerate() {
+            log.frame()
+                .key(&format!("k{key}"), seq as u64 + 1, memory.as_bytes());
+            log.append().unwrap();
+            ends.push(log.len);
+        }
+        ends
+    }
+
+    fn damaged(path: &Path) -> String {
+        match read(path) {
+            Err(e @ ReadError::Damaged { .. }) => e.to_string(),
+            other => panic!("not refused as damaged: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_length_changed_to_reach_the_end_is_damage_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let commits: Vec<_> = (0..4).map(|n| (n, format!("{{\"n\":{n}}}"))).collect();
+        let ends = write_log(dir.path(), &commits);
+        let good = std::fs::read(&path).unwrap();
+        let at = ends[1] as usize; // frame 2, a committed one
+        let reach_end = |bytes: &mut Vec<u8>| {
+            let len = (bytes.len() - at - HEADER) as u32;
+            bytes[at + 12..at + 16].copy_from_slice(&len.to_le_bytes());
+        };
+        // The length changed alone: the header fails its own checksum.
+        let mut bytes = good.clone();
+        reach_end(&mut bytes);
+        std::fs::write(&path, &bytes).unwrap();
+        let why = damaged(&path);
+        assert!(why.contains(&format!("damaged at byte {at}")), "{why}");
+        assert!(why.contains("frame 3 follows it"), "{why}");
+        // With the header's checksum made to match: the frames inside the
+        // "torn" frame are numbered after it, which no record can hold.
+        let sum = crc32fast::hash(&bytes[at..at + 20]);
+        bytes[at + 20..at + 24].copy_from_slice(&sum.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        damaged(&path);
+        // Opening refuses it, and leaves the file as it was.
+        let err = open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("damaged"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        // A frame out of order, a failing frame with frames after it.
+        let mut bytes = good.clone();
+        bytes[at + 4] = 7;
+        let sum = crc32fast::hash(&bytes[at..at + 20]);
+        bytes[at + 20..at + 24].copy_from_slice(&sum.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(damaged(&path).contains("frame number 7 where frame 2 belongs"));
+        let mut bytes = good.clone();
+        bytes[at + HEADER] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(damaged(&path).contains("fails its checksum"));
+    }
+
+    #[test]
+    fn a_zeroed_header_with_frames_after_it_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let commits: Vec<_> = (0..3).map(|n| (n, "{}".to_string())).collect();
+        let ends = write_log(dir.path(), &commits);
+        let good = std::fs::read(&path).unwrap();
+        let mut bytes = good.clone();
+        let at = ends[1] as usize;
+        bytes[at..at + HEADER].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(damaged(&path).contains(&format!("damaged at byte {at}")));
+        // The same zeros on the last frame: a torn tail, cut.
+        let mut bytes = good;
+        bytes.truncate(ends[3] as usize);
+        let last = ends[2] as usize;
+        bytes[last..last + HEADER].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let loaded = read(&path).unwrap();
+        assert_eq!((loaded.whole, loaded.frames), (ends[2], 3));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_journal_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let text = b"my notes, not a journal\n".repeat(3);
+        std::fs::write(&path, &text).unwrap();
+        let err = open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("not a weir journal"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), text);
+        // Nor a file behind a link, which is not followed.
+        let other = tempfile::tempdir().unwrap();
+        let victim = other.path().join("victim.txt");
+        std::fs::write(&victim, b"victim").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let err = open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert!(
+            read(&path)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("symbolic link")
+        );
+        // A dangling link is not created through either.
+        std::fs::remove_file(&victim).unwrap();
+        assert!(open(dir.path()).is_err());
+        assert!(!victim.exists());
+        // A journal of the format before numbered frames.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"WJL\x01\x05\0\0\0\0\0\0\0hello").unwrap();
+        assert!(matches!(open(dir.path()), Err(ReadError::OldFormat)));
+        // A torn first frame (zeros, or the magic and a little) is cut.
+        for torn in [&[0u8; 30][..], &MAGIC[..3]] {
+            std::fs::write(&path, torn).unwrap();
+            let (_, loaded) = open(dir.path()).unwrap().start().unwrap();
+            assert_eq!(loaded.whole, 0);
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        }
+    }
+
+    #[test]
+    fn a_rewrite_numbers_its_frames_and_the_ones_copied_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut log = open_empty(dir.path());
+        log.frame().meta("f", "a");
+        log.append().unwrap();
+        for seq in 0..5u64 {
+            log.frame().key("k", seq, b"{}");
+            log.append().unwrap();
+        }
+        log.start_rewrite();
+        log.frame().key("late", 1, b"{}");
+        log.append().unwrap();
+        log.rewrite().unwrap();
+        log.frame().key("later", 2, b"{}");
+        log.append().unwrap();
+        drop(log);
+        let loaded = read(&path).unwrap();
+        assert_eq!(loaded.whole, loaded.len);
+        // One frame of live state, the one copied, the one appended.
+        assert_eq!(loaded.frames, 3);
+        assert_eq!(loaded.image.keys.len(), 3);
     }
 
     #[test]
@@ -813,11 +1131,12 @@ mod tests {
         let mut log = open_empty(dir.path());
         log.frame().meta("f", "a");
         log.append().unwrap();
-        // A record whose bytes hold a whole frame of their own.
+        // The nearest a key (the only raw text in a record) comes to a
+        // whole frame numbered after its own: text cannot hold the magic.
         let mut inner = Frame::default();
         inner.key("k", 9, b"{}");
-        let inner = inner.seal().to_vec();
-        log.frame().key("outer", 1, &inner);
+        let inner = String::from_utf8_lossy(inner.seal(2).unwrap()).into_owned();
+        log.frame().key(&inner, 1, b"{}");
         log.append().unwrap();
         drop(log);
         // The crash left the last frame whole but for its last byte.
@@ -827,5 +1146,69 @@ mod tests {
         let loaded = read(&path).unwrap();
         assert!(loaded.whole < loaded.len, "the torn frame is cut off");
         assert!(loaded.image.keys.is_empty());
+        // And its header zeroed as well.
+        let at = loaded.whole as usize;
+        bytes[at..at + HEADER].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read(&path).unwrap().whole, at as u64);
+    }
+
+    mod crash {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+            /// Any commits, a crash at any byte (the file cut there, and
+            /// maybe zeros or garbage after): the journal reopens to a
+            /// prefix of the commits, every frame wholly before the cut
+            /// kept, and a pure cut is never refused.
+            #[test]
+            fn a_crash_at_any_byte_reopens_to_a_prefix(
+                commits in prop::collection::vec((0u8..4, "[a-z\"{}:0-9 ]{0,40}"), 1..8),
+                cut in 0.0f64..=1.0,
+                after in prop_oneof![
+                    Just(Vec::new()),
+                    prop::collection::vec(Just(0u8), 1..64),
+                    prop::collection::vec(any::<u8>(), 1..64),
+                ],
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join(FILE);
+                let ends = write_log(dir.path(), &commits);
+                let mut bytes = std::fs::read(&path).unwrap();
+                let cut = (bytes.len() as f64 * cut) as usize;
+                bytes.truncate(cut);
+                bytes.extend_from_slice(&after);
+                std::fs::write(&path, &bytes).unwrap();
+                let kept = ends.iter().filter(|&&end| end <= cut as u64).count();
+                let opened = match open(dir.path()) {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        prop_assert!(!after.is_empty(), "a pure cut at {cut} was refused: {e}");
+                        prop_assert_eq!(std::fs::read(&path).unwrap(), bytes, "a refused file is untouched");
+                        return Ok(());
+                    }
+                };
+                let (mut log, loaded) = opened.start().unwrap();
+                prop_assert_eq!(loaded.frames as usize, kept);
+                let mut expected = BTreeMap::new();
+                for (seq, (key, memory)) in commits.iter().take(kept.saturating_sub(1)).enumerate() {
+                    expected.insert(format!("k{key}"), (seq as u64 + 1, memory.as_bytes().to_vec()));
+                }
+                prop_assert_eq!(&loaded.image.keys, &expected);
+                // And it goes on: a commit after the crash is read back.
+                if kept == 0 {
+                    log.frame().meta("f", "a");
+                }
+                log.frame().key("after", 99, b"{}");
+                log.append().unwrap();
+                drop(log);
+                let again = read(&path).unwrap();
+                prop_assert_eq!(again.whole, again.len);
+                prop_assert_eq!(again.image.keys.len(), expected.len() + 1);
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@
 
 mod journal;
 mod log;
+pub mod own_file;
 mod position;
 
 pub use journal::{CallRecord, Inspection, Outcome, StateError, StateStore, compact, inspect};
