@@ -1,6 +1,34 @@
 //! The `weir` binary.
 
+/// The CLI's `println!`: std's panics when stdout is a pipe whose reader
+/// has gone (`weir skill inspect | head`); this one ends weir quietly
+/// instead, with the status a process killed by SIGPIPE has (128 + 13), as
+/// other Unix tools do. Defined before `mod cli` so it shadows std's macro
+/// in every command.
+macro_rules! println {
+    () => {
+        $crate::print_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::print_line(format_args!($($arg)*))
+    };
+}
+
 mod cli;
+
+/// Writes one line to stdout; a closed pipe ends the process (see
+/// `println!` above), any other failure is reported and ends it too.
+fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("weir: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
 
 use clap::Parser;
 

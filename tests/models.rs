@@ -148,6 +148,41 @@ async fn rate_limits_and_server_errors_are_retried_then_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_ends_or_stalls_is_cut_with_a_clear_error() {
+    let server = ModelServer::start().await;
+    server.script([
+        // 64 KiB of whitespace a millisecond, forever: cut at the size
+        // limit, long before the 3 s deadline.
+        Reply::Endless,
+        // The start of an answer, then silence: cut at the deadline.
+        Reply::Stalled("{\"choices\": [".into()),
+    ]);
+    let agent = agent_with_model(&server.url, "endless")
+        .action(
+            ActionBuilder::new("ask", "m")
+                .listen(types::INPUT)
+                .model("assistant"),
+        )
+        .build();
+    let events = vec![ask("assistant", "q1"), ask("assistant", "q2")];
+    let (outputs, _) = run(plan(&agent).await, events).await;
+    let message = |i: usize| outputs[i].payload["message"].as_str().unwrap().to_string();
+    assert_eq!(outputs.len(), 2, "{outputs:#?}");
+    assert!(
+        message(0).contains("the response is over the 33554432 byte limit"),
+        "{}",
+        message(0)
+    );
+    assert!(
+        message(1).contains("the response did not arrive within 3 s"),
+        "{}",
+        message(1)
+    );
+    // Neither is retried: the server answered, badly.
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_server_gives_an_error_event_and_other_keys_go_on() {
     // Nothing listens on this port once the listener is dropped.
     let dead = {

@@ -281,7 +281,9 @@ async fn skills_push_to_and_install_from_a_real_oci_registry() {
     let publisher = SkillStore::open(tmp.path().join("publisher"));
     let installed = publisher.install_dir(&greeter_package(tmp.path())).unwrap();
     let tag = Reference::parse(&format!("{}/skills/greeter:0.1.0", registry.host)).unwrap();
-    let manifest_digest = oci::push(&publisher, &installed, &tag).await.unwrap();
+    let manifest_digest = oci::push(&publisher, &installed, &tag, &Default::default())
+        .await
+        .unwrap();
 
     // By tag, into another store.
     let user = SkillStore::open(tmp.path().join("user"));
@@ -825,4 +827,453 @@ async fn a_registry_that_wants_a_login_gets_a_clear_error() {
     assert!(err.contains("401"), "{err}");
     assert!(err.contains("WEIR_REGISTRY_USER"), "{err}");
     assert_empty(&store);
+}
+
+/// Runs the weir binary with `env`, killed after `limit` so that a hang is
+/// a failure, not a stuck suite.
+fn weir_within(
+    limit: std::time::Duration,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("weir {args:?} still running after {limit:?}: {out:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Serves `app` on loopback; returns `host:port`.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    host
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_service_that_never_ends_its_body_is_cut_at_the_limit() {
+    use axum::http::{StatusCode, header};
+    use support::model_server::Endless;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let challenge = format!("Bearer realm=\"http://{host}/token\",service=\"test\"");
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    Endless::new(" ".repeat(64 << 10), std::time::Duration::from_millis(1)),
+                )
+            }),
+        )
+        .fallback(move || async move {
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, challenge)],
+                "",
+            )
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let reference = format!("{host}/acme/greeter:0.1.0");
+    let out = tokio::task::spawn_blocking(move || {
+        weir_within(
+            std::time::Duration::from_secs(60),
+            &["skill", "install", &reference],
+            &[("WEIR_SKILLS_DIR", store.as_os_str())],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("the token service's answer is over the 4194304 byte limit"),
+        "{said}"
+    );
+    assert_empty(&SkillStore::open(tmp.path().join("store")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_and_download_bodies_that_stall_fail_at_the_deadline() {
+    use support::model_server::Stalled;
+    let host = serve(
+        axum::Router::new()
+            .route(
+                "/v2/acme/greeter/manifests/0.1.0",
+                axum::routing::get(|| async { Stalled::new("{\"schemaVersion\": ") }),
+            )
+            .route(
+                "/greeter.tar.gz",
+                axum::routing::get(|| async { Stalled::new(vec![0x1f, 0x8b]) }),
+            ),
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let run = |args: Vec<String>, timeout: Option<&str>| {
+        let store = store.clone();
+        let timeout = timeout.map(std::ffi::OsString::from);
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut env = vec![("WEIR_SKILLS_DIR", store.as_os_str())];
+            if let Some(timeout) = &timeout {
+                env.push(("WEIR_REGISTRY_TIMEOUT", timeout.as_os_str()));
+            }
+            weir_within(std::time::Duration::from_secs(60), &args, &env)
+        })
+    };
+    let digest = format!("sha256:{}", "3".repeat(64));
+    let outs = [
+        // The deadline from the environment, and from the flag.
+        run(
+            vec![
+                "skill".into(),
+                "install".into(),
+                format!("{host}/acme/greeter:0.1.0"),
+            ],
+            Some("2"),
+        ),
+        run(
+            vec![
+                "skill".into(),
+                "install".into(),
+                format!("http://{host}/greeter.tar.gz"),
+                "--sha256".into(),
+                digest,
+                "--timeout".into(),
+                "2".into(),
+            ],
+            None,
+        ),
+    ];
+    let mut said = Vec::new();
+    for out in outs {
+        let out = out.await.unwrap();
+        assert!(!out.status.success());
+        said.push(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    assert!(
+        said[0].contains("the manifest did not arrive within 2 s"),
+        "{}",
+        said[0]
+    );
+    assert!(said[0].contains("--timeout"), "{}", said[0]);
+    assert!(
+        said[1].contains("the package did not arrive within 2 s"),
+        "{}",
+        said[1]
+    );
+    assert_empty(&SkillStore::open(&store));
+}
+
+/// A response with `status`, `headers` and `body`.
+fn reply(
+    status: u16,
+    headers: &[(axum::http::HeaderName, String)],
+    body: &str,
+) -> axum::response::Response {
+    let mut response = axum::response::Response::new(axum::body::Body::from(body.to_string()));
+    *response.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_goes_only_to_the_registry_s_own_origin() {
+    use axum::http::{HeaderMap, Method, Uri, header};
+    use std::sync::{Arc, Mutex};
+    type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    fn record(seen: &Seen, method: &Method, uri: &Uri, headers: &HeaderMap) {
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap().to_string());
+        let what = format!("{method} {}", uri.path());
+        seen.lock().unwrap().push((what, auth));
+    }
+    // An internal service on another port of the same host: it must never
+    // see the login, whatever the registry points at it.
+    let internal_seen = Seen::default();
+    let seen = internal_seen.clone();
+    let internal = serve(axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap| async move {
+            record(&seen, &method, &uri, &headers);
+            match method {
+                Method::PUT => reply(201, &[], ""),
+                _ => reply(200, &[], "{\"token\": \"internal\"}"),
+            }
+        },
+    ))
+    .await;
+    let registry_seen = Seen::default();
+    let seen = registry_seen.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let (own, to_internal) = (format!("http://{host}/token"), format!("http://{internal}"));
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap| async move {
+            record(&seen, &method, &uri, &headers);
+            let path = uri.path();
+            let challenge = |realm: &str| {
+                reply(
+                    401,
+                    &[(
+                        header::WWW_AUTHENTICATE,
+                        format!("Bearer realm=\"{realm}\""),
+                    )],
+                    "",
+                )
+            };
+            let authorized = headers
+                .get(header::AUTHORIZATION)
+                .is_some_and(|v| v.as_bytes().starts_with(b"Bearer "));
+            if path == "/token" {
+                reply(200, &[], "{\"token\": \"own\"}")
+            } else if path.starts_with("/v2/acme/leak/") {
+                // Sends the token request to the internal service.
+                challenge(&format!("{to_internal}/token"))
+            } else if path.starts_with("/v2/acme/own/") && !authorized {
+                challenge(&own)
+            } else if path.ends_with("/blobs/uploads/") {
+                // Uploads go to another origin (as registries on object
+                // stores do): no login goes with them.
+                reply(
+                    202,
+                    &[(header::LOCATION, format!("{to_internal}/upload/1"))],
+                    "",
+                )
+            } else if method == Method::PUT {
+                reply(201, &[], "")
+            } else {
+                reply(404, &[], "")
+            }
+        },
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = greeter_package(tmp.path());
+    let store = tmp.path().join("store");
+    let weir = |args: Vec<String>| {
+        let (store, host) = (store.clone(), host.clone());
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let env = [
+                ("WEIR_SKILLS_DIR", store.as_os_str()),
+                ("WEIR_REGISTRY_HOST", std::ffi::OsStr::new(&host)),
+                ("WEIR_REGISTRY_USER", std::ffi::OsStr::new("ada")),
+                ("WEIR_REGISTRY_PASSWORD", std::ffi::OsStr::new("secret")),
+            ];
+            weir_within(std::time::Duration::from_secs(60), &args, &env)
+        })
+    };
+    let install = |repo: &str| {
+        weir(vec![
+            "skill".into(),
+            "install".into(),
+            format!("{host}/acme/{repo}:0.1.0"),
+        ])
+    };
+    // A realm on another origin gets no login, and the error says why.
+    let out = install("leak").await.unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("did not send it your login"), "{said}");
+    // The registry's own token service gets it.
+    let out = install("own").await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404"),
+        "{out:?}"
+    );
+    // A push: the login goes to the registry, not to the upload location.
+    let out = weir(vec![
+        "skill".into(),
+        "push".into(),
+        dir.display().to_string(),
+        format!("{host}/acme/push:0.1.0"),
+    ])
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let basic = "Basic YWRhOnNlY3JldA=="; // ada:secret
+    let internal_seen = internal_seen.lock().unwrap().clone();
+    assert!(
+        internal_seen.iter().any(|(what, _)| what == "GET /token"),
+        "{internal_seen:?}"
+    );
+    assert!(
+        internal_seen
+            .iter()
+            .any(|(what, _)| what.starts_with("PUT /upload/1")),
+        "{internal_seen:?}"
+    );
+    assert!(
+        internal_seen.iter().all(|(_, auth)| auth.is_none()),
+        "{internal_seen:?}"
+    );
+    let registry_seen = registry_seen.lock().unwrap().clone();
+    let auth_of = |what: &str| {
+        registry_seen
+            .iter()
+            .find(|(w, _)| w == what)
+            .and_then(|(_, auth)| auth.clone())
+    };
+    assert_eq!(
+        auth_of("GET /token").as_deref(),
+        Some(basic),
+        "{registry_seen:?}"
+    );
+    assert_eq!(
+        auth_of("POST /v2/acme/push/blobs/uploads/").as_deref(),
+        Some(basic),
+        "{registry_seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_package_of_one_name_and_version_is_refused_unless_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SkillStore::open(tmp.path().join("store"));
+    let first = store.install_dir(&greeter_package(tmp.path())).unwrap();
+    let changed = greeter_package(&tmp.path().join("changed"));
+    std::fs::write(changed.join("references/style.md"), "Be curt.\n").unwrap();
+
+    // The store: refused, nothing placed, the first package stays.
+    let err = store.install_dir(&changed).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    let said = err.to_string();
+    assert!(
+        said.contains("greeter@0.1.0 is already installed as another package")
+            && said.contains(&first.digest)
+            && said.contains("--force"),
+        "{said}"
+    );
+    assert_eq!(store.get("greeter", Some("0.1.0")).unwrap(), first);
+    let blobs = std::fs::read_dir(store.root().join("blobs/sha256")).unwrap();
+    assert_eq!(blobs.count(), 1);
+    // The same package again is no conflict; replacing is explicit.
+    store.install_dir(&greeter_package(tmp.path())).unwrap();
+    let second = store.clone().replacing(true).install_dir(&changed).unwrap();
+    assert_ne!(second.digest, first.digest);
+    assert_eq!(store.get("greeter", None).unwrap().digest, second.digest);
+
+    // The CLI says how to force, and --force does.
+    let cli_store = tmp.path().join("cli-store");
+    let env = [("WEIR_SKILLS_DIR", cli_store.as_os_str())];
+    let limit = std::time::Duration::from_secs(60);
+    let original = greeter_package(tmp.path()).display().to_string();
+    let changed_dir = changed.display().to_string();
+    let out = weir_within(limit, &["skill", "install", &original], &env);
+    assert!(out.status.success(), "{out:?}");
+    let out = weir_within(limit, &["skill", "install", &changed_dir], &env);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--force"),
+        "{out:?}"
+    );
+    let out = weir_within(limit, &["skill", "install", &changed_dir, "--force"], &env);
+    assert!(out.status.success(), "{out:?}");
+
+    // A registry tag naming another package of greeter@0.1.0 is not moved
+    // without --force; a tag may move to another version.
+    let registry = Registry::start();
+    let tag = Reference::parse(&format!("{}/skills/greeter:0.1.0", registry.host)).unwrap();
+    let publisher = SkillStore::open(tmp.path().join("publisher"));
+    let first = publisher.install_dir(&greeter_package(tmp.path())).unwrap();
+    oci::push(&publisher, &first, &tag, &Default::default())
+        .await
+        .unwrap();
+    // The same package again is fine.
+    oci::push(&publisher, &first, &tag, &Default::default())
+        .await
+        .unwrap();
+    let other = SkillStore::open(tmp.path().join("other"));
+    let second = other.install_dir(&changed).unwrap();
+    let err = oci::push(&other, &second, &tag, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("this tag already names another package of greeter@0.1.0")
+            && err.contains("--force"),
+        "{err}"
+    );
+    let pulled = oci::install(&SkillStore::open(tmp.path().join("u1")), &tag, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(pulled.digest, first.digest);
+    let force = oci::RegistryOptions {
+        replace: true,
+        ..Default::default()
+    };
+    oci::push(&other, &second, &tag, &force).await.unwrap();
+    let pulled = oci::install(&SkillStore::open(tmp.path().join("u2")), &tag, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(pulled.digest, second.digest);
+    let latest = Reference::parse(&format!("{}/skills/greeter:latest", registry.host)).unwrap();
+    oci::push(&publisher, &first, &latest, &Default::default())
+        .await
+        .unwrap();
+    let newer = greeter_package(&tmp.path().join("newer"));
+    let manifest = std::fs::read_to_string(newer.join("weir-skill.toml")).unwrap();
+    std::fs::write(
+        newer.join("weir-skill.toml"),
+        manifest.replace("version = \"0.1.0\"", "version = \"0.2.0\""),
+    )
+    .unwrap();
+    let newer = publisher.install_dir(&newer).unwrap();
+    oci::push(&publisher, &newer, &latest, &Default::default())
+        .await
+        .unwrap();
+}
+
+#[test]
+fn the_cli_ends_quietly_when_its_reader_goes_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    SkillStore::open(&store)
+        .install_dir(&greeter_package(tmp.path()))
+        .unwrap();
+    for args in [
+        &["skill", "inspect", "greeter"][..],
+        &["skill", "list"],
+        &["skill", "verify"],
+    ] {
+        // A pipe whose reader is gone before weir writes (`| head` that
+        // has had its lines).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .env("WEIR_SKILLS_DIR", &store)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+        assert!(said.is_empty(), "{args:?}: {said}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {out:?}");
+    }
 }

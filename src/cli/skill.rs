@@ -57,6 +57,12 @@ pub enum SkillCommand {
         /// The store.
         #[arg(long, env = "WEIR_SKILLS_DIR")]
         store: Option<PathBuf>,
+        /// Replace what is already there under this name and version (in the
+        /// local store and at the tag) with another package.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Install a skill from an OCI registry, a directory, an archive file, or an https URL.
     Install {
@@ -69,6 +75,11 @@ pub enum SkillCommand {
         /// The store (default: `$WEIR_SKILLS_DIR`, else the user's data dir).
         #[arg(long, env = "WEIR_SKILLS_DIR")]
         store: Option<PathBuf>,
+        /// Replace an installed package of the same name and version.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// List installed skills.
     List {
@@ -106,6 +117,24 @@ pub enum SkillCommand {
         #[arg(long, env = "WEIR_SKILLS_DIR")]
         store: Option<PathBuf>,
     },
+}
+
+/// How to talk to registries and download URLs.
+#[derive(clap::Args)]
+pub struct RegistryArgs {
+    /// Seconds each registry request or download may take, its whole body included.
+    #[arg(long = "timeout", env = "WEIR_REGISTRY_TIMEOUT", default_value_t = 300)]
+    timeout_secs: u64,
+}
+
+impl RegistryArgs {
+    fn options(&self, force: bool) -> oci::RegistryOptions {
+        oci::RegistryOptions {
+            timeout: std::time::Duration::from_secs(self.timeout_secs),
+            replace: force,
+            ..oci::RegistryOptions::default()
+        }
+    }
 }
 
 fn open_store(store: Option<PathBuf>) -> SkillStore {
@@ -178,13 +207,26 @@ impl SkillCommand {
                 reference,
                 sha256,
                 store,
-            } => install(&open_store(store), &reference, sha256.as_deref()).await,
+                force,
+                registry,
+            } => {
+                let store = open_store(store).replacing(force);
+                install(
+                    &store,
+                    &reference,
+                    sha256.as_deref(),
+                    &registry.options(force),
+                )
+                .await
+            }
             SkillCommand::Push {
                 skill,
                 reference,
                 store,
+                force,
+                registry,
             } => {
-                let store = open_store(store);
+                let store = open_store(store).replacing(force);
                 let reference = Reference::parse(&reference).map_err(anyhow::Error::msg)?;
                 let installed = if Path::new(&skill).is_dir() {
                     store.install_dir(Path::new(&skill))?
@@ -192,7 +234,8 @@ impl SkillCommand {
                     let (name, version) = split_ref(&skill);
                     store.get(name, version)?
                 };
-                let digest = oci::push(&store, &installed, &reference).await?;
+                let digest =
+                    oci::push(&store, &installed, &reference, &registry.options(force)).await?;
                 println!(
                     "pushed {}@{} to {reference} (manifest {digest}, package {})",
                     installed.name, installed.version, installed.digest
@@ -304,6 +347,7 @@ async fn install(
     store: &SkillStore,
     reference: &str,
     sha256: Option<&str>,
+    options: &oci::RegistryOptions,
 ) -> anyhow::Result<ExitCode> {
     if let Some(expected) = sha256 {
         anyhow::ensure!(
@@ -316,13 +360,8 @@ async fn install(
         && let Ok(oci_ref) = Reference::parse(reference)
     {
         let bar = progress_bar(&format!("pulling {oci_ref}"));
-        let report = |done: u64, total: Option<u64>| {
-            if let Some(bar) = &bar {
-                bar.set_length(total.unwrap_or(0));
-                bar.set_position(done);
-            }
-        };
-        let installed = oci::install_pinned(store, &oci_ref, sha256, &report).await?;
+        let installed =
+            oci::install_pinned(store, &oci_ref, sha256, options, &report_to(&bar)).await?;
         if let Some(bar) = bar {
             bar.finish_with_message("pulled");
         }
@@ -335,7 +374,12 @@ async fn install(
         })?;
         let staging = store.temp_dir()?;
         let file = staging.path().join("download.tar.gz");
-        download(reference, &file).await?;
+        let bar = progress_bar(&format!("downloading {reference}"));
+        let received = oci::download(reference, &file, options, &report_to(&bar)).await?;
+        match bar {
+            Some(bar) => bar.finish_with_message("downloaded"),
+            None => eprintln!("downloaded {received} bytes"),
+        }
         store.install_archive(&file, Some(expected), reference)?
     } else {
         if path.is_dir() {
@@ -380,46 +424,14 @@ fn progress_bar(message: &str) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-/// Downloads `url` to `file`, with a progress bar on a terminal and plain
-/// lines otherwise.
-async fn download(url: &str, file: &Path) -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut response = reqwest::get(url)
-        .await
-        .with_context(|| format!("cannot fetch {url}"))?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "{url} answered {}",
-        response.status()
-    );
-    let total = response.content_length();
-    let limit = archive::ArchiveLimits::default().max_total_bytes;
-    if let Some(total) = total {
-        anyhow::ensure!(
-            total <= limit,
-            "{url} is {total} bytes, over the {limit} byte limit"
-        );
-    }
-    let bar = progress_bar(&format!("downloading {url}"));
-    if let (Some(bar), Some(total)) = (&bar, total) {
-        bar.set_length(total);
-    }
-    let mut out = tokio::fs::File::create(file).await?;
-    let mut received: u64 = 0;
-    while let Some(chunk) = response.chunk().await? {
-        received += chunk.len() as u64;
-        anyhow::ensure!(received <= limit, "{url} is over the {limit} byte limit");
-        out.write_all(&chunk).await?;
-        if let Some(bar) = &bar {
-            bar.set_position(received);
+/// Progress reports moving `bar`, if there is one.
+fn report_to(bar: &Option<indicatif::ProgressBar>) -> impl Fn(u64, Option<u64>) + '_ {
+    move |done, total| {
+        if let Some(bar) = bar {
+            bar.set_length(total.unwrap_or(0));
+            bar.set_position(done);
         }
     }
-    out.flush().await?;
-    match bar {
-        Some(bar) => bar.finish_with_message("downloaded"),
-        None => eprintln!("downloaded {received} bytes"),
-    }
-    Ok(())
 }
 
 fn inspect(skill: &InstalledSkill) -> anyhow::Result<()> {

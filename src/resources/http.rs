@@ -1,16 +1,21 @@
-//! JSON over HTTP to model servers: per-call deadline, retries with
-//! exponential backoff and full jitter on 429, 5xx and transport errors,
-//! honouring `Retry-After`.
+//! JSON over HTTP to model servers: per-call deadline (the whole body
+//! included), a bound on the answer's size, retries with exponential
+//! backoff and full jitter on 429, 5xx and transport errors, honouring
+//! `Retry-After`.
 
 use super::model::ModelError;
+use crate::util::{BodyError, BoundedBody};
 use serde_json::Value;
 use std::time::Duration;
 
 /// How a connection talks to its server.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// Deadline of one attempt.
+    /// Deadline of one attempt, from sending the request to the end of the
+    /// answer's body.
     pub timeout: Duration,
+    /// Largest answer body, in bytes.
+    pub max_response_bytes: u64,
     /// Retries after the first attempt.
     pub max_retries: u32,
     /// First backoff; doubles per retry.
@@ -23,6 +28,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             timeout: Duration::from_secs(60),
+            max_response_bytes: 32 << 20,
             max_retries: 3,
             backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(20),
@@ -53,14 +59,11 @@ fn backoff(settings: &HttpSettings, attempt: u32) -> Duration {
 /// Cuts a response body for error messages.
 fn snippet(body: &str) -> String {
     const MAX: usize = 512;
-    if body.len() <= MAX {
+    let head = crate::util::head(body, MAX);
+    if head.len() == body.len() {
         return body.trim().to_string();
     }
-    let mut end = MAX;
-    while !body.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", body[..end].trim())
+    format!("{}…", head.trim())
 }
 
 /// POSTs `body` as JSON and returns the JSON answer.
@@ -78,24 +81,51 @@ pub async fn post_json(
         for (name, value) in headers {
             request = request.header(*name, value);
         }
+        let started = tokio::time::Instant::now();
         let (failure, wait) = match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                if response.status().is_success() {
-                    let text = response.text().await.map_err(|e| ModelError::Unavailable {
-                        provider,
-                        url: url.to_string(),
-                        message: format!("reading the response: {e}"),
-                        attempts: attempt + 1,
+                let success = response.status().is_success();
+                let wait = retry_after(&response);
+                let body = BoundedBody::new(
+                    response,
+                    "response",
+                    settings.max_response_bytes,
+                    started,
+                    settings.timeout,
+                );
+                if success {
+                    let bytes = match body {
+                        Ok(body) => body.read_all().await,
+                        Err(e) => Err(e),
+                    }
+                    .map_err(|e| match e {
+                        BodyError::TooBig { .. } => ModelError::Malformed {
+                            provider,
+                            url: url.to_string(),
+                            message: e.to_string(),
+                        },
+                        _ => ModelError::Unavailable {
+                            provider,
+                            url: url.to_string(),
+                            message: e.to_string(),
+                            attempts: attempt + 1,
+                        },
                     })?;
-                    return serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
+                    return serde_json::from_slice(&bytes).map_err(|e| ModelError::Malformed {
                         provider,
                         url: url.to_string(),
-                        message: format!("not JSON ({e}): {}", snippet(&text)),
+                        message: format!(
+                            "not JSON ({e}): {}",
+                            snippet(&String::from_utf8_lossy(&bytes))
+                        ),
                     });
                 }
-                let wait = retry_after(&response);
-                let text = response.text().await.unwrap_or_default();
+                // Only the start of an error body is shown, so only that is read.
+                let text = match body {
+                    Ok(body) => String::from_utf8_lossy(&body.read_head(4096).await).into_owned(),
+                    Err(_) => String::new(),
+                };
                 if !retryable(status) {
                     return Err(ModelError::Rejected {
                         provider,

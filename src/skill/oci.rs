@@ -12,13 +12,22 @@
 //! aws-lc-rs (C and cmake) for TLS, and weir uses only this small part of
 //! the protocol (monolithic blob upload, manifests, anonymous, basic and
 //! bearer-token auth).
+//!
+//! A registry is outside input: every request has a deadline that covers
+//! its whole body, every body is read through a size bound, a login goes
+//! only to the registry's own origin, and a tag already naming another
+//! package of the same name and version is not overwritten unless asked.
 
 use super::package::PackageManifest;
 use super::store::{InstalledSkill, SkillStore, StoreError, digest_hex, expect_digest};
+/// Why a body from a registry or download could not be read.
+pub use crate::util::BodyError;
+use crate::util::BoundedBody;
 use reqwest::{Client, Response, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::time::Duration;
 
 /// The manifest's artifact type.
 pub const ARTIFACT_TYPE: &str = "application/vnd.weir.skill.v1";
@@ -29,6 +38,32 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// A component layer.
 pub const WASM_MEDIA_TYPE: &str = "application/wasm";
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// How weir talks to a registry (and its token service, and a download URL).
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Deadline of one request, from sending it to the end of its answer's
+    /// body (a package download included).
+    pub timeout: Duration,
+    /// Largest manifest or token answer, in bytes.
+    pub max_document_bytes: u64,
+    /// Largest package archive, in bytes.
+    pub max_package_bytes: u64,
+    /// Push over a tag that names another package of the same skill name
+    /// and version (`--force`).
+    pub replace: bool,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            timeout: Duration::from_secs(300),
+            max_document_bytes: 4 << 20,
+            max_package_bytes: super::archive::ArchiveLimits::default().max_total_bytes,
+            replace: false,
+        }
+    }
+}
 
 /// A parsed reference: `registry/repository:tag` or
 /// `registry/repository@sha256:<hex>`.
@@ -131,6 +166,14 @@ pub enum RegistryError {
         /// The status.
         status: StatusCode,
     },
+    /// An answer's body was too big, too slow or cut.
+    #[error("{reference}: {source}{}", body_hint(source))]
+    Body {
+        /// What was asked for.
+        reference: String,
+        /// What went wrong.
+        source: BodyError,
+    },
     /// The registry sent something that is not a weir skill.
     #[error("{reference}: {message}")]
     Invalid {
@@ -162,22 +205,79 @@ fn hint(status: StatusCode) -> &'static str {
     }
 }
 
+fn body_hint(error: &BodyError) -> &'static str {
+    match error {
+        BodyError::TooBig { .. } => {
+            " (the server is not a registry weir can use, or is misbehaving)"
+        }
+        BodyError::TimedOut { .. } => {
+            " (give it longer with --timeout SECONDS or WEIR_REGISTRY_TIMEOUT)"
+        }
+        BodyError::Transport { .. } => "",
+    }
+}
+
+/// weir's HTTP client for registries and downloads: the deadline covers
+/// each whole request, body included.
+fn client(options: &RegistryOptions) -> Client {
+    Client::builder()
+        .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))
+        .timeout(options.timeout)
+        .build()
+        .expect("an HTTP client with default settings")
+}
+
 /// A client for one repository, handling auth challenges.
 struct Session {
     http: Client,
     reference: Reference,
+    options: RegistryOptions,
     token: Option<String>,
+    /// Set when a login was not sent to a token service on another origin.
+    withheld: Option<String>,
 }
 
 impl Session {
-    fn new(reference: &Reference) -> Session {
+    fn new(reference: &Reference, options: &RegistryOptions) -> Session {
         Session {
-            http: Client::builder()
-                .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .expect("an HTTP client with default settings"),
+            http: client(options),
             reference: reference.clone(),
+            options: options.clone(),
             token: None,
+            withheld: None,
+        }
+    }
+
+    /// Sends `request` and reads its whole answer (at most `max_bytes`)
+    /// within the deadline; returns the status and body.
+    async fn fetch(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+        max_bytes: u64,
+    ) -> Result<(StatusCode, Vec<u8>), RegistryError> {
+        let started = tokio::time::Instant::now();
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let body = self.bounded(response, what, max_bytes, started)?;
+        Ok((status, body.read_all().await.map_err(|e| self.body(e))?))
+    }
+
+    fn bounded(
+        &self,
+        response: Response,
+        what: &str,
+        max_bytes: u64,
+        started: tokio::time::Instant,
+    ) -> Result<BoundedBody, RegistryError> {
+        BoundedBody::new(response, what, max_bytes, started, self.options.timeout)
+            .map_err(|e| self.body(e))
+    }
+
+    fn body(&self, source: BodyError) -> RegistryError {
+        RegistryError::Body {
+            reference: self.reference.to_string(),
+            source,
         }
     }
 
@@ -189,6 +289,16 @@ impl Session {
     }
 
     fn status(&self, what: &str, status: StatusCode) -> RegistryError {
+        if let Some(realm) = &self.withheld
+            && matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        {
+            return RegistryError::Invalid {
+                reference: self.reference.to_string(),
+                message: format!(
+                    "the registry answered {status} to {what}: its token service {realm} is not on the registry's own origin, so weir did not send it your login (credentials go only to the registry itself; use the token service's host as the registry, or a registry that serves its own tokens)"
+                ),
+            };
+        }
         RegistryError::Status {
             reference: self.reference.to_string(),
             what: what.to_string(),
@@ -196,12 +306,23 @@ impl Session {
         }
     }
 
-    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match (&self.token, credentials(&self.reference.registry)) {
+    /// Adds the token or login, only to requests for the registry's own
+    /// origin (an upload location may name any host).
+    fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, RegistryError> {
+        let built = request.build().map_err(|e| self.unreachable(e))?;
+        let ours = same_origin(built.url().as_str(), &self.reference.base());
+        let request = reqwest::RequestBuilder::from_parts(self.http.clone(), built);
+        if !ours {
+            return Ok(request);
+        }
+        Ok(match (&self.token, credentials(&self.reference.registry)) {
             (Some(token), _) => request.bearer_auth(token),
             (None, Some((user, password))) => request.basic_auth(user, Some(password)),
             (None, None) => request,
-        }
+        })
     }
 
     /// Sends the request built by `make`; on a bearer challenge, fetches a
@@ -212,7 +333,7 @@ impl Session {
         make: impl Fn(&Client) -> reqwest::RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let response = self
-            .authorize(make(&self.http))
+            .authorize(make(&self.http))?
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -243,40 +364,110 @@ impl Session {
             query.push(("scope", scope));
         }
         let mut token_request = self.http.get(&realm).query(&query);
-        // The login goes to the token service only over https (or to the
-        // registry's own host).
-        let realm_ok = reqwest::Url::parse(&realm).is_ok_and(|url| {
-            url.scheme() == "https"
-                || url
-                    .host_str()
-                    .is_some_and(|h| self.reference.registry.split(':').next() == Some(h))
-        });
-        if realm_ok && let Some((user, password)) = credentials(&self.reference.registry) {
-            token_request = token_request.basic_auth(user, Some(password));
+        // The challenge is the registry's word: it may name any host (an
+        // internal service, say). The login goes only to the registry's own
+        // origin (scheme, host and port).
+        if let Some((user, password)) = credentials(&self.reference.registry) {
+            if same_origin(&realm, &self.reference.base()) {
+                token_request = token_request.basic_auth(user, Some(password));
+            } else {
+                tracing::warn!(
+                    registry = %self.reference.registry,
+                    %realm,
+                    "not sending the registry login to a token service on another origin"
+                );
+                self.withheld = Some(realm.clone());
+            }
         }
-        let answer: Value = token_request
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?
-            .error_for_status()
-            .map_err(|e| {
-                self.status(
-                    "a token request",
-                    e.status().unwrap_or(StatusCode::UNAUTHORIZED),
-                )
-            })?
-            .json()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let (status, body) = self
+            .fetch(
+                "token service's answer",
+                token_request,
+                self.options.max_document_bytes,
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(self.status("a token request", status));
+        }
+        let answer: Value = serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
+            reference: self.reference.to_string(),
+            message: format!("the token service's answer is not JSON: {e}"),
+        })?;
         let token = answer["token"]
             .as_str()
             .or(answer["access_token"].as_str())
             .ok_or_else(|| self.status("a token request", StatusCode::UNAUTHORIZED))?;
         self.token = Some(token.to_string());
-        self.authorize(make(&self.http))
+        self.authorize(make(&self.http))?
             .send()
             .await
             .map_err(|e| self.unreachable(e))
+    }
+
+    /// The manifest the reference names (its bytes, as digests cover them).
+    async fn manifest(&mut self) -> Result<Vec<u8>, RegistryError> {
+        let url = format!(
+            "{}/manifests/{}",
+            self.reference.base(),
+            self.reference.reference
+        );
+        let started = tokio::time::Instant::now();
+        let response = self
+            .send("a manifest request", |c| {
+                c.get(&url).header(header::ACCEPT, MANIFEST_MEDIA_TYPE)
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(self.status("a manifest request", response.status()));
+        }
+        let body = self.bounded(
+            response,
+            "manifest",
+            self.options.max_document_bytes,
+            started,
+        )?;
+        body.read_all().await.map_err(|e| self.body(e))
+    }
+
+    /// Refuses to move a tag that names another package of `skill`'s name
+    /// and version: installs by that tag would silently get other code.
+    async fn check_tag(&mut self, skill: &InstalledSkill) -> Result<(), RegistryError> {
+        if self.reference.reference.starts_with("sha256:") {
+            return Ok(());
+        }
+        let body = match self.manifest().await {
+            Ok(body) => body,
+            Err(RegistryError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        // Anything but a weir skill of this name and version may be moved.
+        let Ok(manifest) = serde_json::from_slice::<Value>(&body) else {
+            return Ok(());
+        };
+        let annotations = &manifest["annotations"];
+        let package = manifest["layers"]
+            .as_array()
+            .and_then(|layers| layers.iter().find(|l| l["mediaType"] == ARCHIVE_MEDIA_TYPE))
+            .and_then(|layer| layer["digest"].as_str());
+        match package {
+            Some(digest)
+                if digest != skill.digest
+                    && annotations["org.opencontainers.image.title"] == skill.name.as_str()
+                    && annotations["org.opencontainers.image.version"]
+                        == skill.version.as_str() =>
+            {
+                Err(RegistryError::Invalid {
+                    reference: self.reference.to_string(),
+                    message: format!(
+                        "this tag already names another package of {}@{} ({digest}, not {}): pushing would change what everyone installing it gets. Give the skill a new version, or pass --force to replace it",
+                        skill.name, skill.version, skill.digest
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn blob_exists(&mut self, digest: &str) -> Result<bool, RegistryError> {
@@ -323,6 +514,20 @@ impl Session {
     }
 }
 
+/// True when `url` has the same scheme, host and port as `base`.
+fn same_origin(url: &str, base: &str) -> bool {
+    let origin = |text: &str| {
+        reqwest::Url::parse(text).ok().map(|u| {
+            (
+                u.scheme().to_string(),
+                u.host_str().map(str::to_ascii_lowercase),
+                u.port_or_known_default(),
+            )
+        })
+    };
+    origin(url).is_some_and(|o| Some(o) == origin(base))
+}
+
 /// The login for `registry`: `WEIR_REGISTRY_USER` / `WEIR_REGISTRY_PASSWORD`,
 /// only when `WEIR_REGISTRY_HOST` names this registry (credentials never go
 /// to another host).
@@ -348,13 +553,18 @@ fn read(path: &Path) -> Result<Vec<u8>, RegistryError> {
 }
 
 /// Pushes the installed skill to `reference` (a tag); returns the
-/// manifest's digest.
+/// manifest's digest. A tag that already names another package of the same
+/// skill name and version is left alone unless `options.replace`.
 pub async fn push(
     store: &SkillStore,
     skill: &InstalledSkill,
     reference: &Reference,
+    options: &RegistryOptions,
 ) -> Result<String, RegistryError> {
-    let mut session = Session::new(reference);
+    let mut session = Session::new(reference, options);
+    if !options.replace {
+        session.check_tag(skill).await?;
+    }
     let archive = read(&store.archive_of(skill))?;
     expect_digest(
         &store.archive_of(skill).display().to_string(),
@@ -429,7 +639,14 @@ pub async fn install(
     reference: &Reference,
     progress: &dyn Fn(u64, Option<u64>),
 ) -> Result<InstalledSkill, RegistryError> {
-    install_pinned(store, reference, None, progress).await
+    install_pinned(
+        store,
+        reference,
+        None,
+        &RegistryOptions::default(),
+        progress,
+    )
+    .await
 }
 
 /// As [`install`], and the package archive must have digest `expected`
@@ -438,30 +655,15 @@ pub async fn install_pinned(
     store: &SkillStore,
     reference: &Reference,
     expected: Option<&str>,
+    options: &RegistryOptions,
     progress: &dyn Fn(u64, Option<u64>),
 ) -> Result<InstalledSkill, RegistryError> {
-    let mut session = Session::new(reference);
+    let mut session = Session::new(reference, options);
     let invalid = |message: String| RegistryError::Invalid {
         reference: reference.to_string(),
         message,
     };
-    let url = format!("{}/manifests/{}", reference.base(), reference.reference);
-    let response = session
-        .send("a manifest request", |c| {
-            c.get(&url).header(header::ACCEPT, MANIFEST_MEDIA_TYPE)
-        })
-        .await?;
-    if !response.status().is_success() {
-        return Err(session.status("a manifest request", response.status()));
-    }
-    let mut response = response;
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| session.unreachable(e))? {
-        body.extend_from_slice(&chunk);
-        if body.len() > 4 << 20 {
-            return Err(invalid("the manifest is over 4 MiB".into()));
-        }
-    }
+    let body = session.manifest().await?;
     if reference.reference.starts_with("sha256:") {
         expect_digest(
             &reference.to_string(),
@@ -480,7 +682,7 @@ pub async fn install_pinned(
         return Err(invalid(format!("bad layer digest `{digest}`")));
     }
     expect_digest(&reference.to_string(), expected, &digest)?;
-    let limit = super::archive::ArchiveLimits::default().max_total_bytes;
+    let limit = options.max_package_bytes;
     let size = layer["size"].as_u64().unwrap_or(0);
     if size > limit {
         return Err(invalid(format!(
@@ -491,24 +693,16 @@ pub async fn install_pinned(
     let staging = store.temp_dir()?;
     let file = staging.path().join("package.tar.gz");
     let url = format!("{}/blobs/{digest}", reference.base());
-    let mut response = session.send("a blob download", |c| c.get(&url)).await?;
+    let started = tokio::time::Instant::now();
+    let response = session.send("a blob download", |c| c.get(&url)).await?;
     if !response.status().is_success() {
         return Err(session.status("a blob download", response.status()));
     }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| session.unreachable(e))? {
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() as u64 > limit {
-            return Err(invalid(format!(
-                "the package is over the {limit} byte limit"
-            )));
-        }
-        progress(bytes.len() as u64, Some(size));
-    }
-    std::fs::write(&file, &bytes).map_err(|source| RegistryError::Io {
-        context: file.display().to_string(),
-        source,
-    })?;
+    let body = BoundedBody::new(response, "package", limit, started, options.timeout)
+        .map_err(|e| session.body(e))?;
+    save(body, &file, Some(size), progress)
+        .await
+        .map_err(|e| e.for_reference(&reference.to_string()))?;
     // Hashing and unpacking block: off the async workers.
     let store = store.clone();
     let source = reference.to_string();
@@ -520,6 +714,81 @@ pub async fn install_pinned(
     .await
     .map_err(|e| invalid(format!("the install task failed: {e}")))??;
     Ok(installed)
+}
+
+/// Downloads the package archive at `url` (https, or http) to `file`
+/// within `options`' bounds; returns its size.
+pub async fn download(
+    url: &str,
+    file: &Path,
+    options: &RegistryOptions,
+    progress: &dyn Fn(u64, Option<u64>),
+) -> Result<u64, RegistryError> {
+    let failed = |message: String| RegistryError::Invalid {
+        reference: url.to_string(),
+        message,
+    };
+    let started = tokio::time::Instant::now();
+    let response = client(options)
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| failed(format!("cannot fetch it: {e}")))?;
+    if !response.status().is_success() {
+        return Err(failed(format!("answered {}", response.status())));
+    }
+    let total = response.content_length();
+    let body = BoundedBody::new(
+        response,
+        "package",
+        options.max_package_bytes,
+        started,
+        options.timeout,
+    )
+    .map_err(|source| RegistryError::Body {
+        reference: url.to_string(),
+        source,
+    })?;
+    save(body, file, total, progress)
+        .await
+        .map_err(|e| e.for_reference(url))
+}
+
+/// Why saving a body failed, before it is put in terms of a reference.
+enum SaveError {
+    Body(BodyError),
+    Io(std::io::Error, String),
+}
+
+impl SaveError {
+    fn for_reference(self, reference: &str) -> RegistryError {
+        match self {
+            SaveError::Body(source) => RegistryError::Body {
+                reference: reference.to_string(),
+                source,
+            },
+            SaveError::Io(source, context) => RegistryError::Io { context, source },
+        }
+    }
+}
+
+/// Streams `body` into a new `file`, reporting progress (of `total` when
+/// known); returns the bytes written.
+async fn save(
+    mut body: BoundedBody,
+    file: &Path,
+    total: Option<u64>,
+    progress: &dyn Fn(u64, Option<u64>),
+) -> Result<u64, SaveError> {
+    use tokio::io::AsyncWriteExt;
+    let io = |e| SaveError::Io(e, file.display().to_string());
+    let mut out = tokio::fs::File::create(file).await.map_err(io)?;
+    while let Some(chunk) = body.chunk().await.map_err(SaveError::Body)? {
+        out.write_all(&chunk).await.map_err(io)?;
+        progress(body.received(), total);
+    }
+    out.flush().await.map_err(io)?;
+    Ok(body.received())
 }
 
 #[cfg(test)]

@@ -15,6 +15,11 @@
 //! shared lock on `<root>/store.lock`; removing and collecting garbage take
 //! it exclusively, so they never delete a package an install is about to
 //! point a record at.
+//!
+//! A name and version name one package: installing a different package
+//! under an installed name@version is refused (agents pinning that version
+//! would silently run other code) unless the store was opened
+//! [`replacing`](SkillStore::replacing).
 
 use super::archive::{self, ArchiveLimits};
 use super::package::{self, PackageManifest, Permissions, SKILL_MD_FILE};
@@ -26,6 +31,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct SkillStore {
     root: PathBuf,
+    /// Installs may replace another package of the same name@version.
+    replace: bool,
 }
 
 /// A temporary directory for one install, removed when dropped; its lock
@@ -124,6 +131,24 @@ pub enum StoreError {
     /// No such skill is installed.
     #[error("no skill `{0}` is installed (see `weir skill list`)")]
     NotInstalled(String),
+    /// Another package is installed under the same name and version.
+    #[error(
+        "{name}@{version} is already installed as another package ({installed}, from {installed_from}); {source_name} is {digest}. Give the skill a new version, or replace the installed one with --force (or `weir skill remove {name}@{version}` first)"
+    )]
+    Conflict {
+        /// The skill's name.
+        name: String,
+        /// Its version.
+        version: String,
+        /// The installed package's digest.
+        installed: String,
+        /// Where the installed package came from.
+        installed_from: String,
+        /// Where the new package came from.
+        source_name: String,
+        /// The new package's digest.
+        digest: String,
+    },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -202,7 +227,36 @@ pub fn check_package(dir: &Path) -> Result<(PackageManifest, skill_md::SkillMd),
 impl SkillStore {
     /// The store at `root` (created on first install).
     pub fn open(root: impl Into<PathBuf>) -> SkillStore {
-        SkillStore { root: root.into() }
+        SkillStore {
+            root: root.into(),
+            replace: false,
+        }
+    }
+
+    /// This store, whose installs replace (`true`) or refuse (`false`, the
+    /// default) an installed package of the same name@version with another
+    /// digest.
+    pub fn replacing(self, replace: bool) -> SkillStore {
+        SkillStore { replace, ..self }
+    }
+
+    /// `Ok` unless `record` is another package of the skill `new` is.
+    fn check_replace(&self, record: &Path, new: &InstalledSkill) -> Result<(), StoreError> {
+        if self.replace {
+            return Ok(());
+        }
+        // A damaged record hides nothing (`list` skips it): it may go.
+        match self.read_record(record) {
+            Ok(old) if old.digest != new.digest => Err(StoreError::Conflict {
+                name: new.name.clone(),
+                version: new.version.clone(),
+                installed: old.digest,
+                installed_from: old.source,
+                source_name: new.source.clone(),
+                digest: new.digest.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// `$WEIR_SKILLS_DIR`, else the user's data dir + `weir/skills`.
@@ -322,6 +376,20 @@ impl SkillStore {
             });
         }
 
+        let package_dir = self.package_dir(&hex);
+        let installed = InstalledSkill {
+            name: manifest.skill.name.clone(),
+            version: manifest.skill.version.clone(),
+            digest,
+            source: source.to_string(),
+            requested: manifest.permissions.clone(),
+            description: skill.description,
+            dir: package_dir.clone(),
+        };
+        let record = self.record(&installed.name, &installed.version);
+        // Checked before anything is placed, and again when the record is.
+        self.check_replace(&record, &installed)?;
+
         // Blob, then package, then the record: each appears whole or not at
         // all, and a record only ever points at a complete package.
         let _placing = self.lock(false)?;
@@ -331,20 +399,9 @@ impl SkillStore {
             std::fs::copy(archive_path, &staged).map_err(io(staged.display().to_string()))?;
             place(&staged, &blob)?;
         }
-        let package_dir = self.package_dir(&hex);
         if !package_dir.exists() {
             place(&unpacked, &package_dir)?;
         }
-        let installed = InstalledSkill {
-            name: manifest.skill.name.clone(),
-            version: manifest.skill.version.clone(),
-            digest,
-            source: source.to_string(),
-            requested: manifest.permissions.clone(),
-            description: skill.description,
-            dir: package_dir,
-        };
-        let record = self.record(&installed.name, &installed.version);
         let staged = staging.path().join("record.json");
         let json = serde_json::to_vec_pretty(&installed).expect("records serialise");
         std::fs::write(&staged, json).map_err(io(staged.display().to_string()))?;
@@ -354,7 +411,13 @@ impl SkillStore {
         if let Some(parent) = record.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent.display().to_string()))?;
         }
-        std::fs::rename(&staged, &record).map_err(io(record.display().to_string()))?;
+        // A link appears only where no record is, atomically: of two
+        // installs of different packages under one name@version, the
+        // second finds the first's record and is checked against it.
+        if std::fs::hard_link(&staged, &record).is_err() {
+            self.check_replace(&record, &installed)?;
+            std::fs::rename(&staged, &record).map_err(io(record.display().to_string()))?;
+        }
         Ok(installed)
     }
 

@@ -1,8 +1,8 @@
 //! A scripted model server on loopback speaking the OpenAI chat-completions
 //! and embeddings API and the Anthropic messages API. It answers from a
 //! script (then from a default), counts and records requests, and can delay,
-//! fail with a status, or send malformed bodies. weir's production clients
-//! talk to it over real HTTP.
+//! fail with a status, or send malformed, endless or stalled bodies. weir's
+//! production clients talk to it over real HTTP.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -26,6 +26,72 @@ pub enum Reply {
     Garbage(String),
     /// Wait, then answer.
     Delayed(Duration, Box<Reply>),
+    /// 200 with a body that never ends (see [`Endless`]).
+    Endless,
+    /// 200 with the start of a body, then nothing, ever.
+    Stalled(String),
+}
+
+/// A body that never ends: `chunk` again and again, one every `every` (a
+/// steady rate, so a client that does not bound it grows, but slowly
+/// enough not to take the machine down with it).
+pub struct Endless {
+    chunk: Bytes,
+    every: Duration,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Endless {
+    pub fn new(chunk: impl Into<Bytes>, every: Duration) -> axum::body::Body {
+        axum::body::Body::new(Endless {
+            chunk: chunk.into(),
+            every,
+            sleep: None,
+        })
+    }
+}
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let every = self.every;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        std::task::ready!(std::future::Future::poll(sleep.as_mut(), cx));
+        self.sleep = None;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(self.chunk.clone()))))
+    }
+}
+
+/// A body that sends `start`, then stalls forever.
+pub struct Stalled(Option<Bytes>);
+
+impl Stalled {
+    pub fn new(start: impl Into<Bytes>) -> axum::body::Body {
+        axum::body::Body::new(Stalled(Some(start.into())))
+    }
+}
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.0.take() {
+            Some(start) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(start)))),
+            // Never woken: the connection stays open and silent.
+            None => std::task::Poll::Pending,
+        }
+    }
 }
 
 /// A request the server received.
@@ -120,6 +186,18 @@ fn respond(reply: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = R
                 }
                 response
             }
+            Reply::Endless => (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                Endless::new(Bytes::from(" ".repeat(64 << 10)), Duration::from_millis(1)),
+            )
+                .into_response(),
+            Reply::Stalled(start) => (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                Stalled::new(start),
+            )
+                .into_response(),
             Reply::Delayed(wait, reply) => {
                 tokio::time::sleep(wait).await;
                 respond(*reply).await
