@@ -351,3 +351,183 @@ fn the_embedding_example_runs() {
     assert!(text.contains("ada: 3 words, 8 in total"), "{text}");
     assert!(text.contains("ada's short-term memory: 8"), "{text}");
 }
+
+/// An agent whose `echo` action (which echoes each input as an output) may
+/// write to `dir/out`.
+fn agent_writing_to(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    write(
+        dir,
+        "agent.toml",
+        &format!(
+            "[agent]\nname = \"t\"\n\n[components.m]\npath = \"{}\"\n\n[actions.echo]\ncomponent = \"m\"\nlisten = [\"_input_event\"]\ndirs = [{{ host = \"out\", guest = \"/out\", write = true }}]\n",
+            component("guest_misbehave.wasm").display()
+        ),
+    )
+}
+
+#[test]
+fn weir_never_writes_through_a_link_or_inside_a_writable_grant() {
+    let weir = Weir::new();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent_writing_to(dir.path());
+    let input = write(dir.path(), "in.jsonl", "{\"key\": \"a\", \"payload\": 1}\n");
+    let victim = write(dir.path(), "victim.txt", "precious\n");
+    // What a guest with /out writable can leave for the next run.
+    std::os::unix::fs::symlink("../victim.txt", dir.path().join("out/results.jsonl")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            agent.to_str().unwrap(),
+            "-i",
+            input.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        weir.run(&args, None)
+    };
+    let inside = dir.path().join("out/results.jsonl");
+    let fresh = dir.path().join("out/new.jsonl");
+    let state = dir.path().join("out/state");
+    for (option, path) in [
+        ("--output", &inside),
+        ("--output", &fresh),
+        ("--errors", &fresh),
+        ("--summary-json", &fresh),
+        ("--state", &state),
+    ] {
+        let out = run(&[option, path.to_str().unwrap()]);
+        assert!(!out.status.success(), "{option} {}", path.display());
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{option} {}", path.display()))
+                && err.contains("which action `echo` may write to")
+                && err.contains("put it outside every writable directory grant"),
+            "{err}"
+        );
+        assert!(!fresh.exists() && !state.exists());
+    }
+    // The same directory reached through a link of its own.
+    let alias = dir.path().join("alias");
+    std::os::unix::fs::symlink("out", &alias).unwrap();
+    let out = run(&["-o", alias.join("x.jsonl").to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("which action `echo` may write to"),
+        "{}",
+        stderr(&out)
+    );
+    // Outside every grant, a link in an output's place is not followed
+    // either (whoever planted it).
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink("victim.txt", &link).unwrap();
+    for option in ["--output", "--summary-json"] {
+        let out = run(&[option, link.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("is a symbolic link"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = run(&[
+        "-o",
+        link.to_str().unwrap(),
+        "--state",
+        dir.path().join("st").to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains("is a symbolic link"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    // A file of its own, outside the grants, is written as ever.
+    let own = dir.path().join("results.jsonl");
+    let out = run(&["-o", own.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&own).unwrap().lines().count(), 1);
+}
+
+#[test]
+fn bad_bytes_long_lines_and_long_keys_are_bad_lines_with_their_number() {
+    let weir = Weir::new();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent_writing_to(dir.path());
+    let mut input = b"{\"key\": \"a\", \"payload\": 1}\n".to_vec();
+    input.extend_from_slice(b"{\"key\": \"b\", \"payload\": \"\xff\xfe\"}\n");
+    input.extend_from_slice(
+        format!(
+            "{{\"key\": \"c\", \"payload\": \"{}\"}}\n",
+            "x".repeat(3 << 20)
+        )
+        .as_bytes(),
+    );
+    input.extend_from_slice(
+        format!("{{\"key\": \"{}\", \"payload\": 4}}\r\n", "k".repeat(2000)).as_bytes(),
+    );
+    input.extend_from_slice(b"{\"key\": \"e\", \"payload\": 5}");
+    let path = dir.path().join("in.jsonl");
+    std::fs::write(&path, &input).unwrap();
+    let out = weir.run(
+        &[
+            "run",
+            agent.to_str().unwrap(),
+            "-i",
+            path.to_str().unwrap(),
+            "--max-line-bytes",
+            "1048576",
+        ],
+        None,
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let keys: Vec<Value> = stdout_lines(&out)
+        .iter()
+        .map(|e| e["key"].clone())
+        .collect();
+    assert_eq!(keys, ["a", "e"], "{err}");
+    let name = path.display();
+    assert!(
+        err.contains(&format!(
+            "{name}:2: not UTF-8 text (an invalid byte at column 26)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{name}:3: the line is about 3145756 bytes, over the limit of 1048576"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{name}:4: the key is 2000 bytes, over the limit of 1024"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("skipped 3 bad input lines"), "{err}");
+}
+
+#[test]
+fn durable_outputs_may_go_to_a_device() {
+    let weir = Weir::new();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent_writing_to(dir.path());
+    let input = write(dir.path(), "in.jsonl", "{\"key\": \"a\", \"payload\": 1}\n");
+    let state = dir.path().join("state");
+    for _ in 0..2 {
+        let out = weir.run(
+            &[
+                "run",
+                agent.to_str().unwrap(),
+                "-i",
+                input.to_str().unwrap(),
+                "-o",
+                "/dev/null",
+                "--state",
+                state.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}

@@ -6,7 +6,7 @@ mod skill;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 use weir::{Agent, AgentPlan, RunSummary, Runtime, RuntimeSettings};
 
 /// Run event-driven AI agents with every action sandboxed in WebAssembly.
@@ -92,7 +92,18 @@ struct RunArgs {
     /// still skipped).
     #[arg(long, requires = "state")]
     from_start: bool,
+    /// The longest input line read (bytes); a longer one is a bad line,
+    /// skipped without being held in memory.
+    #[arg(long, default_value_t = MAX_LINE_BYTES)]
+    max_line_bytes: usize,
 }
+
+/// The default of `--max-line-bytes`: the default limit of an event's
+/// payload (`max_payload_bytes`).
+const MAX_LINE_BYTES: usize = 16 << 20;
+/// The longest key an input event may have (bytes): keys are held per key
+/// in memory and written to the journal with every commit.
+const MAX_KEY_BYTES: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OnBadLine {
@@ -185,8 +196,76 @@ async fn plan(manifest: &PathBuf) -> anyhow::Result<AgentPlan> {
     Ok(AgentPlan::from_agent(&agent).await?)
 }
 
+/// Every directory the agent grants write access to (to an action, a
+/// component's tools or a skill), canonical, with who has it.
+fn writable_grants(agent: &Agent) -> Vec<(PathBuf, String)> {
+    let actions = agent
+        .actions
+        .iter()
+        .map(|a| (format!("action `{}`", a.name), &a.grants));
+    let components = agent
+        .components
+        .iter()
+        .map(|(name, c)| (format!("component `{name}`"), &c.grants));
+    let skills = agent
+        .skills
+        .iter()
+        .map(|(name, s)| (format!("skill `{name}`"), &s.grants));
+    let mut found = Vec::new();
+    for (who, grants) in actions.chain(components).chain(skills) {
+        for dir in grants.dirs.iter().filter(|d| d.write) {
+            let at = std::path::absolute(&dir.host).unwrap_or_else(|_| dir.host.clone());
+            if let Ok(canonical) = at.canonicalize() {
+                found.push((canonical, who.clone()));
+            }
+            found.push((at, who.clone()));
+        }
+    }
+    found
+}
+
+/// Refuses a file weir writes (`what` names the option) anywhere a guest
+/// may write: inside a writable grant, by the path as given or by where
+/// any of its directories really is. A guest could plant a link there
+/// (or swap the file) and have weir write where nothing granted.
+fn outside_grants(
+    what: &str,
+    path: &std::path::Path,
+    grants: &[(PathBuf, String)],
+) -> anyhow::Result<()> {
+    let given = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    for place in given.ancestors() {
+        let canonical = place.canonicalize().ok();
+        let inside = grants.iter().find(|(dir, _)| {
+            place.starts_with(dir) || canonical.as_ref().is_some_and(|c| c.starts_with(dir))
+        });
+        if let Some((dir, who)) = inside {
+            anyhow::bail!(
+                "{what} {} is inside {}, which {who} may write to (a guest could plant a link there \
+                 and have weir write through it): put it outside every writable directory grant",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
-    let plan = plan(&args.agent).await?;
+    let agent = Agent::from_manifest(&args.agent)?;
+    let grants = writable_grants(&agent);
+    let own_files = [
+        ("--output", &args.output),
+        ("--errors", &args.errors),
+        ("--summary-json", &args.summary_json),
+        ("--state", &args.state),
+    ];
+    for (what, path) in own_files {
+        if let Some(path) = path {
+            outside_grants(what, path, &grants)?;
+        }
+    }
+    let plan = AgentPlan::from_agent(&agent).await?;
     let settings = RuntimeSettings {
         max_concurrency: args.max_concurrency.unwrap_or(plan.runtime.max_concurrency),
         max_depth: args.max_depth.unwrap_or(plan.runtime.max_depth),
@@ -249,6 +328,7 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let events = handle.events.clone();
     handle.events.close();
     let on_bad_line = args.on_bad_line;
+    let max_line = args.max_line_bytes;
     let feeder = tokio::spawn(async move {
         let mut reader = BufReader::new(reader);
         let mut bad_lines = 0u64;
@@ -258,29 +338,43 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             None => (0, 0, 0),
         };
         let mut expected = resume.and_then(|point| point.line);
-        let mut line = String::new();
+        let mut line = Vec::new();
         loop {
-            line.clear();
-            let read = reader
-                .read_line(&mut line)
+            let read = read_line(&mut reader, &mut line, max_line)
                 .await
                 .with_context(|| format!("reading {input_name}"))?;
             if read == 0 {
                 break;
             }
             let start = offset;
-            offset += read as u64;
+            offset += read;
             number += 1;
-            let text = line.trim_end_matches(['\n', '\r']);
-            let digest = weir::state::line_digest(text);
+            let bad = |message: String| weir::event::InputError {
+                source_name: input_name.clone(),
+                line: number as usize,
+                message,
+            };
+            let text = line_text(&line, read, max_line).map_err(bad);
+            let digest = weir::state::line_digest(text.as_ref().copied().unwrap_or(""));
             if let Some(expected) = expected.take() {
                 anyhow::ensure!(
-                    digest == expected,
+                    text.is_ok() && digest == expected,
                     "{input_name}:{number}: this is not the line the journal stopped at \
                      (the input changed?); use --from-start to read it from the top"
                 );
             }
-            match weir::event::parse_input_line(text, &input_name, number as usize) {
+            let parsed = text.and_then(|text| {
+                let event = weir::event::parse_input_line(text, &input_name, number as usize)?;
+                match event {
+                    Some(event) if event.key.len() > MAX_KEY_BYTES => Err(bad(format!(
+                        "the key is {} bytes, over the limit of {MAX_KEY_BYTES}: use a shorter key \
+                         (a digest of it, say)",
+                        event.key.len()
+                    ))),
+                    event => Ok(event),
+                }
+            });
+            match parsed {
                 Ok(Some(event)) => {
                     seq += 1;
                     let position = weir::state::InputPosition {
@@ -323,7 +417,15 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let fed = feeder.await?;
     eprint!("{summary}");
     if let Some(path) = &args.summary_json {
-        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        weir::state::own_file::open(&mut options, path)
+            .and_then(|mut file| {
+                std::io::Write::write_all(
+                    &mut file,
+                    serde_json::to_string_pretty(&summary)?.as_bytes(),
+                )
+            })
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     match fed {
@@ -337,4 +439,55 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::FAILURE)
         }
     }
+}
+
+/// Reads the next line into `line` (its end of line included), keeping at
+/// most `max` bytes of it and a line end: the rest of a longer line is
+/// read past, never held. Returns the bytes the whole line took (0 at the
+/// end of the input).
+async fn read_line(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<u64> {
+    line.clear();
+    let keep = max.saturating_add(2);
+    let mut taken = 0u64;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(taken);
+        }
+        let (n, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (buf.len(), false),
+        };
+        let room = keep.saturating_sub(line.len()).min(n);
+        line.extend_from_slice(&buf[..room]);
+        reader.consume(n);
+        taken += n as u64;
+        if done {
+            return Ok(taken);
+        }
+    }
+}
+
+/// The text of a line read by [`read_line`] (its end of line cut off),
+/// which took `taken` bytes of the input; an error says why it is not a
+/// line to parse.
+fn line_text(line: &[u8], taken: u64, max: usize) -> Result<&str, String> {
+    let mut text = line.strip_suffix(b"\n").unwrap_or(line);
+    text = text.strip_suffix(b"\r").unwrap_or(text);
+    if text.len() > max || taken > (max as u64).saturating_add(2) {
+        return Err(format!(
+            "the line is about {taken} bytes, over the limit of {max}: split the event, \
+             or raise --max-line-bytes"
+        ));
+    }
+    std::str::from_utf8(text).map_err(|e| {
+        format!(
+            "not UTF-8 text (an invalid byte at column {}): input events are JSON, in UTF-8",
+            e.valid_up_to() + 1
+        )
+    })
 }

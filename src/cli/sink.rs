@@ -1,7 +1,8 @@
 //! Where `weir run` writes output and error events. With `--state`, the
 //! files are appended to, events whose id is already in them are skipped,
 //! and the journal's outbox is told what has been written (after an fsync),
-//! so a restarted run never writes an output twice.
+//! so a restarted run never writes an output twice. The files are opened
+//! without following a link (see [`weir::state::own_file`]).
 
 use anyhow::Context as _;
 use std::collections::HashSet;
@@ -9,17 +10,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use weir::Event;
-use weir::state::StateStore;
+use weir::state::{StateStore, own_file};
 
 enum Out {
-    File(BufWriter<tokio::fs::File>),
+    /// A file, and whether it is a regular one (a fifo or a device such as
+    /// /dev/null has nothing to sync).
+    File(BufWriter<tokio::fs::File>, bool),
     Stdout(BufWriter<tokio::io::Stdout>),
 }
 
 impl Out {
     async fn write_line(&mut self, line: &str) -> std::io::Result<()> {
         match self {
-            Out::File(w) => {
+            Out::File(w, _) => {
                 w.write_all(line.as_bytes()).await?;
                 w.write_all(b"\n").await
             }
@@ -33,9 +36,9 @@ impl Out {
     /// Flushes, and with `durable` makes the file's contents durable.
     async fn settle(&mut self, durable: bool) -> std::io::Result<()> {
         match self {
-            Out::File(w) => {
+            Out::File(w, regular) => {
                 w.flush().await?;
-                if durable {
+                if durable && *regular {
                     w.get_ref().sync_data().await?;
                 }
                 Ok(())
@@ -64,32 +67,56 @@ async fn open(
     let Some(path) = path else {
         return Ok(Out::Stdout(BufWriter::new(tokio::io::stdout())));
     };
-    if durable && path.exists() {
-        read_ids(path, seen).await?;
+    let file = own_file::open(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(durable)
+            .truncate(!durable),
+        path,
+    )
+    .with_context(|| format!("cannot open {}", path.display()))?;
+    let regular = file.metadata()?.is_file();
+    if durable && regular {
+        read_ids(&file, path, seen).await?;
     }
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(durable)
-        .truncate(!durable)
-        .open(path)
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(Out::File(BufWriter::new(file)))
+    Ok(Out::File(
+        BufWriter::new(tokio::fs::File::from_std(file)),
+        regular,
+    ))
 }
 
-/// The ids of the events already in `path` (a torn last line is ignored).
-async fn read_ids(path: &Path, seen: &mut HashSet<String>) -> anyhow::Result<()> {
-    let file = tokio::fs::File::open(path)
-        .await
+/// The ids of the events already in `file` (a torn last line is ignored),
+/// read through a handle of its own (appends go to the end whatever the
+/// position).
+async fn read_ids(
+    file: &std::fs::File,
+    path: &Path,
+    seen: &mut HashSet<String>,
+) -> anyhow::Result<()> {
+    let file = own_file::open_to_read(path)
+        .and_then(|read| same_file(file, &read).map(|()| read))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let mut lines = BufReader::new(file).lines();
-    while let Some(line) = lines.next_line().await? {
-        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
+    let mut lines = BufReader::new(tokio::fs::File::from_std(file)).split(b'\n');
+    while let Some(line) = lines.next_segment().await? {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line)
             && let Some(id) = value["id"].as_str()
         {
             seen.insert(id.to_string());
         }
+    }
+    Ok(())
+}
+
+/// An error unless `a` and `b` are the same file (it was not swapped
+/// between two opens).
+fn same_file(a: &std::fs::File, b: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (a, b) = (a.metadata()?, b.metadata()?);
+    if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+        return Err(std::io::Error::other(
+            "the file changed while it was opened",
+        ));
     }
     Ok(())
 }
