@@ -533,18 +533,19 @@ async fn bad_tool_calls_from_the_model_become_error_events() {
     ];
     let (outputs, _) = run(plan, events).await;
     assert_eq!(outputs.len(), 2, "{outputs:#?}");
-    let error = |i: usize| {
+    let error = |i: usize, code: &str| {
         let e = &outputs[i];
         assert_eq!(e.event_type, types::ERROR);
-        assert_eq!(e.payload["code"], "tool-failed");
+        assert_eq!(e.payload["code"], code);
         e.payload["message"].as_str().unwrap().to_string()
     };
-    let unknown = error(0);
+    // A name the request did not offer stops the exchange before any tool.
+    let unknown = error(0, "tool-not-offered");
     assert!(
-        unknown.contains("`c1` (multiply)") && unknown.contains("no tool named `multiply`"),
+        unknown.contains("tool `multiply`, which its request did not offer (offered: add)"),
         "{unknown}"
     );
-    let bad = error(1);
+    let bad = error(1, "tool-failed");
     assert!(
         bad.contains("`c2` (add)") && bad.contains("do not match its schema"),
         "{bad}"

@@ -878,7 +878,7 @@ async fn a_token_service_that_never_ends_its_body_is_cut_at_the_limit() {
             axum::routing::get(|| async {
                 (
                     [(header::CONTENT_TYPE, "application/json")],
-                    Endless::new(" ".repeat(64 << 10), std::time::Duration::from_millis(1)),
+                    Endless::body(" ".repeat(64 << 10), std::time::Duration::from_millis(1)),
                 )
             }),
         )
@@ -918,11 +918,11 @@ async fn registry_and_download_bodies_that_stall_fail_at_the_deadline() {
         axum::Router::new()
             .route(
                 "/v2/acme/greeter/manifests/0.1.0",
-                axum::routing::get(|| async { Stalled::new("{\"schemaVersion\": ") }),
+                axum::routing::get(|| async { Stalled::body("{\"schemaVersion\": ") }),
             )
             .route(
                 "/greeter.tar.gz",
-                axum::routing::get(|| async { Stalled::new(vec![0x1f, 0x8b]) }),
+                axum::routing::get(|| async { Stalled::body(vec![0x1f, 0x8b]) }),
             ),
     )
     .await;
@@ -1160,7 +1160,7 @@ async fn a_second_package_of_one_name_and_version_is_refused_unless_forced() {
 
     // The store: refused, nothing placed, the first package stays.
     let err = store.install_dir(&changed).unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     let said = err.to_string();
     assert!(
         said.contains("greeter@0.1.0 is already installed as another package")

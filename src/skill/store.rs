@@ -132,23 +132,28 @@ pub enum StoreError {
     #[error("no skill `{0}` is installed (see `weir skill list`)")]
     NotInstalled(String),
     /// Another package is installed under the same name and version.
-    #[error(
-        "{name}@{version} is already installed as another package ({installed}, from {installed_from}); {source_name} is {digest}. Give the skill a new version, or replace the installed one with --force (or `weir skill remove {name}@{version}` first)"
-    )]
-    Conflict {
-        /// The skill's name.
-        name: String,
-        /// Its version.
-        version: String,
-        /// The installed package's digest.
-        installed: String,
-        /// Where the installed package came from.
-        installed_from: String,
-        /// Where the new package came from.
-        source_name: String,
-        /// The new package's digest.
-        digest: String,
-    },
+    #[error(transparent)]
+    Conflict(Box<Conflict>),
+}
+
+/// An install that would replace another package of the same name@version.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{name}@{version} is already installed as another package ({installed}, from {installed_from}); {source_name} is {digest}. Give the skill a new version, or replace the installed one with --force (or `weir skill remove {name}@{version}` first)"
+)]
+pub struct Conflict {
+    /// The skill's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The installed package's digest.
+    pub installed: String,
+    /// Where the installed package came from.
+    pub installed_from: String,
+    /// Where the new package came from.
+    pub source_name: String,
+    /// The new package's digest.
+    pub digest: String,
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -247,14 +252,14 @@ impl SkillStore {
         }
         // A damaged record hides nothing (`list` skips it): it may go.
         match self.read_record(record) {
-            Ok(old) if old.digest != new.digest => Err(StoreError::Conflict {
+            Ok(old) if old.digest != new.digest => Err(StoreError::Conflict(Box::new(Conflict {
                 name: new.name.clone(),
                 version: new.version.clone(),
                 installed: old.digest,
                 installed_from: old.source,
                 source_name: new.source.clone(),
                 digest: new.digest.clone(),
-            }),
+            }))),
             _ => Ok(()),
         }
     }

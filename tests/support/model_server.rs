@@ -42,7 +42,7 @@ pub struct Endless {
 }
 
 impl Endless {
-    pub fn new(chunk: impl Into<Bytes>, every: Duration) -> axum::body::Body {
+    pub fn body(chunk: impl Into<Bytes>, every: Duration) -> axum::body::Body {
         axum::body::Body::new(Endless {
             chunk: chunk.into(),
             every,
@@ -73,7 +73,7 @@ impl http_body::Body for Endless {
 pub struct Stalled(Option<Bytes>);
 
 impl Stalled {
-    pub fn new(start: impl Into<Bytes>) -> axum::body::Body {
+    pub fn body(start: impl Into<Bytes>) -> axum::body::Body {
         axum::body::Body::new(Stalled(Some(start.into())))
     }
 }
@@ -189,13 +189,13 @@ fn respond(reply: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = R
             Reply::Endless => (
                 StatusCode::OK,
                 [("content-type", "application/json")],
-                Endless::new(Bytes::from(" ".repeat(64 << 10)), Duration::from_millis(1)),
+                Endless::body(Bytes::from(" ".repeat(64 << 10)), Duration::from_millis(1)),
             )
                 .into_response(),
             Reply::Stalled(start) => (
                 StatusCode::OK,
                 [("content-type", "application/json")],
-                Stalled::new(start),
+                Stalled::body(start),
             )
                 .into_response(),
             Reply::Delayed(wait, reply) => {
