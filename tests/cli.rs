@@ -464,6 +464,13 @@ fn bad_bytes_long_lines_and_long_keys_are_bad_lines_with_their_number() {
     input.extend_from_slice(
         format!("{{\"key\": \"{}\", \"payload\": 4}}\r\n", "k".repeat(2000)).as_bytes(),
     );
+    input.extend_from_slice(
+        format!(
+            "{{\"key\": \"d\", \"id\": \"{}\", \"payload\": 4}}\n",
+            "i".repeat(1025)
+        )
+        .as_bytes(),
+    );
     input.extend_from_slice(b"{\"key\": \"e\", \"payload\": 5}");
     let path = dir.path().join("in.jsonl");
     std::fs::write(&path, &input).unwrap();
@@ -504,7 +511,13 @@ fn bad_bytes_long_lines_and_long_keys_are_bad_lines_with_their_number() {
         )),
         "{err}"
     );
-    assert!(err.contains("skipped 3 bad input lines"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{name}:5: the id is 1025 bytes, over the limit of 1024"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("skipped 4 bad input lines"), "{err}");
 }
 
 #[test]

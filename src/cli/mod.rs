@@ -101,9 +101,24 @@ struct RunArgs {
 /// The default of `--max-line-bytes`: the default limit of an event's
 /// payload (`max_payload_bytes`).
 const MAX_LINE_BYTES: usize = 16 << 20;
-/// The longest key an input event may have (bytes): keys are held per key
-/// in memory and written to the journal with every commit.
+/// The longest key (or id) an input event may have, in bytes: keys are
+/// held per key in memory, and both are written to the journal with every
+/// commit.
 const MAX_KEY_BYTES: usize = 1024;
+
+/// Why `event`'s key or id is too long to take, if it is.
+fn over_long_name(event: &weir::Event) -> Option<String> {
+    [("key", &event.key), ("id", &event.id)]
+        .into_iter()
+        .find(|(_, name)| name.len() > MAX_KEY_BYTES)
+        .map(|(what, name)| {
+            format!(
+                "the {what} is {} bytes, over the limit of {MAX_KEY_BYTES}: use a shorter {what} \
+                 (a digest of it, say)",
+                name.len()
+            )
+        })
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OnBadLine {
@@ -366,12 +381,11 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             let parsed = text.and_then(|text| {
                 let event = weir::event::parse_input_line(text, &input_name, number as usize)?;
                 match event {
-                    Some(event) if event.key.len() > MAX_KEY_BYTES => Err(bad(format!(
-                        "the key is {} bytes, over the limit of {MAX_KEY_BYTES}: use a shorter key \
-                         (a digest of it, say)",
-                        event.key.len()
-                    ))),
-                    event => Ok(event),
+                    Some(event) => match over_long_name(&event) {
+                        Some(message) => Err(bad(message)),
+                        None => Ok(Some(event)),
+                    },
+                    None => Ok(None),
                 }
             });
             match parsed {

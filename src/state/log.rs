@@ -957,7 +957,6 @@ mod tests {
     #[test]
     fn a_rewrite_cut_short_by_a_crash_leaves_the_log_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(FILE);
         let mut log = open_empty(dir.path());
         log.frame().meta("f", "a");
         log.frame().key("k", 7, b"{}");
