@@ -47,6 +47,23 @@ pub mod types {
     pub fn is_reserved(name: &str) -> bool {
         name.starts_with('_')
     }
+
+    /// Why an event of `event_type` may not enter an agent from outside, if
+    /// it may not. Built-in events other than `_input_event` act for the
+    /// action that emitted them (a chat request uses its model grants, a
+    /// tool request its tools): from input they would act for nobody, so
+    /// only weir's actions emit them.
+    pub fn input_problem(event_type: &str) -> Option<String> {
+        if event_type.is_empty() {
+            return Some("the event type must not be empty".into());
+        }
+        (is_reserved(event_type) && event_type != INPUT).then(|| {
+            format!(
+                "`{event_type}` events come only from the agent's actions, not from input; \
+                 send `{INPUT}` (the default) or a type of your own (not starting with `_`)"
+            )
+        })
+    }
 }
 
 /// An event flowing through an agent.
@@ -187,6 +204,11 @@ pub fn parse_input_line(
             "not an input event ({e}); expected {{\"key\": ..., \"payload\": ...}}"
         ))
     })?;
+    if let Some(event_type) = &parsed.event_type
+        && let Some(problem) = types::input_problem(event_type)
+    {
+        return Err(error(format!("field `type`: {problem}")));
+    }
     let key = match parsed.key {
         None => String::new(),
         Some(KeyValue::Text(s)) => s,
@@ -230,6 +252,24 @@ mod tests {
         let err = parse_input_line(r#"{"key": "a", "paylod": 1}"#, "in", 3).unwrap_err();
         assert!(err.message.contains("paylod"), "{err}");
         assert!(parse_input_line("   ", "in", 4).unwrap().is_none());
+    }
+
+    #[test]
+    fn built_in_events_other_than_input_are_refused_from_input() {
+        for event_type in types::ALL.iter().filter(|t| **t != types::INPUT) {
+            let line = format!(r#"{{"type": "{event_type}", "payload": {{}}}}"#);
+            let err = parse_input_line(&line, "in.jsonl", 2).unwrap_err();
+            assert!(
+                err.to_string().starts_with("in.jsonl:2: field `type`:")
+                    && err.message.contains("come only from the agent's actions"),
+                "{err}"
+            );
+        }
+        // Reserved names that are not built-in types are refused too.
+        assert!(parse_input_line(r#"{"type": "_x", "payload": 1}"#, "in", 1).is_err());
+        assert!(parse_input_line(r#"{"type": "", "payload": 1}"#, "in", 1).is_err());
+        let ok = parse_input_line(r#"{"type": "order.created", "payload": 1}"#, "in", 1);
+        assert_eq!(ok.unwrap().unwrap().event_type, "order.created");
     }
 
     #[test]

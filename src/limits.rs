@@ -33,6 +33,9 @@ pub struct LimitSettings {
     /// Entries of the host's resource table (streams, pollables, HTTP
     /// requests and fields, ...) one task may hold at once.
     pub max_resources: Option<usize>,
+    /// How deeply JSON a task hands the host (event payloads, memory values
+    /// with their path's segments, tool results, model replies) may nest.
+    pub max_nesting: Option<usize>,
 }
 
 impl LimitSettings {
@@ -48,6 +51,7 @@ impl LimitSettings {
             max_output_bytes: self.max_output_bytes.or(base.max_output_bytes),
             max_tool_depth: self.max_tool_depth.or(base.max_tool_depth),
             max_resources: self.max_resources.or(base.max_resources),
+            max_nesting: self.max_nesting.or(base.max_nesting),
         }
     }
 
@@ -64,6 +68,7 @@ impl LimitSettings {
             max_output_bytes: self.max_output_bytes.unwrap_or(d.max_output_bytes),
             max_tool_depth: self.max_tool_depth.unwrap_or(d.max_tool_depth),
             max_resources: self.max_resources.unwrap_or(d.max_resources),
+            max_nesting: self.max_nesting.unwrap_or(d.max_nesting),
         }
     }
 }
@@ -91,7 +96,16 @@ pub struct Limits {
     /// Host resources one task may hold at once (default 10,000): each is
     /// host memory the guest's memory limit does not count.
     pub max_resources: usize,
+    /// Deepest nesting of JSON a task hands the host (default 64, at most
+    /// [`MAX_NESTING`]): a memory value counts its path's segments too.
+    pub max_nesting: usize,
 }
+
+/// The highest `max_nesting` a plan accepts. Whatever a task hands the host
+/// is stored inside a few more levels (a memory root, a journal record), and
+/// must still read back under serde_json's limit of 128 levels; the host
+/// never recurses deeper than that on guest-shaped data.
+pub const MAX_NESTING: usize = 100;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -105,6 +119,7 @@ impl Default for Limits {
             max_output_bytes: 16 << 20,
             max_tool_depth: 4,
             max_resources: 10_000,
+            max_nesting: 64,
         }
     }
 }
@@ -137,6 +152,7 @@ impl Limits {
             Limit::MaxOutputBytes => self.max_output_bytes as u64,
             Limit::MaxToolDepth => u64::from(self.max_tool_depth),
             Limit::MaxResources => self.max_resources as u64,
+            Limit::MaxNesting => self.max_nesting as u64,
         }
     }
 
@@ -164,6 +180,7 @@ pub enum Limit {
     MaxOutputBytes,
     MaxToolDepth,
     MaxResources,
+    MaxNesting,
 }
 
 impl Limit {
@@ -179,6 +196,7 @@ impl Limit {
             Limit::MaxOutputBytes => "max_output_bytes",
             Limit::MaxToolDepth => "max_tool_depth",
             Limit::MaxResources => "max_resources",
+            Limit::MaxNesting => "max_nesting",
         }
     }
 }
@@ -201,9 +219,40 @@ pub struct LimitExceeded {
     pub detail: String,
 }
 
+/// How deeply `value` nests: 1 for a scalar, one more per array or object
+/// around it. Walks with its own stack, so a value of any depth is measured
+/// without recursing on the host's.
+pub fn nesting(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let mut deepest = 0;
+    let mut pending = vec![(value, 1usize)];
+    while let Some((value, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        match value {
+            Value::Array(items) => pending.extend(items.iter().map(|v| (v, depth + 1))),
+            Value::Object(map) => pending.extend(map.values().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_counts_levels() {
+        use serde_json::json;
+        assert_eq!(nesting(&json!(1)), 1);
+        assert_eq!(nesting(&json!([])), 1);
+        assert_eq!(nesting(&json!({"a": [1, {"b": [2]}]})), 5);
+        let mut deep = json!(0);
+        for _ in 0..1000 {
+            deep = json!([deep]);
+        }
+        assert_eq!(nesting(&deep), 1001);
+    }
 
     #[test]
     fn settings_overlay_then_default() {

@@ -59,6 +59,7 @@ impl ToolCaller {
             tool_depth: self.depth,
             journal: None,
             idempotency: Some(self.idempotency),
+            on_behalf: None,
         }
     }
 }
@@ -374,7 +375,12 @@ async fn run_tool(
     match outcome {
         Ok(Ok(Ok(text))) => serde_json::from_str(&text)
             .map_err(|e| stopped(format!("returned non-JSON ({e}): {text}"))),
-        Ok(Ok(Err(e))) => Err(stopped(format!("failed: {}: {}", e.code, e.message))),
+        // A tool's error goes back to its caller: cut like an error event's.
+        Ok(Ok(Err(e))) => Err(stopped(format!(
+            "failed: {}: {}",
+            crate::util::head(&e.code, 128),
+            crate::util::head(&e.message, 64 << 10)
+        ))),
         Ok(Err(error)) => Err(match classify(error, store.data()) {
             GuestStop::Limit(exceeded) => stopped(format!("was stopped: {exceeded}")),
             GuestStop::Trap { message, .. } => {

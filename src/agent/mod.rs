@@ -121,6 +121,13 @@ pub struct RuntimeSettings {
     /// Input events admitted but not finished before intake pauses; with a
     /// journal, also the committed runs whose outputs wait for the sink.
     pub max_pending_events: usize,
+    /// Tasks one agent run (an input event and all it causes) may start.
+    pub max_run_tasks: usize,
+    /// Events one agent run's tasks may emit in all: `max_depth` bounds how
+    /// deep a run goes, this how wide.
+    pub max_run_events: usize,
+    /// Bytes one agent run's tasks may emit and write to memory in all.
+    pub max_run_bytes: usize,
 }
 
 impl Default for RuntimeSettings {
@@ -129,6 +136,9 @@ impl Default for RuntimeSettings {
             max_concurrency: 64,
             max_depth: 32,
             max_pending_events: 16_384,
+            max_run_tasks: 10_000,
+            max_run_events: 10_000,
+            max_run_bytes: 64 << 20,
         }
     }
 }

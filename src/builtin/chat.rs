@@ -67,6 +67,16 @@ fn memory_path(request_id: &str) -> String {
     format!("_chat.{}", request_id.replace('.', "_"))
 }
 
+/// A chat exchange the runtime handed over without the action that asked
+/// for it: never from the runtime's routes (built-in events come only from
+/// actions), so a bug, reported rather than served with no grants checked.
+pub(super) fn requester_unknown() -> BuiltinError {
+    BuiltinError::new(
+        "denied",
+        "a built-in event arrived without the action that asked for it; nothing ran",
+    )
+}
+
 pub(super) async fn run(
     event: &Event,
     task: &mut Task,
@@ -75,18 +85,8 @@ pub(super) async fn run(
     let (request_id, mut conversation) = match event.event_type.as_str() {
         types::CHAT_REQUEST => {
             let request: ChatRequest = payload(event)?;
-            // An action asking for a chat must be granted the model itself:
-            // the built-in does not lend its grants.
-            if let Some(requester) = &event.upstream_action
-                && let Some(Some(grants)) = task.input.env.action_grants.get(requester)
-                && !grants.models.contains(&request.model)
-            {
-                let message = format!(
-                    "action `{requester}` asked for model `{}` in a `_chat_request_event` but is not granted it (grant it with `models = [\"{}\"]`)",
-                    request.model, request.model
-                );
-                return Err(task.deny("model", request.model.clone(), message).into());
-            }
+            // The model is checked against the requester's grants, which
+            // are this task's (see `host::Authority`).
             let request_id = request.request_id.unwrap_or_else(|| event.id.clone());
             let conversation = Conversation {
                 model: request.model,
@@ -167,6 +167,30 @@ pub(super) async fn run(
             Vec::new(),
         )?;
     } else {
+        // The model may call only what this request offered it: anything
+        // else (a name from a poisoned prompt, say) stops the exchange
+        // before any tool runs.
+        let authority = task.input.on_behalf.clone().ok_or_else(requester_unknown)?;
+        let env = task.input.env.clone();
+        let resource = env
+            .resources
+            .chat_model(&conversation.model)
+            .map_err(|e| BuiltinError::new("host-failed", e.to_string()))?;
+        let offered = task
+            .offer(&resource, &env.tools, conversation.use_tools)
+            .names();
+        let narrowed = authority.narrowed(offered);
+        for call in &reply.message.tool_calls {
+            if let Some(why) = narrowed.refuses(&call.name, &call.arguments) {
+                return Err(BuiltinError::new(
+                    "tool-not-offered",
+                    format!(
+                        "request `{request_id}` of action `{}` to model `{}`: {why}; no tool ran",
+                        authority.action, conversation.model
+                    ),
+                ));
+            }
+        }
         let request = ToolRequest {
             request_id: request_id.clone(),
             tool_calls: reply.message.tool_calls.clone(),
@@ -177,10 +201,10 @@ pub(super) async fn run(
             &memory_path(&request_id),
             to_value(&conversation),
         )?;
-        task.emit(
+        task.emit_for(
             types::TOOL_REQUEST.to_string(),
             to_value(&request),
-            Vec::new(),
+            narrowed,
         )?;
     }
     Ok(())

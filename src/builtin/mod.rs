@@ -83,6 +83,12 @@ fn to_value<T: Serialize>(value: &T) -> Value {
 }
 
 impl Builtin {
+    /// True for the chat-model and tool-call actions, which hold no grants
+    /// of their own and act for the action whose request they serve.
+    pub(crate) fn acts_for_requester(&self) -> bool {
+        matches!(self, Builtin::ChatModel { .. } | Builtin::ToolCall)
+    }
+
     /// Runs the action on `event` through `task`.
     pub(crate) async fn run(&self, event: &Event, task: &mut Task) -> Result<(), BuiltinError> {
         match self {

@@ -2,7 +2,9 @@
 //! answers with one `_tool_response_event`. A call that cannot run (an unknown
 //! or ungranted tool, arguments that do not match its schema, a tool that
 //! fails or traps) fails the action: an error event names the tool and the
-//! cause, and the conversation stops there.
+//! cause, and the conversation stops there. It acts for the action that
+//! asked the model (see `host::Authority`): a call the model's request did
+//! not offer runs nothing.
 
 use super::{BuiltinError, payload, to_value};
 use crate::event::{Event, types};
@@ -37,6 +39,22 @@ pub(crate) struct ToolResponses {
 
 pub(super) async fn run(event: &Event, task: &mut Task) -> Result<(), BuiltinError> {
     let request: ToolRequest = payload(event)?;
+    // Only what the model's request offered may run, each call checked
+    // before any runs; the grants checked for each are the requester's.
+    let authority = task
+        .input
+        .on_behalf
+        .clone()
+        .ok_or_else(super::chat::requester_unknown)?;
+    for call in &request.tool_calls {
+        if let Some(why) = authority.refuses(&call.name, &call.arguments) {
+            let message = format!(
+                "tool call `{}` of request `{}` for action `{}`: {why}; no tool ran",
+                call.id, request.request_id, authority.action
+            );
+            return Err(task.deny("tool", call.name.clone(), message).into());
+        }
+    }
     let mut responses = Vec::with_capacity(request.tool_calls.len());
     for call in request.tool_calls {
         let result = task

@@ -26,6 +26,21 @@ impl Task {
         })
     }
 
+    /// Emits an event that acts for `authority` (a built-in narrowing what
+    /// the next step of an exchange may use).
+    pub(crate) fn emit_for(
+        &mut self,
+        event_type: String,
+        payload: Value,
+        authority: std::sync::Arc<super::Authority>,
+    ) -> Result<String, HostError> {
+        let id = self.emit(event_type, payload, Vec::new())?;
+        if let Some(emitted) = self.emitted.last_mut() {
+            emitted.authority = Some(authority);
+        }
+        Ok(id)
+    }
+
     /// Adds an event of `size` JSON bytes, within the task's limits.
     fn push_event(
         &mut self,
@@ -49,6 +64,9 @@ impl Task {
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>();
         self.charge_output(size, || format!("emitting a `{event_type}` event"))?;
+        self.check_nesting(crate::limits::nesting(&payload), || {
+            format!("the payload of a `{event_type}` event")
+        })?;
         let id = crate::event::derived_id(
             &self.input.event_id,
             &self.input.action_name,
@@ -59,6 +77,7 @@ impl Task {
             event_type,
             payload,
             attributes,
+            authority: None,
         });
         Ok(id)
     }

@@ -1,5 +1,44 @@
 //! The memory limit of one instance: all its linear memories together, as
-//! a component may have several.
+//! a component may have several; and the sandbox's budget of all instances
+//! together, so that many tasks each within their own limit cannot take
+//! the host's memory between them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Linear memory all instances of a sandbox may hold at once.
+#[derive(Debug)]
+pub(crate) struct MemoryBudget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    pub(crate) fn new(max: usize) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            max,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// The budget, in bytes.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Takes `bytes` if they fit.
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
 
 /// Table elements one table may have (function references; a few
 /// thousand in real guests): bounds what tables can cost the host.
@@ -10,6 +49,10 @@ pub(crate) struct MemoryLimiter {
     limit: usize,
     used: usize,
     refused: Option<usize>,
+    /// The sandbox's budget, once the store is made; and whether it (not
+    /// the task's own limit) refused the growth.
+    budget: Option<Arc<MemoryBudget>>,
+    refused_by_budget: bool,
 }
 
 impl MemoryLimiter {
@@ -18,18 +61,44 @@ impl MemoryLimiter {
             limit,
             used: 0,
             refused: None,
+            budget: None,
+            refused_by_budget: false,
         }
+    }
+
+    /// Charges growth to `budget` too, from now on.
+    pub(crate) fn share(&mut self, budget: Arc<MemoryBudget>) {
+        self.budget = Some(budget);
+    }
+
+    /// The sandbox's budget, if it refused memory the task's own limit
+    /// allowed.
+    pub(crate) fn refused_by_budget(&self) -> Option<usize> {
+        self.budget
+            .as_ref()
+            .filter(|_| self.refused_by_budget)
+            .map(|b| b.max())
     }
 
     /// A new limit, for the next task of a reused instance.
     pub(crate) fn set_limit(&mut self, limit: usize) {
         self.limit = limit;
         self.refused = None;
+        self.refused_by_budget = false;
     }
 
     /// The total the guest asked for when it was refused, if it was.
     pub(crate) fn refused(&self) -> Option<usize> {
         self.refused
+    }
+}
+
+impl Drop for MemoryLimiter {
+    /// The store and its memories are gone: their bytes go back.
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.used);
+        }
     }
 }
 
@@ -40,9 +109,17 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.used.saturating_add(desired.saturating_sub(current));
+        let growth = desired.saturating_sub(current);
+        let total = self.used.saturating_add(growth);
         if total > self.limit {
             self.refused = Some(total);
+            return Ok(false);
+        }
+        if let Some(budget) = &self.budget
+            && !budget.take(growth)
+        {
+            self.refused = Some(total);
+            self.refused_by_budget = true;
             return Ok(false);
         }
         self.used = total;
@@ -90,5 +167,23 @@ mod tests {
         assert!(limiter.memory_growing(60, 70, None).unwrap());
         limiter.set_limit(200);
         assert_eq!(limiter.refused(), None);
+    }
+
+    #[test]
+    fn the_budget_is_shared_and_given_back() {
+        let budget = MemoryBudget::new(100);
+        let mut a = MemoryLimiter::new(80);
+        a.share(budget.clone());
+        let mut b = MemoryLimiter::new(80);
+        b.share(budget.clone());
+        assert!(a.memory_growing(0, 70, None).unwrap());
+        // Within b's own limit, but not within what is left of the budget.
+        assert!(!b.memory_growing(0, 40, None).unwrap());
+        assert_eq!(b.refused_by_budget(), Some(100));
+        assert!(b.memory_growing(0, 30, None).unwrap());
+        drop(a);
+        assert!(b.memory_growing(30, 80, None).unwrap());
+        drop(b);
+        assert_eq!(budget.used.load(Ordering::Acquire), 0);
     }
 }

@@ -29,6 +29,16 @@ impl Task {
     }
 
     fn write(&mut self, scope: Scope, path: &str, value: Value) -> Result<(), HostError> {
+        // Memory outlives the task (in the journal too): bounded nesting,
+        // counted from the root, so it always reads back.
+        let segments = if path.is_empty() {
+            0
+        } else {
+            path.bytes().filter(|b| *b == b'.').count() + 1
+        };
+        self.check_nesting(segments + crate::limits::nesting(&value), || {
+            format!("the memory value at `{}`", crate::util::head(path, 64))
+        })?;
         let undo = self.scope(scope).set(path, value).map_err(invalid)?;
         self.undo.push((scope, undo));
         Ok(())

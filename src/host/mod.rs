@@ -8,6 +8,7 @@
 //! journaling (durable execution), permissions and tracing wrap every host
 //! call here without touching each function.
 
+mod authority;
 mod context;
 mod events;
 pub mod http;
@@ -20,7 +21,8 @@ mod readings;
 mod tools;
 mod wasi;
 
-pub(crate) use limiter::MemoryLimiter;
+pub(crate) use authority::{Authority, Offered};
+pub(crate) use limiter::{MemoryBudget, MemoryLimiter};
 pub(crate) use model::ModelUsage;
 
 use crate::agent::DirGrant;
@@ -253,15 +255,13 @@ impl ActionConfig {
     }
 }
 
-/// What the tasks of one plan share: its resources and tools, and each
-/// action's grants (`None` for the built-in actions, which are trusted).
+/// What the tasks of one plan share: its resources and tools.
 #[derive(Default)]
 pub(crate) struct TaskEnv {
     /// The agent's name, part of every idempotency key.
     pub agent: Arc<str>,
     pub resources: Arc<crate::resources::ResourceProviders>,
     pub tools: Arc<crate::tools::ToolCatalog>,
-    pub action_grants: std::collections::BTreeMap<String, Option<Arc<Grants>>>,
 }
 
 /// What a task starts with.
@@ -283,6 +283,9 @@ pub(crate) struct TaskInput {
     /// The task's idempotency key when its caller sets it (a tool's task);
     /// otherwise derived from the event and action when first asked for.
     pub idempotency: Option<String>,
+    /// The action a built-in chat-model or tool-call task acts for; its
+    /// grants are then this action's.
+    pub on_behalf: Option<Arc<Authority>>,
 }
 
 impl TaskInput {
@@ -301,6 +304,7 @@ impl TaskInput {
             tool_depth: 0,
             journal: None,
             idempotency: None,
+            on_behalf: None,
         }
     }
 }
@@ -312,6 +316,9 @@ pub(crate) struct Emitted {
     pub event_type: String,
     pub payload: Value,
     pub attributes: Vec<(String, String)>,
+    /// Whom the event acts for, when a built-in narrowed it (see
+    /// [`Authority`]); otherwise the runtime derives it from the emitter.
+    pub authority: Option<Arc<Authority>>,
 }
 
 /// The task-side state of host calls.
@@ -322,6 +329,8 @@ pub(crate) struct Task {
     /// Bytes emitted and written to memory so far.
     pub output_bytes: usize,
     pub host_calls: u64,
+    /// Log records written (see `log::MAX_RECORDS`).
+    pub log_records: u32,
     /// The limit that stopped the task, if one did.
     pub violation: Option<LimitExceeded>,
     /// Requests refused: the first few, and how many per capability.
@@ -459,6 +468,8 @@ impl TaskState {
     /// Swaps in the next task of a reused instance; returns the last one,
     /// with the HTTP requests it was refused.
     pub(crate) fn replace_task(&mut self, mut next: Task) -> Task {
+        // Before the readings start over for the next task.
+        let _ = self.task.check_readings();
         if let Some(readings) = self.task.readings.clone() {
             next.attach_readings(&readings);
         }
@@ -477,12 +488,19 @@ impl TaskState {
     pub(crate) fn into_task(mut self) -> Task {
         let mut task = self.task;
         task.take_http_denials(&mut self.http);
+        let _ = task.check_readings();
         task
     }
 
     /// The memory limit the guest ran into, if it did.
     pub(crate) fn memory_refused(&self) -> Option<usize> {
         self.limiter.refused()
+    }
+
+    /// The sandbox's memory budget, if it refused memory this task's own
+    /// limit allowed.
+    pub(crate) fn memory_budget_refused(&self) -> Option<usize> {
+        self.limiter.refused_by_budget()
     }
 }
 
@@ -494,6 +512,7 @@ impl Task {
             emitted: Vec::new(),
             output_bytes: 0,
             host_calls: 0,
+            log_records: 0,
             violation: None,
             denials: Vec::new(),
             denial_counts: std::collections::BTreeMap::new(),
@@ -510,7 +529,7 @@ impl Task {
         readings
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .reset(record);
+            .reset(record, self.input.limits.max_output_bytes);
         self.readings = Some(readings.clone());
     }
 
@@ -558,9 +577,41 @@ impl Task {
         self.input.idempotency.as_deref().unwrap_or_default()
     }
 
+    /// Who is asking, for denial messages: the action, or for a built-in
+    /// acting for another action, both.
+    pub(crate) fn principal(&self) -> String {
+        match &self.input.on_behalf {
+            Some(authority) => format!(
+                "`{}` (through `{}`)",
+                authority.action, self.input.action_name
+            ),
+            None => format!("`{}`", self.input.action_name),
+        }
+    }
+
+    /// Fails the task with `max_output_bytes` if its clock and random
+    /// readings ran past what the journal may record for it.
+    pub(crate) fn check_readings(&mut self) -> Result<(), HostError> {
+        let Some(readings) = &self.readings else {
+            return Ok(());
+        };
+        let overran = readings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .overran();
+        match overran {
+            Some(bytes) => Err(self.exceed(
+                crate::limits::Limit::MaxOutputBytes,
+                format!("recording {bytes} bytes of clock and random readings"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Counts the call and checks its grant.
     fn enter(&mut self, op: Op) -> Result<(), HostError> {
         self.host_calls += 1;
+        self.check_readings()?;
         if self.input.grants.allows(op.capability) {
             return Ok(());
         }
@@ -568,8 +619,10 @@ impl Task {
             op.capability.name(),
             op.name,
             format!(
-                "action `{}` is not granted {:?} (calling `{}`)",
-                self.input.action_name, op.capability, op.name
+                "action {} is not granted {:?} (calling `{}`)",
+                self.principal(),
+                op.capability,
+                op.name
             ),
         ))
     }
@@ -642,6 +695,20 @@ impl Task {
         }
         self.output_bytes += size;
         Ok(())
+    }
+
+    /// Checks that JSON a task hands the host, nested `levels` deep, stays
+    /// within its `max_nesting`; `what` describes it for the error.
+    pub(crate) fn check_nesting(
+        &mut self,
+        levels: usize,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), HostError> {
+        if levels <= self.input.limits.max_nesting {
+            return Ok(());
+        }
+        let detail = format!("{} nests {levels} levels deep", what());
+        Err(self.exceed(crate::limits::Limit::MaxNesting, detail))
     }
 
     /// Turns a limit reached during a guest's host call into a trap, so the
@@ -735,6 +802,7 @@ impl Task {
             Ok(work) => work.await,
             Err(e) => Err(e),
         };
+        let result = result.and_then(|reply| self.bounded_reply(op, reply));
         if let Some(call) = journaled {
             self.save_readings();
             let record = crate::state::record(op.name, call.digest, &result);
@@ -742,6 +810,23 @@ impl Task {
         }
         self.trace(op, &result);
         result
+    }
+}
+
+impl Task {
+    /// A model's or tool's reply, refused if it nests deeper than the
+    /// task's `max_nesting`: it is kept (in memory, the journal) and must
+    /// read back.
+    fn bounded_reply<R: serde::Serialize>(&self, op: Op, reply: R) -> Result<R, HostError> {
+        let max = self.input.limits.max_nesting;
+        let levels = serde_json::to_value(&reply).map_or(0, |v| crate::limits::nesting(&v));
+        if levels <= max {
+            return Ok(reply);
+        }
+        Err(HostError::Invalid(format!(
+            "the reply to `{}` nests {levels} levels deep, over the limit `max_nesting` ({max})",
+            op.name
+        )))
     }
 }
 

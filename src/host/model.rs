@@ -2,10 +2,13 @@
 //! resources, each granted to the action by name, with token usage and
 //! latency counted per (action, model).
 
+use super::Offered;
 use super::bindings::weir::agent::model as wit;
 use super::{Capability, HostError, Op, Task, TaskState};
 use crate::resources::model::{ChatOptions, ChatReply, Message, ModelError, ToolCall, ToolSpec};
-use crate::skill::disclosure::{LOAD_SKILL, RUN_SKILL_COMMAND, prompt_block};
+use crate::resources::models::ChatModel;
+use crate::skill::disclosure::{LOAD_SKILL, RUN_SKILL_COMMAND, SkillDoc, prompt_block};
+use crate::tools::ToolCatalog;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -88,16 +91,89 @@ pub(crate) struct ChatCall {
     pub use_tools: bool,
 }
 
+/// What one chat request offers its model: the tools of the model's
+/// resource that the requester is granted, and the resource's skills when
+/// the requester is granted `load_skill` (with their tools and commands as
+/// granted).
+pub(crate) struct Offer<'a> {
+    pub tools: Vec<ToolSpec>,
+    pub skills: Vec<&'a SkillDoc>,
+}
+
+impl Offer<'_> {
+    /// The names offered, for checking the model's tool calls.
+    pub(crate) fn names(&self) -> Offered {
+        Offered {
+            tools: self.tools.iter().map(|t| t.name.clone()).collect(),
+            skills: self.skills.iter().map(|s| s.name.clone()).collect(),
+        }
+    }
+
+    /// The system-prompt block naming the skills, if any are offered.
+    fn prompt(&self) -> Option<String> {
+        (!self.skills.is_empty()).then(|| prompt_block(self.skills.iter().copied()))
+    }
+}
+
 impl Task {
     fn granted_model(&mut self, model: &str) -> Result<(), HostError> {
         if self.input.grants.models.contains(model) {
             return Ok(());
         }
         let message = format!(
-            "action `{}` is not granted model `{model}` (grant it with `models = [\"{model}\"]`)",
-            self.input.action_name
+            "action {} is not granted model `{model}` (grant it with `models = [\"{model}\"]`)",
+            self.principal()
         );
         Err(self.deny("model", model, message))
+    }
+
+    /// What a chat request to `resource` offers, for this task's grants.
+    pub(crate) fn offer<'a>(
+        &self,
+        resource: &ChatModel,
+        catalog: &'a ToolCatalog,
+        use_tools: bool,
+    ) -> Offer<'a> {
+        let mut offer = Offer {
+            tools: Vec::new(),
+            skills: Vec::new(),
+        };
+        if !use_tools {
+            return offer;
+        }
+        let granted = &self.input.grants.tools;
+        let add = |tools: &mut Vec<ToolSpec>, name: &str| {
+            if granted.contains(name)
+                && !tools.iter().any(|t| t.name == name)
+                && let Some(spec) = catalog.spec(name)
+            {
+                tools.push(spec.clone());
+            }
+        };
+        for name in &resource.tools {
+            add(&mut offer.tools, name);
+        }
+        // Skills: names and descriptions up front, the rest on demand
+        // through `load_skill`, and the skills' own tools.
+        if granted.contains(LOAD_SKILL) {
+            offer.skills = resource
+                .skills
+                .iter()
+                .filter_map(|name| catalog.skill(name))
+                .collect();
+        }
+        if !offer.skills.is_empty() {
+            add(&mut offer.tools, LOAD_SKILL);
+            if offer.skills.iter().any(|s| !s.commands.is_empty()) {
+                add(&mut offer.tools, RUN_SKILL_COMMAND);
+            }
+            for skill in &offer.skills {
+                for name in &skill.tools {
+                    add(&mut offer.tools, name);
+                }
+            }
+        }
+        offer
     }
 
     /// Asks a chat model for the next message.
@@ -117,43 +193,9 @@ impl Task {
                 .resources
                 .chat_model(&call.model)
                 .map_err(|e| HostError::Failed(e.to_string()))?;
-            let mut tools: Vec<ToolSpec> = if call.use_tools {
-                resource
-                    .tools
-                    .iter()
-                    .filter_map(|name| env.tools.spec(name).cloned())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            // Skills: names and descriptions up front, the rest on demand
-            // through `load_skill`, and the skills' own tools.
-            let skills: Vec<_> = resource
-                .skills
-                .iter()
-                .filter_map(|name| env.tools.skill(name))
-                .collect();
-            let extra_system = if call.use_tools && !skills.is_empty() {
-                let offered =
-                    |tools: &Vec<ToolSpec>, name: &str| tools.iter().any(|t| t.name == name);
-                let commands = skills.iter().any(|s| !s.commands.is_empty());
-                let builtins =
-                    std::iter::once(LOAD_SKILL).chain(commands.then_some(RUN_SKILL_COMMAND));
-                for name in builtins.chain(
-                    skills
-                        .iter()
-                        .flat_map(|s| s.tools.iter().map(String::as_str)),
-                ) {
-                    if !offered(&tools, name)
-                        && let Some(spec) = env.tools.spec(name)
-                    {
-                        tools.push(spec.clone());
-                    }
-                }
-                Some(prompt_block(skills.into_iter()))
-            } else {
-                None
-            };
+            let offer = task.offer(&resource, &env.tools, call.use_tools);
+            let extra_system = offer.prompt();
+            let tools = offer.tools;
             let usage = task.input.usage.clone();
             let action = task.input.action_name.clone();
             Ok(async move {

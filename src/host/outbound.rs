@@ -211,6 +211,7 @@ pub(crate) fn is_public(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
                 || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+                || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
                 || (a == 198 && (b == 18 || b == 19)) // benchmarking
                 || a >= 240) // reserved
         }
@@ -218,14 +219,17 @@ pub(crate) fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_unspecified()
-                || v6.is_loopback()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
-                || (first == 0x0064 && v6.segments()[1] == 0xff9b)) // NAT64 (an IPv4 inside)
+            // An allow-list, not a deny-list: only global unicast
+            // (2000::/3) is public. That leaves out IPv4-compatible
+            // (`::a.b.c.d`), NAT64, discard (100::/64), unique local,
+            // link-local, site-local (fec0::/10) and multicast space, and
+            // whatever else IANA has not made global unicast.
+            let [first, second, ..] = v6.segments();
+            (first & 0xe000) == 0x2000
+                && !(first == 0x2001 && second < 0x0200) // 2001::/23: IETF protocol assignments (Teredo, benchmarking, ORCHID)
+                && !(first == 0x2001 && second == 0x0db8) // documentation
+                && first != 0x2002 // 6to4: an IPv4 address inside
+                && !(first == 0x3fff && second < 0x1000) // 3fff::/20: documentation
         }
     }
 }
@@ -360,6 +364,17 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
             "2001:db8::1",
+            // IPv4-compatible, 6to4, site-local, discard, Teredo, 6to4 relay.
+            "::7f00:1",
+            "::a00:1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::1",
+            "fec0::1",
+            "100::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "3fff::1",
+            "192.88.99.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }

@@ -7,6 +7,13 @@
 //! Readings are persisted only alongside a call record: a run is released
 //! only when it commits, so values nothing recorded depends on need not
 //! survive a crash.
+//!
+//! A guest decides how much it reads, so the record is compact (random
+//! bytes read one after another are one entry) and bounded: past the task's
+//! `max_output_bytes` nothing more is recorded and the task's next host call
+//! (or its end) fails it with that limit. One `get-random-bytes` call is
+//! bounded too ([`MAX_RANDOM_BYTES`]), so a single host call stays short and
+//! the task's deadline can stop a guest that keeps asking.
 
 use crate::state::{CallRecord, Outcome, StateStore};
 use serde::{Deserialize, Serialize};
@@ -18,6 +25,10 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
 /// The op name of a readings record in the journal.
 const OP: &str = "wasi.readings";
 
+/// Most bytes one `wasi:random` call may ask for (a bigger request traps):
+/// seeds and ids need tens of bytes.
+pub(crate) const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
 /// One value a guest read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,8 +37,18 @@ enum Reading {
     Wall(u64),
     /// `wasi:clocks/monotonic-clock.now`, in nanoseconds.
     Monotonic(u64),
-    /// Random bytes (`wasi:random`), hex.
+    /// Random bytes (`wasi:random`), hex; consecutive reads are one entry.
     Random(String),
+}
+
+impl Reading {
+    /// Bytes it takes in the record (roughly: its JSON text).
+    fn size(&self) -> usize {
+        match self {
+            Reading::Random(hex) => hex.len() + 12,
+            _ => 32,
+        }
+    }
 }
 
 /// The readings of the task running in a store.
@@ -45,18 +66,104 @@ pub(crate) struct Readings {
     /// The last monotonic value handed out: live readings after replayed
     /// ones never go back in time.
     monotonic_floor: u64,
+    /// Bytes `taken` may hold: the task's `max_output_bytes`.
+    budget: usize,
+    /// Bytes `taken` holds.
+    used: usize,
+    /// Set once the budget ran out: what the task had read then.
+    overran: Option<usize>,
 }
 
 /// Readings shared by a store's clocks and random generators and its task.
 pub(crate) type SharedReadings = Arc<Mutex<Readings>>;
 
 impl Readings {
-    /// Starts over for a task whose record is `id` in `journal`.
-    pub(crate) fn reset(&mut self, journal: Option<(Arc<StateStore>, Arc<str>, String)>) {
+    /// Starts over for a task whose record is `id` in `journal`, which may
+    /// record `budget` bytes of readings.
+    pub(crate) fn reset(
+        &mut self,
+        journal: Option<(Arc<StateStore>, Arc<str>, String)>,
+        budget: usize,
+    ) {
         *self = Readings {
             journal,
+            budget,
             ..Readings::default()
         };
+    }
+
+    /// How many bytes of readings the task had recorded when it ran past
+    /// its budget, if it did.
+    pub(crate) fn overran(&self) -> Option<usize> {
+        self.overran
+    }
+
+    fn load(&mut self) {
+        if !self.loaded {
+            self.loaded = true;
+            if let Some(recorded) = self.recorded() {
+                self.replay = recorded.into();
+            }
+        }
+    }
+
+    /// Keeps `value` for the record, within the budget.
+    fn take(&mut self, value: Reading) {
+        if self.journal.is_none() || self.overran.is_some() {
+            return;
+        }
+        let size = value.size();
+        if self.used + size > self.budget {
+            self.overran = Some(self.used + size);
+            return;
+        }
+        self.used += size;
+        self.unsaved = true;
+        match (self.taken.last_mut(), value) {
+            (Some(Reading::Random(last)), Reading::Random(more)) => last.push_str(&more),
+            (_, value) => self.taken.push(value),
+        }
+    }
+
+    /// `len` random bytes: the recorded ones (a prefix of the next random
+    /// entry) on a re-run, live ones past the recording.
+    fn random(&mut self, len: usize) -> String {
+        self.load();
+        let want = len * 2;
+        let hex = match self.replay.front_mut() {
+            Some(Reading::Random(recorded)) if recorded.len() >= want => {
+                let rest = recorded.split_off(want);
+                let hex = std::mem::replace(recorded, rest);
+                if recorded.is_empty() {
+                    self.replay.pop_front();
+                }
+                hex
+            }
+            _ => {
+                self.replay.clear();
+                let mut bytes = vec![0; len];
+                rand::Rng::fill_bytes(&mut rand::rng(), &mut bytes);
+                hex::encode(bytes)
+            }
+        };
+        self.take_random(&hex);
+        hex
+    }
+
+    /// Keeps random bytes (hex) for the record, one entry with the random
+    /// bytes read just before.
+    fn take_random(&mut self, hex: &str) {
+        if let Some(Reading::Random(last)) = self.taken.last_mut()
+            && self.journal.is_some()
+            && self.overran.is_none()
+            && self.used + hex.len() <= self.budget
+        {
+            self.used += hex.len();
+            self.unsaved = true;
+            last.push_str(hex);
+            return;
+        }
+        self.take(Reading::Random(hex.to_string()));
     }
 
     fn read(
@@ -64,12 +171,7 @@ impl Readings {
         same_kind: impl Fn(&Reading) -> bool,
         live: impl FnOnce() -> Reading,
     ) -> Reading {
-        if !self.loaded {
-            self.loaded = true;
-            if let Some(recorded) = self.recorded() {
-                self.replay = recorded.into();
-            }
-        }
+        self.load();
         let value = match self.replay.front() {
             Some(next) if same_kind(next) => self.replay.pop_front().expect("a front"),
             _ => {
@@ -78,10 +180,7 @@ impl Readings {
                 live()
             }
         };
-        if self.journal.is_some() {
-            self.taken.push(value.clone());
-            self.unsaved = true;
-        }
+        self.take(value.clone());
         value
     }
 
@@ -177,18 +276,7 @@ pub(crate) struct Random(pub SharedReadings);
 
 impl Random {
     fn fill(&mut self, dst: &mut [u8]) {
-        let len = dst.len() * 2;
-        let reading = lock(&self.0).read(
-            |r| matches!(r, Reading::Random(hex) if hex.len() == len),
-            || {
-                let mut bytes = vec![0; dst.len()];
-                rand::Rng::fill_bytes(&mut rand::rng(), &mut bytes);
-                Reading::Random(hex::encode(bytes))
-            },
-        );
-        let Reading::Random(text) = reading else {
-            unreachable!("a random reading")
-        };
+        let text = lock(&self.0).random(dst.len());
         if hex::decode_to_slice(&text, dst).is_err() {
             rand::Rng::fill_bytes(&mut rand::rng(), dst);
         }

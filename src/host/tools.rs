@@ -32,8 +32,8 @@ impl Task {
             }
             if !task.input.grants.tools.contains(&name) {
                 let message = format!(
-                    "action `{}` is not granted tool `{name}` (grant it with `tools = [\"{name}\"]`)",
-                    task.input.action_name
+                    "action {} is not granted tool `{name}` (grant it with `tools = [\"{name}\"]`)",
+                    task.principal()
                 );
                 return Err(task.deny("tool", name.clone(), message));
             }

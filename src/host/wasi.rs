@@ -135,6 +135,9 @@ pub(crate) fn context(
     builder
         .stdout(stdout.clone())
         .stderr(stderr.clone())
+        // One random read is one synchronous host call: bounded, so the
+        // task's deadline can stop a guest that keeps asking.
+        .max_random_size(readings::MAX_RANDOM_BYTES)
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);

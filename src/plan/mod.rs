@@ -13,11 +13,12 @@ pub use error::{PlanError, Problem};
 use crate::agent::{Agent, GrantSpec, Isolation, Origin, RuntimeSettings};
 use crate::builtin::{self, Builtin, ReactConfig};
 use crate::event::types;
-use crate::host::{ActionConfig, Grants, TaskEnv};
+use crate::host::{ActionConfig, Authority, Grants, TaskEnv};
 use crate::limits::Limits;
 use crate::resources::model::ToolSpec;
 use crate::resources::{self, ResourceProviders, models as model_kinds};
 use crate::sandbox::{ActionComponent, ActionInfo, CompileSource, InstancePool, Sandbox};
+use crate::skill::disclosure::{LOAD_SKILL, RUN_SKILL_COMMAND};
 use crate::tools::{ToolCatalog, ToolPolicy};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -98,6 +99,10 @@ pub struct ActionPlan {
     pub(crate) merged_config: Arc<ActionConfig>,
     #[serde(skip)]
     pub(crate) name_arc: Arc<str>,
+    /// What the events it emits act for (its own name and grants), when a
+    /// built-in chat-model or tool-call action serves them.
+    #[serde(skip)]
+    pub(crate) authority: Arc<Authority>,
 }
 
 /// One component of the plan.
@@ -215,13 +220,22 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
             "must not be empty".into(),
         );
     }
-    if agent.runtime.max_concurrency == 0 || agent.runtime.max_depth == 0 {
-        report(
-            &nowhere,
-            "runtime",
-            "runtime".into(),
-            "max_concurrency and max_depth must be at least 1".into(),
-        );
+    let settings = &agent.runtime;
+    for (name, value) in [
+        ("max_concurrency", settings.max_concurrency),
+        ("max_depth", settings.max_depth),
+        ("max_run_tasks", settings.max_run_tasks),
+        ("max_run_events", settings.max_run_events),
+        ("max_run_bytes", settings.max_run_bytes),
+    ] {
+        if value == 0 {
+            report(
+                &nowhere,
+                "runtime",
+                format!("runtime.{name}"),
+                "must be at least 1".into(),
+            );
+        }
     }
     let instances = sandbox.config().max_instances as usize;
     if agent.runtime.max_concurrency > instances {
@@ -333,22 +347,25 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
                 agent.runtime.max_concurrency,
             )),
         };
+        let grants = Arc::new(grants);
+        let name_arc: Arc<str> = Arc::from(spec.name.as_str());
         actions.insert(
             spec.name.clone(),
             ActionPlan {
+                authority: Authority::of(name_arc.clone(), grants.clone()),
                 name: spec.name.clone(),
                 component: spec.component.clone(),
                 export: spec.export.clone(),
                 builtin: None,
                 listen: spec.listen.clone(),
                 config: spec.config.clone(),
-                grants: Arc::new(grants),
+                grants,
                 limits,
                 isolation: spec.isolation,
                 kind: ActionKind::Component(component.clone()),
                 pool,
                 merged_config: Arc::new(ActionConfig::new(&agent.config, &spec.config)),
-                name_arc: Arc::from(spec.name.as_str()),
+                name_arc,
             },
         );
     }
@@ -411,10 +428,12 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
 
     // Resources: known kinds, valid settings, references to existing resources.
     let kind_of = |name: &str| agent.resources.get(name).map(|r| r.kind.as_str());
+    let mut offers: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (name, spec) in &agent.resources {
         match resources::check(spec) {
             Err(message) => report(&spec.origin, "kind", format!("resources.{name}"), message),
             Ok(references) => {
+                offers.insert(name, model_offer(&references, &catalog));
                 if let Some((connection, kind)) = references.connection {
                     let ok = match kind_of(&connection) {
                         Some(k) => {
@@ -503,7 +522,6 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
         .filter(|(_, r)| r.kind == model_kinds::CHAT_MODEL)
         .map(|(n, _)| n.clone())
         .collect();
-    let all_tools: Vec<String> = catalog.specs().map(|t| t.name.clone()).collect();
     struct BuiltinAction {
         name: &'static str,
         kind: Builtin,
@@ -540,17 +558,24 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
                 max_steps: react.max_steps,
             }),
             listen: vec![types::INPUT, types::CHAT_RESPONSE],
-            models: Vec::new(),
-            tools: Vec::new(),
+            // What the manifest's `[react]` asks for: its model, with the
+            // tools and skills that model's resource offers.
+            models: vec![react.model.clone()],
+            tools: offers
+                .get(react.model.as_str())
+                .cloned()
+                .unwrap_or_default(),
         });
     }
+    // These two hold no grants: they act for the action whose request
+    // they serve, with its grants (see `host::Authority`).
     if !chat_models.is_empty() {
         let max_steps = agent.react.as_ref().map_or(10, |r| r.max_steps);
         builtins.push(BuiltinAction {
             name: builtin::names::CHAT_MODEL,
             kind: Builtin::ChatModel { max_steps },
             listen: vec![types::CHAT_REQUEST, types::TOOL_RESPONSE],
-            models: chat_models.clone(),
+            models: Vec::new(),
             tools: Vec::new(),
         });
         builtins.push(BuiltinAction {
@@ -558,7 +583,7 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
             kind: Builtin::ToolCall,
             listen: vec![types::TOOL_REQUEST],
             models: Vec::new(),
-            tools: all_tools,
+            tools: Vec::new(),
         });
     }
     for BuiltinAction {
@@ -588,25 +613,29 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
             tools,
             ..GrantSpec::default()
         };
-        let grants = Grants::action_default()
-            .with(&grants)
-            .expect("built-in actions are granted only models and tools");
+        let grants = Arc::new(
+            Grants::action_default()
+                .with(&grants)
+                .expect("built-in actions are granted only models and tools"),
+        );
+        let name_arc: Arc<str> = Arc::from(name);
         actions.insert(
             name.to_string(),
             ActionPlan {
+                authority: Authority::of(name_arc.clone(), grants.clone()),
                 name: name.to_string(),
                 component: String::new(),
                 export: String::new(),
                 builtin: Some(builtin_name.to_string()),
                 listen: listen.iter().map(|t| t.to_string()).collect(),
                 config: Map::new(),
-                grants: Arc::new(grants),
+                grants,
                 limits: agent.limits.resolve(),
                 isolation: Isolation::Fresh,
                 pool: None,
                 kind: ActionKind::Builtin(kind),
                 merged_config: Arc::new(ActionConfig::new(&agent.config, &Map::new())),
-                name_arc: Arc::from(name),
+                name_arc,
             },
         );
     }
@@ -654,13 +683,6 @@ fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, PlanError> 
         agent: Arc::from(agent.name.as_str()),
         resources: resource_providers.clone(),
         tools: Arc::new(catalog),
-        action_grants: actions
-            .values()
-            .map(|a| {
-                let grants = a.builtin.is_none().then(|| a.grants.clone());
-                (a.name.clone(), grants)
-            })
-            .collect(),
     });
     Ok(AgentPlan {
         name: agent.name.clone(),
@@ -693,7 +715,15 @@ fn limit_problems(limits: &Limits, sandbox: &Sandbox) -> Vec<String> {
             "fuel is set but this sandbox does not meter fuel (`SandboxConfig::fuel`)".into(),
         );
     }
+    if limits.max_nesting > crate::limits::MAX_NESTING {
+        problems.push(format!(
+            "max_nesting = {} exceeds weir's ceiling of {}",
+            limits.max_nesting,
+            crate::limits::MAX_NESTING
+        ));
+    }
     for (name, value) in [
+        ("max_nesting", limits.max_nesting as u64),
         ("memory_mb", limits.memory_mb),
         ("cpu_ms", limits.cpu_ms),
         ("timeout_ms", limits.timeout_ms),
@@ -721,6 +751,26 @@ fn listen_problem(event_type: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// The tools a chat-model resource with `references` may offer its model:
+/// its tools, and for its skills `load_skill`, `run_skill_command` and the
+/// skills' tools. What the ReAct action is granted.
+fn model_offer(references: &model_kinds::References, catalog: &ToolCatalog) -> Vec<String> {
+    let mut tools = references.tools.clone();
+    let skills: Vec<_> = references
+        .skills
+        .iter()
+        .filter_map(|name| catalog.skill(name))
+        .collect();
+    if !skills.is_empty() {
+        tools.push(LOAD_SKILL.to_string());
+        if skills.iter().any(|s| !s.commands.is_empty()) {
+            tools.push(RUN_SKILL_COMMAND.to_string());
+        }
+        tools.extend(skills.iter().flat_map(|s| s.tools.iter().cloned()));
+    }
+    tools
 }
 
 fn unknown_tool(tool: &str, catalog: &ToolCatalog) -> String {

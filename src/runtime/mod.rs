@@ -15,9 +15,9 @@ pub use summary::{ActionSummary, RunSummary};
 use crate::RuntimeSettings;
 use crate::event::{self, Event, types};
 use crate::host::bindings::weir::agent::types::Event as WitEvent;
-use crate::host::{KeyMemory, ModelUsage};
+use crate::host::{Authority, KeyMemory, ModelUsage};
 use crate::memory::MemoryObject;
-use crate::plan::{ActionPlan, AgentPlan};
+use crate::plan::{ActionKind, ActionPlan, AgentPlan};
 use crate::state::{InFlight, InputPosition, StateError, StateStore};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -48,7 +48,9 @@ pub struct EventSender {
 
 impl EventSender {
     /// Queues `event`; waits while the runtime's intake is full. It is
-    /// numbered after the events sent before it.
+    /// numbered after the events sent before it. Built-in event types
+    /// other than `_input_event` are refused (see
+    /// [`types::input_problem`](crate::event::types::input_problem)).
     pub async fn send(&self, event: Event) -> anyhow::Result<()> {
         self.queue(event, None).await
     }
@@ -61,6 +63,12 @@ impl EventSender {
     }
 
     async fn queue(&self, event: Event, position: Option<InputPosition>) -> anyhow::Result<()> {
+        if let Some(problem) = types::input_problem(&event.event_type) {
+            anyhow::bail!(
+                "an input event of key `{}` is refused: {problem}",
+                event.key
+            );
+        }
         let tx = self
             .tx
             .as_ref()
@@ -406,13 +414,16 @@ async fn agent_run(
     let run_id: Arc<str> = Arc::from(input.id.as_str());
     let key = input.key.clone();
     let mut held: Option<Vec<Event>> = shared.state.as_ref().map(|_| Vec::new());
-    let mut queue: VecDeque<(Event, usize)> = VecDeque::from([(input, 0)]);
+    // Each event with its depth and whom it acts for (see `host::Authority`).
+    let mut queue: VecDeque<(Event, usize, Option<Arc<Authority>>)> =
+        VecDeque::from([(input, 0, None)]);
     let task_context = task::TaskContext {
         env: &shared.plan.env,
         usage: &shared.usage,
         journal: shared.state.clone().map(|state| (state, run_id.clone())),
     };
-    while let Some((event, depth)) = queue.pop_front() {
+    let mut budget = RunBudget::default();
+    'run: while let Some((event, depth, authority)) = queue.pop_front() {
         let routes = shared.plan.route(&event.event_type);
         if routes.is_empty() {
             if event.event_type != types::ERROR {
@@ -422,8 +433,21 @@ async fn agent_run(
         }
         let wit_event = to_wit(&event);
         for action in routes {
+            if let Some(cut) = budget.start_task(&shared.settings) {
+                let error = run_limit_error(shared, action, &event, cut);
+                release(shared, &mut held, error).await;
+                break 'run;
+            }
             let started = Instant::now();
-            let outcome = task::run(action, &event, &wit_event, memory, &task_context).await;
+            let outcome = task::run(
+                action,
+                &event,
+                &wit_event,
+                authority.as_ref(),
+                memory,
+                &task_context,
+            )
+            .await;
             memory = outcome.memory;
             let counters = &shared.counters.actions[&action.name];
             counters.runs.fetch_add(1, Relaxed);
@@ -439,7 +463,22 @@ async fn agent_run(
             }
             match outcome.result {
                 Ok(emitted) => {
+                    let spent = budget.spend(&shared.settings, emitted.len(), outcome.output_bytes);
+                    if let Some(cut) = spent {
+                        // What this task emitted is dropped with the rest
+                        // of the run: the run is cut where it overran.
+                        let error = run_limit_error(shared, action, &event, cut);
+                        release(shared, &mut held, error).await;
+                        break 'run;
+                    }
                     for e in emitted {
+                        // A built-in serving a request passes its authority
+                        // on (narrowed, once a model was asked); anything
+                        // else acts for the action that emitted it.
+                        let acts_for = e.authority.or_else(|| match &action.kind {
+                            ActionKind::Builtin(b) if b.acts_for_requester() => authority.clone(),
+                            _ => Some(action.authority.clone()),
+                        });
                         let next = Event {
                             id: e.id,
                             event_type: e.event_type,
@@ -455,7 +494,7 @@ async fn agent_run(
                             let error = depth_error(shared, action, &event, &next);
                             release(shared, &mut held, error).await;
                         } else {
-                            queue.push_back((next, depth + 1));
+                            queue.push_back((next, depth + 1, acts_for));
                         }
                     }
                 }
@@ -473,7 +512,7 @@ async fn agent_run(
                         && depth < shared.settings.max_depth
                         && !shared.plan.route(types::ERROR).is_empty();
                     if route_again {
-                        queue.push_back((error.clone(), depth + 1));
+                        queue.push_back((error.clone(), depth + 1, None));
                     }
                     release(shared, &mut held, error).await;
                 }
@@ -596,6 +635,77 @@ fn depth_error(shared: &Shared, action: &ActionPlan, event: &Event, dropped: &Ev
             ),
             "dropped_event_type": dropped.event_type,
             "max_depth": max_depth,
+        }),
+    )
+}
+
+/// What one agent run has used of its budget (`max_run_*`): however an
+/// action fans out, a run takes bounded work and memory.
+#[derive(Default)]
+struct RunBudget {
+    tasks: usize,
+    events: usize,
+    bytes: usize,
+}
+
+/// The run setting a run reached, and what it was doing.
+struct RunCut {
+    setting: &'static str,
+    value: usize,
+    detail: String,
+}
+
+impl RunBudget {
+    /// Counts a task about to start; the cut if the run may start no more.
+    fn start_task(&mut self, settings: &RuntimeSettings) -> Option<RunCut> {
+        self.tasks += 1;
+        (self.tasks > settings.max_run_tasks).then(|| RunCut {
+            setting: "max_run_tasks",
+            value: settings.max_run_tasks,
+            detail: format!("task #{} of the run", self.tasks),
+        })
+    }
+
+    /// Counts what a task emitted and wrote; the cut if that overran.
+    fn spend(&mut self, settings: &RuntimeSettings, events: usize, bytes: usize) -> Option<RunCut> {
+        self.events += events;
+        self.bytes += bytes;
+        if self.events > settings.max_run_events {
+            return Some(RunCut {
+                setting: "max_run_events",
+                value: settings.max_run_events,
+                detail: format!("{} events emitted in the run", self.events),
+            });
+        }
+        (self.bytes > settings.max_run_bytes).then(|| RunCut {
+            setting: "max_run_bytes",
+            value: settings.max_run_bytes,
+            detail: format!("{} bytes emitted and written in the run", self.bytes),
+        })
+    }
+}
+
+fn run_limit_error(shared: &Shared, action: &ActionPlan, event: &Event, cut: RunCut) -> Event {
+    tracing::warn!(key = %event.key, setting = cut.setting, "agent run cut by its budget");
+    *shared
+        .counters
+        .runs_cut
+        .lock()
+        .expect("counter lock")
+        .entry(cut.setting)
+        .or_default() += 1;
+    error_event(
+        action,
+        event,
+        2,
+        "run-limit",
+        json!({
+            "message": format!(
+                "agent run cut: runtime setting `{}` ({}) reached at {}; the rest of the run was dropped",
+                cut.setting, cut.value, cut.detail
+            ),
+            "limit": cut.setting,
+            "value": cut.value,
         }),
     )
 }

@@ -16,6 +16,7 @@ pub(crate) struct Counters {
     pub error_events: AtomicU64,
     pub outputs_discarded: AtomicU64,
     pub host_calls: AtomicU64,
+    pub runs_cut: Mutex<BTreeMap<&'static str, u64>>,
     pub actions: BTreeMap<String, ActionCounters>,
     pub unrouted: Mutex<BTreeMap<String, u64>>,
 }
@@ -120,6 +121,7 @@ impl Counters {
             failed_tasks: actions.values().map(|a| a.failures).sum(),
             host_calls: self.host_calls.load(Relaxed),
             unrouted: self.unrouted.lock().expect("counter lock").clone(),
+            runs_cut: names(&self.runs_cut),
             actions,
             models: BTreeMap::new(),
             elapsed_secs: elapsed.as_secs_f64(),
@@ -149,6 +151,9 @@ pub struct RunSummary {
     pub host_calls: u64,
     /// Events of types no action listens to, by type.
     pub unrouted: BTreeMap<String, u64>,
+    /// Agent runs cut by a run budget, by setting (`max_run_events`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub runs_cut: BTreeMap<String, u64>,
     /// Per action.
     pub actions: BTreeMap<String, ActionSummary>,
     /// Model calls per action and model: calls, failures, tokens, time.
@@ -247,6 +252,9 @@ impl fmt::Display for RunSummary {
                 f,
                 "  unrouted: {n} `{event_type}` events (no action listens)"
             )?;
+        }
+        for (setting, n) in &self.runs_cut {
+            writeln!(f, "  {n} agent runs cut at their `{setting}`")?;
         }
         if self.outputs_discarded > 0 {
             writeln!(

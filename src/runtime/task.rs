@@ -6,7 +6,9 @@
 
 use crate::event::Event;
 use crate::host::bindings::weir::agent::types::Event as WitEvent;
-use crate::host::{Denial, Emitted, KeyMemory, ModelUsage, Task, TaskEnv, TaskInput, TaskState};
+use crate::host::{
+    Authority, Denial, Emitted, KeyMemory, ModelUsage, Task, TaskEnv, TaskInput, TaskState,
+};
 use crate::limits::{Limit, LimitExceeded};
 use crate::plan::{ActionKind, ActionPlan};
 use crate::sandbox::{ActionComponent, GuestStop, WarmInstance, classify};
@@ -76,6 +78,37 @@ impl Failure {
         }
     }
 
+    /// The failure with its guest-given texts cut to `max` bytes (codes to
+    /// [`MAX_CODE_BYTES`]): an error event is output too.
+    fn held(self, max: usize) -> Failure {
+        let cut = |text: String, max: usize| {
+            if text.len() <= max {
+                return text;
+            }
+            let kept = crate::util::head(&text, max.saturating_sub(40));
+            format!("{kept}... ({} bytes cut)", text.len() - kept.len())
+        };
+        match self {
+            Failure::Guest { code, message } => Failure::Guest {
+                code: cut(code, MAX_CODE_BYTES),
+                message: cut(message, max),
+            },
+            Failure::Denied {
+                denial,
+                code,
+                message,
+            } => Failure::Denied {
+                denial,
+                code: cut(code, MAX_CODE_BYTES),
+                message: cut(message, max),
+            },
+            Failure::Host { message } => Failure::Host {
+                message: cut(message, max),
+            },
+            other => other,
+        }
+    }
+
     fn from_stop(stop: GuestStop, stderr: &str) -> Failure {
         match stop {
             GuestStop::Limit(exceeded) => Failure::Limit(exceeded),
@@ -95,12 +128,18 @@ pub(crate) struct TaskOutcome {
     pub memory: KeyMemory,
     pub result: Result<Vec<Emitted>, Failure>,
     pub host_calls: u64,
+    /// Bytes it emitted and wrote to memory.
+    pub output_bytes: usize,
     /// What it was refused, per capability.
     pub denial_counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// Longest stderr tail kept in an error event.
 const STDERR_TAIL_BYTES: usize = 2048;
+/// Longest error message an error event keeps (less if the task's
+/// `max_output_bytes` is less), and the longest error code.
+const MAX_MESSAGE_BYTES: usize = 64 << 10;
+const MAX_CODE_BYTES: usize = 128;
 
 /// What every task of a run shares.
 pub(crate) struct TaskContext<'a> {
@@ -110,18 +149,27 @@ pub(crate) struct TaskContext<'a> {
     pub journal: Option<(Arc<crate::state::StateStore>, Arc<str>)>,
 }
 
+/// Runs `action` on `event`; `authority` is whom the event acts for (see
+/// [`Authority`]), which a built-in serving a request acts with.
 pub(crate) async fn run(
     action: &ActionPlan,
     event: &Event,
     wit_event: &WitEvent,
+    authority: Option<&Arc<Authority>>,
     memory: KeyMemory,
     context: &TaskContext<'_>,
 ) -> TaskOutcome {
     let limits = action.limits;
+    let serving = matches!(&action.kind, ActionKind::Builtin(b) if b.acts_for_requester());
+    let on_behalf = authority.filter(|_| serving).cloned();
+    let grants = match &on_behalf {
+        Some(authority) => authority.grants.clone(),
+        None => action.grants.clone(),
+    };
     let input = TaskInput {
         action_name: action.name_arc.clone(),
         config: action.merged_config.clone(),
-        grants: action.grants.clone(),
+        grants,
         env: context.env.clone(),
         usage: context.usage.clone(),
         key: event.key.clone(),
@@ -131,6 +179,7 @@ pub(crate) async fn run(
         tool_depth: 0,
         journal: context.journal.clone(),
         idempotency: None,
+        on_behalf,
     };
     let (task, result) = if wit_event.payload.len() > limits.max_payload_bytes {
         let exceeded = limits.exceeded(
@@ -165,7 +214,7 @@ pub(crate) async fn run(
     // A limit reached in a host call stops the task whatever the guest did
     // with the error.
     let result = match (result, &task.violation) {
-        (Err(Failure::Guest { .. } | Failure::Trap { .. }), Some(exceeded)) => {
+        (Ok(()) | Err(Failure::Guest { .. } | Failure::Trap { .. }), Some(exceeded)) => {
             Err(Failure::Limit(exceeded.clone()))
         }
         (Err(Failure::Guest { code, message }), None)
@@ -179,12 +228,14 @@ pub(crate) async fn run(
         }
         (result, _) => result,
     };
+    let result = result.map_err(|f| f.held(limits.max_output_bytes.min(MAX_MESSAGE_BYTES)));
     let Task {
         input,
         undo,
         emitted,
         host_calls,
         denial_counts,
+        output_bytes,
         ..
     } = task;
     let mut memory = input.memory;
@@ -206,6 +257,7 @@ pub(crate) async fn run(
         memory,
         result,
         host_calls,
+        output_bytes,
         denial_counts,
     }
 }

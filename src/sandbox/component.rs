@@ -51,6 +51,14 @@ pub enum ComponentError {
         /// The file.
         path: PathBuf,
     },
+    /// The component is larger than the sandbox compiles.
+    #[error("{path}: {message}")]
+    TooBig {
+        /// The file.
+        path: PathBuf,
+        /// What is over which bound.
+        message: String,
+    },
     /// wasmtime rejected the component.
     #[error("{path}: invalid component: {message}")]
     Compile {
@@ -197,10 +205,7 @@ pub(super) fn compile(
     ),
     ComponentError,
 > {
-    let bytes = std::fs::read(path).map_err(|source| ComponentError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = read_bounded(path, sandbox.config().max_component_bytes)?;
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         return Err(ComponentError::NotWasm {
             path: path.to_path_buf(),
@@ -212,6 +217,12 @@ pub(super) fn compile(
         });
     }
     let digest = hex::encode(Sha256::digest(&bytes));
+    count_functions(&bytes, sandbox.config().max_component_functions).map_err(|message| {
+        ComponentError::TooBig {
+            path: path.to_path_buf(),
+            message,
+        }
+    })?;
     let compiled = match &sandbox.cache {
         Some(cache) => cache.load_or_compile(&sandbox.engine, &digest, &bytes),
         None => wasmtime::component::Component::new(&sandbox.engine, &bytes)
@@ -231,6 +242,52 @@ pub(super) fn compile(
                 message: format!("{e:#}"),
             })?;
     Ok((digest, source, instance_pre))
+}
+
+/// Reads the component at `path`, refusing a file over `max` bytes before
+/// reading it.
+fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ComponentError> {
+    use std::io::Read;
+    let read_error = |source| ComponentError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > max {
+        return Err(ComponentError::TooBig {
+            path: path.to_path_buf(),
+            message: format!(
+                "the component is over {max} bytes, the sandbox's `max_component_bytes`"
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Counts the functions a component's core modules define, refusing more
+/// than `max` before anything is compiled. Malformed bytes are left for
+/// wasmtime to report.
+fn count_functions(bytes: &[u8], max: u64) -> Result<(), String> {
+    let mut functions = 0u64;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else {
+            return Ok(());
+        };
+        if let wasmparser::Payload::CodeSectionStart { count, .. } = payload {
+            functions += u64::from(count);
+            if functions > max {
+                return Err(format!(
+                    "the component defines over {max} functions, the sandbox's `max_component_functions` \
+                     (refused before compiling: each function costs compile time and memory)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponent, ComponentError> {

@@ -27,6 +27,16 @@ pub struct SandboxConfig {
     /// Enforce tasks' memory, CPU and fuel limits. Turn off only to measure
     /// what the limits cost: guests can then run and grow without bound.
     pub enforce_limits: bool,
+    /// Largest component file weir reads and compiles, in bytes.
+    pub max_component_bytes: u64,
+    /// Linear memory all instances may hold at once, in bytes (default:
+    /// half the machine's memory): each task's `memory_mb` bounds one
+    /// instance, this all of them, however many run or wait warm.
+    pub max_total_memory_bytes: usize,
+    /// Most functions (in all its core modules) a component may define:
+    /// compiling takes time and memory per function, so a component made
+    /// of a million tiny functions is refused before it is compiled.
+    pub max_component_functions: u64,
 }
 
 impl Default for SandboxConfig {
@@ -39,7 +49,24 @@ impl Default for SandboxConfig {
             cache_dir: default_cache_dir(),
             fuel: false,
             enforce_limits: true,
+            max_total_memory_bytes: half_the_memory(),
+            max_component_bytes: 256 << 20,
+            max_component_functions: 100_000,
         }
+    }
+}
+
+/// Half the machine's memory (`MemTotal` of /proc/meminfo), else 8 GiB.
+fn half_the_memory() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        });
+    match total_kib {
+        Some(kib) => kib.saturating_mul(1024) / 2,
+        None => 8 << 30,
     }
 }
 

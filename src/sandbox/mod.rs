@@ -27,6 +27,8 @@ pub struct Sandbox {
     cache: Option<cache::CompileCache>,
     pooling: bool,
     config: SandboxConfig,
+    /// Linear memory of all its instances together.
+    memory: Arc<crate::host::MemoryBudget>,
     _ticker: engine::EpochTicker,
 }
 
@@ -77,6 +79,7 @@ impl Sandbox {
             linker,
             cache,
             pooling,
+            memory: crate::host::MemoryBudget::new(config.max_total_memory_bytes),
             config,
             _ticker: ticker,
         })
@@ -114,7 +117,10 @@ impl Sandbox {
     }
 
     /// A fresh store for one task, armed with the task's limits.
-    pub(crate) fn new_store(&self, state: TaskState) -> Store<TaskState> {
+    pub(crate) fn new_store(&self, mut state: TaskState) -> Store<TaskState> {
+        if self.config.enforce_limits {
+            state.limiter().share(self.memory.clone());
+        }
         let mut store = Store::new(&self.engine, state);
         if self.config.enforce_limits {
             store.limiter(|state| state.limiter());
@@ -191,6 +197,7 @@ pub mod probe {
             tool_depth: 0,
             journal: None,
             idempotency: None,
+            on_behalf: None,
         };
         let state = TaskState::new(input).unwrap_or_else(|_| unreachable!("no dirs are granted"));
         sandbox.new_store(state)

@@ -25,6 +25,17 @@ pub(crate) fn classify(error: wasmtime::Error, state: &TaskState) -> GuestStop {
     if let Some(exceeded) = error.downcast_ref::<LimitExceeded>() {
         return GuestStop::Limit(exceeded.clone());
     }
+    // Refused by the budget of all tasks, not the task's own limit: the
+    // task is not at fault, and its limit did not stop it.
+    if let Some(budget) = state.memory_budget_refused() {
+        return GuestStop::Host {
+            message: format!(
+                "refused linear memory within its own limit: the sandbox's memory for all tasks \
+                 together ({} MiB, `SandboxConfig::max_total_memory_bytes`) is in use",
+                budget >> 20
+            ),
+        };
+    }
     // Instantiation itself can be refused memory (a large initial memory),
     // which is not a trap.
     if error.downcast_ref::<wasmtime::Trap>().is_none()

@@ -238,6 +238,54 @@ fn emit_as(event: Event) -> Result<()> {
     Ok(())
 }
 
+/// Writes memory at a path of `segments` segments a value `depth` levels
+/// deep (built as text, so the guest never recurses on it), or emits such a
+/// payload with `emit`; outputs what the host answered.
+fn deep(event: Event) -> Result<()> {
+    let segments = arg(&event, "segments")?.as_u64().unwrap_or(1) as usize;
+    let depth = arg(&event, "depth")?.as_u64().unwrap_or(1) as usize;
+    let value = format!("{}0{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+    if arg(&event, "emit")?.as_bool().unwrap_or(false) {
+        emit("deep", &weir_sdk::serde_json::from_str::<Value>(&value)?)?;
+        return Ok(());
+    }
+    let path = vec!["a"; segments].join(".");
+    use weir_sdk::bindings::weir::agent::memory;
+    let answer = memory::set(memory::Scope::ShortTerm, &path, &value);
+    emit_output(&json!({ "set": answer.map_err(|e| format!("{e:?}")).err() }))?;
+    Ok(())
+}
+
+/// Emits `n` events of `type`, each with the payload it was given: an
+/// action that listens to `type` fans out without end.
+fn fan_out(event: Event) -> Result<()> {
+    let event_type = text_arg(&event, "type")?;
+    let n = arg(&event, "n")?.as_u64().unwrap_or(1);
+    let payload = event.payload_value()?;
+    for _ in 0..n {
+        emit(&event_type, &payload)?;
+    }
+    Ok(())
+}
+
+/// Asks `wasi:random` for `len` bytes, `times` times; outputs the total.
+fn random(event: Event) -> Result<()> {
+    let len = arg(&event, "len")?.as_u64().unwrap_or(16);
+    let times = arg(&event, "times")?.as_u64().unwrap_or(1);
+    let mut total = 0;
+    for _ in 0..times {
+        total += wasip2::random::random::get_random_bytes(len).len();
+    }
+    emit_output(&json!({ "read": total }))?;
+    Ok(())
+}
+
+/// Fails with an error whose code and message are `size` bytes long.
+fn fail_loud(event: Event) -> Result<()> {
+    let size = arg(&event, "size")?.as_u64().unwrap_or(1) as usize;
+    Err(ActionError::new("c".repeat(size), "m".repeat(size)))
+}
+
 /// Emits the payload unchanged as output.
 fn echo(event: Event) -> Result<()> {
     emit_output(&event.payload_value()?)?;
@@ -338,6 +386,14 @@ weir_sdk::skill! {
         "echo" => echo,
         /// Emits an event of any type.
         "emit-as" => emit_as,
+        /// Writes deeply nested memory, or emits a deep payload.
+        "deep" => deep,
+        /// Emits many events of one type.
+        "fan-out" => fan_out,
+        /// Reads random bytes.
+        "random" => random,
+        /// Fails with a huge error.
+        "fail-loud" => fail_loud,
     }
     tools {
         /// Calls itself.
