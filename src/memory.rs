@@ -239,6 +239,97 @@ mod tests {
         ));
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Paths over a small alphabet of segments, so that writes meet,
+        /// nest and overwrite each other; now and then malformed.
+        fn path() -> impl Strategy<Value = String> {
+            prop_oneof![
+                9 => prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "d"]), 0..5)
+                    .prop_map(|parts| parts.join(".")),
+                1 => prop::sample::select(vec!["a..b", ".a", "a.", "."]).prop_map(String::from),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<i32>().prop_map(Value::from),
+                "[a-z]{0,3}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 12, 3, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-d]", inner, 0..3)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Set(String, Value),
+            Remove(String),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                3 => (path(), value()).prop_map(|(p, v)| Op::Set(p, v)),
+                1 => path().prop_map(Op::Remove),
+            ]
+        }
+
+        proptest! {
+            /// Any sequence of writes, rolled back, leaves memory exactly as
+            /// it was; a write reads back; a refused write changes nothing;
+            /// what memory holds always serialises and parses back.
+            #[test]
+            fn writes_read_back_and_roll_back_exactly(
+                before in prop::collection::vec(op(), 0..6),
+                ops in prop::collection::vec(op(), 0..12),
+            ) {
+                let mut m = MemoryObject::new();
+                for op in before {
+                    let _ = match op {
+                        Op::Set(p, v) => m.set(&p, v).map(drop),
+                        Op::Remove(p) => m.remove(&p).map(drop),
+                    };
+                }
+                let start = m.clone();
+                let mut undo = Vec::new();
+                for op in ops {
+                    let was = m.clone();
+                    match op {
+                        Op::Set(p, v) => match m.set(&p, v.clone()) {
+                            Ok(u) => {
+                                let expected = if p.is_empty() && !v.is_object() { None } else { Some(v) };
+                                prop_assert_eq!(m.get(&p).unwrap(), expected);
+                                undo.push(u);
+                            }
+                            Err(_) => prop_assert_eq!(&m, &was),
+                        },
+                        Op::Remove(p) => match m.remove(&p) {
+                            Ok((_, u)) => {
+                                if !p.is_empty() {
+                                    prop_assert_eq!(m.get(&p).unwrap(), None);
+                                }
+                                undo.push(u);
+                            }
+                            Err(_) => prop_assert_eq!(&m, &was),
+                        },
+                    }
+                    let text = m.to_json();
+                    let back: Value = serde_json::from_slice(&text).unwrap();
+                    prop_assert_eq!(back, m.to_value());
+                }
+                m.rollback(undo);
+                prop_assert_eq!(m, start);
+            }
+        }
+    }
+
     #[test]
     fn rollback_restores_exactly() {
         let mut m = MemoryObject::new();
