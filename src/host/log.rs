@@ -75,3 +75,68 @@ impl Host for TaskState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Grants, TaskInput};
+    use std::sync::{Arc, Mutex};
+
+    /// Guest log lines written while `f` runs, as the CLI's subscriber
+    /// would write them.
+    fn captured(f: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .filter(|l| l.contains("weir::guest"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_task_writes_a_bounded_number_of_bounded_records() {
+        let mut input = TaskInput::idle();
+        input.grants = Arc::new(Grants::action_default());
+        let mut state = TaskState::new(input).unwrap_or_else(|_| unreachable!("no dirs"));
+        let fields: Vec<Attribute> = (0..100)
+            .map(|i| (format!("{}{i}", "k".repeat(500)), "v".repeat(1_000)))
+            .collect();
+        let lines = captured(|| {
+            crate::util::block_on(async {
+                for _ in 0..MAX_RECORDS + 500 {
+                    state
+                        .write(Level::Info, "m".repeat(20_000), fields.clone())
+                        .await
+                        .unwrap();
+                }
+            })
+        });
+        assert_eq!(
+            lines.len(),
+            MAX_RECORDS as usize + 1,
+            "one warning after the cap"
+        );
+        assert!(lines.last().unwrap().contains("further ones are dropped"));
+        let longest = lines.iter().map(String::len).max().unwrap();
+        assert!(longest < 3 * MAX_MESSAGE_BYTES, "{longest}");
+        assert!(lines[0].contains("more fields dropped") || lines[0].len() < 3 * MAX_MESSAGE_BYTES);
+    }
+}
