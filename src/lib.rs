@@ -29,6 +29,8 @@
 pub mod agent;
 mod builtin;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod host;
 pub mod limits;
 pub mod memory;

@@ -98,24 +98,43 @@ fn request_body(request: &ChatRequest) -> Value {
     body
 }
 
-fn parse_reply(url: &str, answer: &Value) -> Result<ChatReply, ModelError> {
+pub(crate) fn parse_reply(url: &str, answer: &Value) -> Result<ChatReply, ModelError> {
+    let malformed = |message: String| ModelError::Malformed {
+        provider: PROVIDER,
+        url: url.to_string(),
+        message,
+    };
     let blocks = answer["content"]
         .as_array()
-        .ok_or_else(|| ModelError::Malformed {
-            provider: PROVIDER,
-            url: url.to_string(),
-            message: "no `content` array".into(),
-        })?;
+        .ok_or_else(|| malformed("no `content` array".into()))?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
-    for block in blocks {
+    for (i, block) in blocks.iter().enumerate() {
         match block["type"].as_str() {
             Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
-            Some("tool_use") => tool_calls.push(ToolCall {
-                id: block["id"].as_str().unwrap_or_default().to_string(),
-                name: block["name"].as_str().unwrap_or_default().to_string(),
-                arguments: block["input"].clone(),
-            }),
+            Some("tool_use") => {
+                let name = block["name"]
+                    .as_str()
+                    .filter(|name| !name.is_empty())
+                    .ok_or_else(|| malformed(format!("content[{i}] has no tool name")))?;
+                // A tool call's arguments are an object; none is `{}`.
+                let arguments = match &block["input"] {
+                    Value::Null => json!({}),
+                    object @ Value::Object(_) => object.clone(),
+                    _ => {
+                        return Err(malformed(format!(
+                            "content[{i}] input is not a JSON object"
+                        )));
+                    }
+                };
+                tool_calls.push(ToolCall {
+                    id: block["id"]
+                        .as_str()
+                        .map_or_else(|| format!("toolu_{i}"), str::to_string),
+                    name: name.to_string(),
+                    arguments,
+                });
+            }
             _ => {}
         }
     }
@@ -160,5 +179,32 @@ impl ChatProvider for Arc<Anthropic> {
             .await?;
             parse_reply(&url, &answer)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `anthropic_reply` fuzz target: a `tool_use` block
+    /// without a name, or with an input that is not an object, is
+    /// malformed (`ToolCall` promises object arguments); no input is `{}`.
+    #[test]
+    fn tool_uses_have_a_name_and_object_input() {
+        let reply = |block: Value| parse_reply("u", &json!({"content": [block]}));
+        for block in [
+            json!({"type": "tool_use", "input": {}}),
+            json!({"type": "tool_use", "name": "", "input": {}}),
+            json!({"type": "tool_use", "name": "f", "input": [1]}),
+            json!({"type": "tool_use", "name": "f", "input": "x"}),
+        ] {
+            assert!(
+                matches!(reply(block.clone()), Err(ModelError::Malformed { .. })),
+                "{block}"
+            );
+        }
+        let ok = reply(json!({"type": "tool_use", "id": "t", "name": "f"})).unwrap();
+        assert_eq!(ok.message.tool_calls[0].arguments, json!({}));
+        assert_eq!(ok.message.tool_calls[0].id, "t");
     }
 }

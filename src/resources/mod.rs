@@ -2,12 +2,12 @@
 //! embedding model connections and setups), created lazily on first use and
 //! cached for the plan's lifetime, as Flink Agents' resource providers.
 
-mod anthropic;
+pub(crate) mod anthropic;
 mod http;
 mod local;
 pub mod model;
 pub mod models;
-mod openai;
+pub(crate) mod openai;
 mod prompt;
 
 pub use models::{ChatModel, Connection, EmbeddingModel};

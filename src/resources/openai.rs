@@ -103,7 +103,7 @@ fn request_body(request: &ChatRequest) -> Value {
     body
 }
 
-fn parse_reply(url: &str, answer: &Value) -> Result<ChatReply, ModelError> {
+pub(crate) fn parse_reply(url: &str, answer: &Value) -> Result<ChatReply, ModelError> {
     let malformed = |message: String| ModelError::Malformed {
         provider: PROVIDER,
         url: url.to_string(),
@@ -122,12 +122,23 @@ fn parse_reply(url: &str, answer: &Value) -> Result<ChatReply, ModelError> {
             let function = &call["function"];
             let name = function["name"]
                 .as_str()
+                .filter(|name| !name.is_empty())
                 .ok_or_else(|| malformed(format!("tool_calls[{i}] has no function name")))?;
             let arguments = match &function["arguments"] {
                 Value::String(text) if text.trim().is_empty() => json!({}),
-                Value::String(text) => serde_json::from_str(text).map_err(|e| {
-                    malformed(format!("tool_calls[{i}] arguments are not JSON: {e}"))
-                })?,
+                Value::String(text) => match serde_json::from_str(text) {
+                    Ok(object @ Value::Object(_)) => object,
+                    Ok(_) => {
+                        return Err(malformed(format!(
+                            "tool_calls[{i}] arguments are not a JSON object"
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(malformed(format!(
+                            "tool_calls[{i}] arguments are not JSON: {e}"
+                        )));
+                    }
+                },
                 Value::Object(_) => function["arguments"].clone(),
                 _ => json!({}),
             };
@@ -233,5 +244,36 @@ impl EmbeddingProvider for Arc<OpenAi> {
                 tokens,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `openai_reply` fuzz target: a tool call's arguments
+    /// are a JSON object (as `ToolCall` promises), and it has a name.
+    #[test]
+    fn tool_calls_have_a_name_and_object_arguments() {
+        let reply = |name: &str, arguments: &str| {
+            parse_reply(
+                "u",
+                &json!({"choices": [{"message": {"tool_calls": [
+                    {"function": {"name": name, "arguments": arguments}}
+                ]}}]}),
+            )
+        };
+        for arguments in ["[1]", "5", "\"text\"", "null", "true"] {
+            assert!(
+                matches!(reply("f", arguments), Err(ModelError::Malformed { .. })),
+                "{arguments}"
+            );
+        }
+        assert!(matches!(reply("", "{}"), Err(ModelError::Malformed { .. })));
+        let ok = reply("f", "{\"a\": 1}").unwrap();
+        assert_eq!(ok.message.tool_calls[0].arguments, json!({"a": 1}));
+        assert_eq!(ok.finish_reason, "tool-calls");
+        let empty = reply("f", " ").unwrap();
+        assert_eq!(empty.message.tool_calls[0].arguments, json!({}));
     }
 }

@@ -113,6 +113,29 @@ impl Reference {
                 "the repository is lowercase letters, digits, `.`, `_`, `-` and `/`",
             ));
         }
+        // Both go into URLs as they are: a registry with `@`, `#` or `?`
+        // would send requests (and the login) to another host, a tag with
+        // `/`, `?` or `..` to another path.
+        let valid_registry = registry
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+        if !valid_registry {
+            return Err(bad(
+                "the registry is a host and port: letters, digits, `.`, `-`, `:`, `[` and `]`",
+            ));
+        }
+        let valid_tag = reference.starts_with("sha256:")
+            || (reference.len() <= 128
+                && !reference.starts_with(['.', '-'])
+                && !reference.is_empty()
+                && reference
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+        if !valid_tag {
+            return Err(bad(
+                "a tag is up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`",
+            ));
+        }
         Ok(Reference {
             registry: registry.to_string(),
             repository: repository.to_string(),
@@ -346,21 +369,19 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let Some(params) = challenge.strip_prefix("Bearer ") else {
+        let Some(BearerChallenge {
+            realm,
+            service,
+            scope,
+        }) = BearerChallenge::parse(&challenge)
+        else {
             return Err(self.status(what, StatusCode::UNAUTHORIZED));
         };
-        let field = |name: &str| {
-            params.split(',').find_map(|kv| {
-                let (k, v) = kv.trim().split_once('=')?;
-                (k == name).then(|| v.trim_matches('"').to_string())
-            })
-        };
-        let realm = field("realm").ok_or_else(|| self.status(what, StatusCode::UNAUTHORIZED))?;
         let mut query = Vec::new();
-        if let Some(service) = field("service") {
+        if let Some(service) = service {
             query.push(("service", service));
         }
-        if let Some(scope) = field("scope") {
+        if let Some(scope) = scope {
             query.push(("scope", scope));
         }
         let mut token_request = self.http.get(&realm).query(&query);
@@ -389,15 +410,13 @@ impl Session {
         if !status.is_success() {
             return Err(self.status("a token request", status));
         }
-        let answer: Value = serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
-            reference: self.reference.to_string(),
-            message: format!("the token service's answer is not JSON: {e}"),
-        })?;
-        let token = answer["token"]
-            .as_str()
-            .or(answer["access_token"].as_str())
+        let token = token_of(&body)
+            .map_err(|message| RegistryError::Invalid {
+                reference: self.reference.to_string(),
+                message,
+            })?
             .ok_or_else(|| self.status("a token request", StatusCode::UNAUTHORIZED))?;
-        self.token = Some(token.to_string());
+        self.token = Some(token);
         self.authorize(make(&self.http))?
             .send()
             .await
@@ -511,6 +530,83 @@ impl Session {
             return Err(self.status("a blob upload", response.status()));
         }
         Ok(())
+    }
+}
+
+/// A `WWW-Authenticate: Bearer realm="...",service="...",scope="..."`
+/// challenge (a registry's answer: untrusted).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerChallenge {
+    /// Where to ask for a token.
+    pub realm: String,
+    /// The `service` to ask it for.
+    pub service: Option<String>,
+    /// The `scope` to ask it for.
+    pub scope: Option<String>,
+}
+
+impl BearerChallenge {
+    /// The challenge in a `WWW-Authenticate` header; None if it is not a
+    /// bearer challenge with a realm.
+    #[doc(hidden)]
+    pub fn parse(header: &str) -> Option<BearerChallenge> {
+        let params = header.strip_prefix("Bearer ")?;
+        let field = |name: &str| {
+            params.split(',').find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then(|| v.trim_matches('"').to_string())
+            })
+        };
+        Some(BearerChallenge {
+            realm: field("realm")?,
+            service: field("service"),
+            scope: field("scope"),
+        })
+    }
+}
+
+/// The token in a token service's answer (`token` or `access_token`);
+/// an error if the answer is not JSON.
+#[doc(hidden)]
+pub fn token_of(body: &[u8]) -> Result<Option<String>, String> {
+    let answer: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("the token service's answer is not JSON: {e}"))?;
+    Ok(answer["token"]
+        .as_str()
+        .or(answer["access_token"].as_str())
+        .map(str::to_string))
+}
+
+/// The package layer of a weir skill's OCI manifest (a registry's answer:
+/// untrusted).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageLayer {
+    /// `sha256:<64 lowercase hex digits>`.
+    pub digest: String,
+    /// Its declared size in bytes (0 if not given).
+    pub size: u64,
+}
+
+impl PackageLayer {
+    /// Reads the manifest's `application/vnd.weir.skill...` layer.
+    #[doc(hidden)]
+    pub fn parse(manifest: &[u8]) -> Result<PackageLayer, String> {
+        let manifest: Value = serde_json::from_slice(manifest)
+            .map_err(|e| format!("the manifest is not JSON: {e}"))?;
+        let layer = manifest["layers"]
+            .as_array()
+            .and_then(|layers| layers.iter().find(|l| l["mediaType"] == ARCHIVE_MEDIA_TYPE))
+            .ok_or_else(|| format!("not a weir skill: no `{ARCHIVE_MEDIA_TYPE}` layer"))?;
+        let digest = layer["digest"].as_str().unwrap_or("").to_string();
+        if digest_hex(&digest).is_none() {
+            return Err(format!("bad layer digest `{digest}`"));
+        }
+        Ok(PackageLayer {
+            digest,
+            size: layer["size"].as_u64().unwrap_or(0),
+        })
     }
 }
 
@@ -671,19 +767,9 @@ pub async fn install_pinned(
             &sha256_bytes(&body),
         )?;
     }
-    let manifest: Value = serde_json::from_slice(&body)
-        .map_err(|e| invalid(format!("the manifest is not JSON: {e}")))?;
-    let layer = manifest["layers"]
-        .as_array()
-        .and_then(|layers| layers.iter().find(|l| l["mediaType"] == ARCHIVE_MEDIA_TYPE))
-        .ok_or_else(|| invalid(format!("not a weir skill: no `{ARCHIVE_MEDIA_TYPE}` layer")))?;
-    let digest = layer["digest"].as_str().unwrap_or("").to_string();
-    if digest_hex(&digest).is_none() {
-        return Err(invalid(format!("bad layer digest `{digest}`")));
-    }
+    let PackageLayer { digest, size } = PackageLayer::parse(&body).map_err(invalid)?;
     expect_digest(&reference.to_string(), expected, &digest)?;
     let limit = options.max_package_bytes;
-    let size = layer["size"].as_u64().unwrap_or(0);
     if size > limit {
         return Err(invalid(format!(
             "the package is {size} bytes, over the {limit} byte limit"
@@ -818,6 +904,36 @@ mod tests {
             "ghcr.io/a@sha256:12",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Found by the `oci` fuzz target: registries and tags go into URLs
+    /// unescaped, so anything outside their grammar is refused.
+    #[test]
+    fn references_refuse_what_would_change_the_url() {
+        for bad in [
+            "ghcr.io/a:",
+            "ghcr.io/a:-x",
+            "ghcr.io/a:.x",
+            "ghcr.io/a:x?digest=1",
+            "ghcr.io/a:x#y",
+            "ghcr.io/a:x y",
+            "ghcr.io/a:x%2f..",
+            "user:pw@evil.example/a:1",
+            "evil.example?x/a:1",
+            "evil.example#/a:1",
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Reference::parse(&format!("ghcr.io/a:{}", "v".repeat(129))).is_err());
+        for good in [
+            "ghcr.io/a:V1.0_rc-2",
+            "[::1]:5000/a:1",
+            "localhost/a/b:_x",
+            "reg-1.example.com:443/a:latest",
+        ] {
+            let r = Reference::parse(good).unwrap();
+            assert_eq!(r.to_string(), good);
         }
     }
 }
