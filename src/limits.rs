@@ -36,6 +36,8 @@ pub struct LimitSettings {
     /// How deeply JSON a task hands the host (event payloads, memory values
     /// with their path's segments, tool results, model replies) may nest.
     pub max_nesting: Option<usize>,
+    /// Bytes (of JSON) one key's short-term memory may hold.
+    pub max_key_memory_bytes: Option<usize>,
 }
 
 impl LimitSettings {
@@ -52,6 +54,7 @@ impl LimitSettings {
             max_tool_depth: self.max_tool_depth.or(base.max_tool_depth),
             max_resources: self.max_resources.or(base.max_resources),
             max_nesting: self.max_nesting.or(base.max_nesting),
+            max_key_memory_bytes: self.max_key_memory_bytes.or(base.max_key_memory_bytes),
         }
     }
 
@@ -69,6 +72,7 @@ impl LimitSettings {
             max_tool_depth: self.max_tool_depth.unwrap_or(d.max_tool_depth),
             max_resources: self.max_resources.unwrap_or(d.max_resources),
             max_nesting: self.max_nesting.unwrap_or(d.max_nesting),
+            max_key_memory_bytes: self.max_key_memory_bytes.unwrap_or(d.max_key_memory_bytes),
         }
     }
 }
@@ -99,6 +103,10 @@ pub struct Limits {
     /// Deepest nesting of JSON a task hands the host (default 64, at most
     /// [`MAX_NESTING`]): a memory value counts its path's segments too.
     pub max_nesting: usize,
+    /// Bytes (of JSON) the key's short-term memory may hold after a write
+    /// (default 64 MiB): it lives as long as the key, and with a journal
+    /// every commit writes it.
+    pub max_key_memory_bytes: usize,
 }
 
 /// The highest `max_nesting` a plan accepts. Whatever a task hands the host
@@ -120,6 +128,7 @@ impl Default for Limits {
             max_tool_depth: 4,
             max_resources: 10_000,
             max_nesting: 64,
+            max_key_memory_bytes: 64 << 20,
         }
     }
 }
@@ -153,6 +162,7 @@ impl Limits {
             Limit::MaxToolDepth => u64::from(self.max_tool_depth),
             Limit::MaxResources => self.max_resources as u64,
             Limit::MaxNesting => self.max_nesting as u64,
+            Limit::MaxKeyMemoryBytes => self.max_key_memory_bytes as u64,
         }
     }
 
@@ -181,6 +191,7 @@ pub enum Limit {
     MaxToolDepth,
     MaxResources,
     MaxNesting,
+    MaxKeyMemoryBytes,
 }
 
 impl Limit {
@@ -197,6 +208,7 @@ impl Limit {
             Limit::MaxToolDepth => "max_tool_depth",
             Limit::MaxResources => "max_resources",
             Limit::MaxNesting => "max_nesting",
+            Limit::MaxKeyMemoryBytes => "max_key_memory_bytes",
         }
     }
 }

@@ -30,9 +30,41 @@ pub enum PathError {
 }
 
 /// A JSON object addressed by dot-separated paths.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct MemoryObject {
     root: Map<String, Value>,
+    /// About how many bytes its JSON takes, kept up to date by every write
+    /// (see [`MemoryObject::size`]).
+    size: usize,
+}
+
+impl PartialEq for MemoryObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root
+    }
+}
+
+/// About how many bytes `value`'s JSON takes (strings without escapes),
+/// measured without recursion.
+fn json_size(value: &Value) -> usize {
+    let mut size = 0;
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        size += match value {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 8,
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                pending.extend(items);
+                items.len() + 2
+            }
+            Value::Object(map) => {
+                pending.extend(map.values());
+                map.keys().map(|k| k.len() + 4).sum::<usize>() + 2
+            }
+        };
+    }
+    size
 }
 
 /// What to restore to undo one write: the value `path` held before, or
@@ -76,6 +108,12 @@ impl MemoryObject {
         self.root.is_empty()
     }
 
+    /// About how many bytes the memory's JSON takes: what a key's memory
+    /// costs to keep and to write to the journal.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     /// The whole memory as JSON text.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(&self.root).expect("memory is JSON")
@@ -107,10 +145,12 @@ impl MemoryObject {
     pub fn set(&mut self, path: &str, value: Value) -> Result<Undo, PathError> {
         let parts = segments(path)?;
         let Some((last, parents)) = parts.split_last() else {
+            let size = json_size(&value);
             let Value::Object(map) = value else {
                 return Err(PathError::RootNotObject(kind(&value)));
             };
             let previous = std::mem::replace(&mut self.root, map);
+            self.size = size;
             return Ok(Undo {
                 path: String::new(),
                 previous: Some(Value::Object(previous)),
@@ -135,7 +175,13 @@ impl MemoryObject {
                 }
             }
         }
+        let added = json_size(&value) + last.len() + 4;
         let previous = node.insert(last.to_string(), value);
+        let removed = previous
+            .as_ref()
+            .map_or(0, |p| json_size(p) + last.len() + 4);
+        let created = created_at.map_or(0, |i| parents[i..].iter().map(|p| p.len() + 6).sum());
+        self.size = (self.size + added + created).saturating_sub(removed);
         Ok(match created_at {
             Some(i) => Undo {
                 path: parts[..=i].join("."),
@@ -153,6 +199,7 @@ impl MemoryObject {
         let parts = segments(path)?;
         let Some((last, parents)) = parts.split_last() else {
             let previous = std::mem::take(&mut self.root);
+            self.size = 0;
             let had = !previous.is_empty();
             let previous = Value::Object(previous);
             let undo = Undo {
@@ -175,6 +222,9 @@ impl MemoryObject {
             }
         }
         let removed = node.remove(*last);
+        if let Some(value) = &removed {
+            self.size = self.size.saturating_sub(json_size(value) + last.len() + 4);
+        }
         let undo = Undo {
             path: path.to_string(),
             previous: removed.clone(),
@@ -323,6 +373,11 @@ mod tests {
                     let text = m.to_json();
                     let back: Value = serde_json::from_slice(&text).unwrap();
                     prop_assert_eq!(back, m.to_value());
+                    // The kept size follows the JSON's (within what the
+                    // estimate leaves out: numbers' digits, escapes).
+                    let exact = text.len();
+                    prop_assert!(m.size() + 16 >= exact / 2 && m.size() <= exact * 3 + 16,
+                        "size {} for {} bytes: {}", m.size(), exact, String::from_utf8_lossy(&text));
                 }
                 m.rollback(undo);
                 prop_assert_eq!(m, start);

@@ -1343,3 +1343,39 @@ async fn all_instances_together_stay_within_the_sandbox_budget() {
     assert_eq!(outputs.len(), 20, "{outputs:?}");
     assert_eq!(summary.failed_tasks, 0);
 }
+
+/// A key's short-term memory lives as long as the key (and with a journal
+/// every commit writes it whole): each write is within `max_output_bytes`,
+/// but run after run it is bounded by `max_key_memory_bytes`, and the write
+/// that would pass it is refused and undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_memory_is_bounded_across_runs() {
+    let agent = hostile(
+        ActionBuilder::new("attack", "h")
+            .export("hoard-memory")
+            .limits(limits(|l| l.max_key_memory_bytes = Some(5 << 20))),
+    )
+    .build();
+    let events = (0..8)
+        .map(|_| Event::input("evil", json!({ "size": 1 << 20 })).with_type("attack"))
+        .collect();
+    let (outputs, memory) = run_keeping_memory(Runtime::new(plan(&agent).await), events).await;
+    let kept: Vec<&Value> = outputs
+        .iter()
+        .filter(|e| e.event_type == types::OUTPUT)
+        .map(|e| &e.payload["kept"])
+        .collect();
+    assert_eq!(
+        kept,
+        [1, 2, 3, 4].map(|n| json!(n)).iter().collect::<Vec<_>>()
+    );
+    let errors: Vec<&Event> = outputs
+        .iter()
+        .filter(|e| e.event_type == types::ERROR)
+        .collect();
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert_eq!(errors[0].payload["limit"], "max_key_memory_bytes");
+    // The refused writes left nothing behind.
+    let hoard = memory["evil"]["hoard"].as_object().unwrap();
+    assert_eq!(hoard.len(), 4);
+}

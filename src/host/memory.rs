@@ -40,6 +40,17 @@ impl Task {
             format!("the memory value at `{}`", crate::util::head(path, 64))
         })?;
         let undo = self.scope(scope).set(path, value).map_err(invalid)?;
+        // A key's short-term memory outlives the run, and under a journal
+        // every commit writes it whole: bounded at the write.
+        let held = self.input.memory.short_term.size();
+        if matches!(scope, Scope::ShortTerm) && held > self.input.limits.max_key_memory_bytes {
+            self.input.memory.short_term.rollback(vec![undo]);
+            let detail = format!(
+                "writing `{}` would make the key's short-term memory about {held} bytes",
+                crate::util::head(path, 64)
+            );
+            return Err(self.exceed(crate::limits::Limit::MaxKeyMemoryBytes, detail));
+        }
         self.undo.push((scope, undo));
         Ok(())
     }

@@ -724,6 +724,7 @@ fn limit_problems(limits: &Limits, sandbox: &Sandbox) -> Vec<String> {
     }
     for (name, value) in [
         ("max_nesting", limits.max_nesting as u64),
+        ("max_key_memory_bytes", limits.max_key_memory_bytes as u64),
         ("memory_mb", limits.memory_mb),
         ("cpu_ms", limits.cpu_ms),
         ("timeout_ms", limits.timeout_ms),

@@ -286,6 +286,16 @@ fn fail_loud(event: Event) -> Result<()> {
     Err(ActionError::new("c".repeat(size), "m".repeat(size)))
 }
 
+/// Keeps `size` more bytes in the key's short-term memory, under the
+/// event's id: run after run, the key's memory grows.
+fn hoard_memory(event: Event) -> Result<()> {
+    let size = arg(&event, "size")?.as_u64().unwrap_or(1) as usize;
+    let memory = weir_sdk::memory::short_term();
+    memory.set(&format!("hoard.{}", event.id), &"h".repeat(size))?;
+    emit_output(&json!({ "kept": memory.field_names("hoard")?.len() }))?;
+    Ok(())
+}
+
 /// Emits the payload unchanged as output.
 fn echo(event: Event) -> Result<()> {
     emit_output(&event.payload_value()?)?;
@@ -394,6 +404,8 @@ weir_sdk::skill! {
         "random" => random,
         /// Fails with a huge error.
         "fail-loud" => fail_loud,
+        /// Grows the key's memory run after run.
+        "hoard-memory" => hoard_memory,
     }
     tools {
         /// Calls itself.
