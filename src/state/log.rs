@@ -11,7 +11,9 @@
 //! a whole header whose frame is shorter than it says, or fails its
 //! checksum and ends exactly at the end of the file; or a header that is
 //! not whole (cut short or never written: zeros), with no whole frame of a
-//! later number anywhere after it. Anything else (a frame out of order,
+//! later number anywhere after it. Frames a rewrite writes are marked
+//! whole (their file is synced before it is named), and are never taken
+//! for torn. Anything else (a frame out of order,
 //! a failing frame with bytes after it, a later frame past a broken
 //! header) cannot come from a crash: the file is damaged, and refused
 //! untouched. A file that does not start like a journal is never written.
@@ -48,6 +50,9 @@ const OLD_MAGIC: [u8; 4] = *b"WJL\x01";
 const HEADER: usize = 24;
 /// A torn first frame is no larger than this (it holds the meta record).
 const FIRST_FRAME_MAX: u64 = 4096;
+/// The bit of a frame's number that marks it as written with its file
+/// (by a rewrite, synced before the file was named): it cannot be torn.
+const WHOLE: u64 = 1 << 63;
 /// The log is not rewritten before it reaches this size.
 pub(super) const REWRITE_MIN: u64 = 16 << 20;
 /// A rewrite splits the live state into frames of about this size.
@@ -154,8 +159,10 @@ impl Frame {
         self.field(id.as_bytes());
     }
 
-    /// Fills in the header of frame number `seq`; the frame's bytes.
-    fn seal(&mut self, seq: u64) -> io::Result<&[u8]> {
+    /// Fills in the header of frame number `seq`, marked `whole` if it is
+    /// written with a file synced before it is named (a rewrite), which no
+    /// crash can tear; the frame's bytes.
+    fn seal(&mut self, seq: u64, whole: bool) -> io::Result<&[u8]> {
         let payload = &self.buf[HEADER..];
         let len = u32::try_from(payload.len()).map_err(|_| {
             io::Error::other(format!(
@@ -165,7 +172,8 @@ impl Frame {
         })?;
         let crc = crc32fast::hash(payload);
         self.buf[0..4].copy_from_slice(&MAGIC);
-        self.buf[4..12].copy_from_slice(&seq.to_le_bytes());
+        let number = if whole { seq | WHOLE } else { seq };
+        self.buf[4..12].copy_from_slice(&number.to_le_bytes());
         self.buf[12..16].copy_from_slice(&len.to_le_bytes());
         self.buf[16..20].copy_from_slice(&crc.to_le_bytes());
         let header_crc = crc32fast::hash(&self.buf[..20]);
@@ -180,6 +188,8 @@ struct Header {
     seq: u64,
     len: u32,
     crc: u32,
+    /// Written with its file: damaged if not whole, never torn.
+    whole: bool,
 }
 
 impl Header {
@@ -190,10 +200,12 @@ impl Header {
         if bytes[..4] != MAGIC || crc32fast::hash(&bytes[..20]) != word(20) {
             return None;
         }
+        let number = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
         Some(Header {
-            seq: u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes")),
+            seq: number & !WHOLE,
             len: word(12),
             crc: word(16),
+            whole: number & WHOLE != 0,
         })
     }
 
@@ -453,8 +465,16 @@ fn read_frames(file: &File, len: u64) -> Result<Loaded, ReadError> {
                 header.seq
             )));
         }
+        let rewritten = || {
+            damaged(format!(
+                "frame {seq} is not whole, but was written with its file, which was synced before it was named"
+            ))
+        };
         if header.frame_len() > left {
             // Shorter than its header says: torn.
+            if header.whole {
+                return Err(rewritten());
+            }
             torn_tail(file, whole, len, seq)?;
             break;
         }
@@ -469,6 +489,9 @@ fn read_frames(file: &File, len: u64) -> Result<Loaded, ReadError> {
                 )));
             }
             // The last frame, not all of it on disk: torn.
+            if header.whole {
+                return Err(rewritten());
+            }
             torn_tail(file, whole, len, seq)?;
             break;
         }
@@ -677,7 +700,7 @@ impl Log {
         if self.frame.is_empty() {
             return Ok(());
         }
-        let written = self.frame.seal(self.seq).and_then(|bytes| {
+        let written = self.frame.seal(self.seq, false).and_then(|bytes| {
             self.file.write_all(bytes)?;
             self.file.sync_data()?;
             Ok(bytes.len() as u64)
@@ -812,7 +835,7 @@ fn copy_frames(
         let start = frame.buf.len();
         frame.buf.resize(start + header.len as usize, 0);
         source.read_exact_at(&mut frame.buf[start..], at + HEADER as u64)?;
-        target.write_all(frame.seal(seq + frames)?)?;
+        target.write_all(frame.seal(seq + frames, true)?)?;
         at += header.frame_len();
         frames += 1;
     }
@@ -852,7 +875,7 @@ fn write_new(path: &Path, image: &Image) -> io::Result<(File, u64, u64)> {
     file.set_len(0)?;
     let (mut len, mut seq) = (0u64, 0u64);
     image.encode(|frame| {
-        let bytes = frame.seal(seq)?;
+        let bytes = frame.seal(seq, true)?;
         len += bytes.len() as u64;
         seq += 1;
         file.write_all(bytes)
@@ -1121,6 +1144,14 @@ mod tests {
         // One frame of live state, the one copied, the one appended.
         assert_eq!(loaded.frames, 3);
         assert_eq!(loaded.image.keys.len(), 3);
+        // The rewritten frames are synced with their file: damage at the
+        // end of the last of them is not taken for a torn tail.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let end = bytes.len() - (HEADER + 1 + 4 + 5 + 8 + 4 + 2);
+        bytes.truncate(end);
+        bytes[end - 1] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(damaged(&path).contains("written with its file"));
     }
 
     #[test]
@@ -1134,7 +1165,7 @@ mod tests {
         // whole frame numbered after its own: text cannot hold the magic.
         let mut inner = Frame::default();
         inner.key("k", 9, b"{}");
-        let inner = String::from_utf8_lossy(inner.seal(2).unwrap()).into_owned();
+        let inner = String::from_utf8_lossy(inner.seal(2, false).unwrap()).into_owned();
         log.frame().key(&inner, 1, b"{}");
         log.append().unwrap();
         drop(log);
