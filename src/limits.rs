@@ -236,6 +236,17 @@ pub struct LimitExceeded {
 /// without recursing on the host's.
 pub fn nesting(value: &serde_json::Value) -> usize {
     use serde_json::Value;
+    fn flat<'a>(mut children: impl Iterator<Item = &'a Value>) -> bool {
+        children.all(|v| !matches!(v, Value::Array(_) | Value::Object(_)))
+    }
+    // Most payloads are a scalar or one flat object: measured without
+    // allocating.
+    match value {
+        Value::Array(items) if flat(items.iter()) => return 1 + usize::from(!items.is_empty()),
+        Value::Object(map) if flat(map.values()) => return 1 + usize::from(!map.is_empty()),
+        Value::Array(_) | Value::Object(_) => {}
+        _ => return 1,
+    }
     let mut deepest = 0;
     let mut pending = vec![(value, 1usize)];
     while let Some((value, depth)) = pending.pop() {
@@ -258,6 +269,8 @@ mod tests {
         use serde_json::json;
         assert_eq!(nesting(&json!(1)), 1);
         assert_eq!(nesting(&json!([])), 1);
+        assert_eq!(nesting(&json!({"a": 1, "b": "x"})), 2);
+        assert_eq!(nesting(&json!({"a": {}})), 2);
         assert_eq!(nesting(&json!({"a": [1, {"b": [2]}]})), 5);
         let mut deep = json!(0);
         for _ in 0..1000 {
