@@ -177,6 +177,31 @@ impl ToolCatalog {
         self.skills.get(name)
     }
 
+    /// What a chat model whose resource lists `tools` and `skills` may be
+    /// offered: its tools, and for the installed ones of its skills
+    /// `load_skill`, `run_skill_command` (when one has commands) and the
+    /// skills' own tools, in that order; with those skills.
+    pub(crate) fn offerable<'a: 't, 't>(
+        &'a self,
+        tools: &'t [String],
+        skills: &[String],
+    ) -> (Vec<&'t str>, Vec<&'a SkillDoc>) {
+        let skills: Vec<&SkillDoc> = skills.iter().filter_map(|n| self.skill(n)).collect();
+        let mut names: Vec<&str> = tools.iter().map(String::as_str).collect();
+        if !skills.is_empty() {
+            names.push(LOAD_SKILL);
+            if skills.iter().any(|s| !s.commands.is_empty()) {
+                names.push(RUN_SKILL_COMMAND);
+            }
+            names.extend(
+                skills
+                    .iter()
+                    .flat_map(|s| s.tools.iter().map(String::as_str)),
+            );
+        }
+        (names, skills)
+    }
+
     /// The tool `name`'s spec.
     pub fn spec(&self, name: &str) -> Option<&ToolSpec> {
         self.skill_tools

@@ -7,7 +7,7 @@ use super::bindings::weir::agent::model as wit;
 use super::{Capability, HostError, Op, Task, TaskState};
 use crate::resources::model::{ChatOptions, ChatReply, Message, ModelError, ToolCall, ToolSpec};
 use crate::resources::models::ChatModel;
-use crate::skill::disclosure::{LOAD_SKILL, RUN_SKILL_COMMAND, SkillDoc, prompt_block};
+use crate::skill::disclosure::{LOAD_SKILL, SkillDoc, prompt_block};
 use crate::tools::ToolCatalog;
 use serde::Serialize;
 use serde_json::Value;
@@ -142,35 +142,21 @@ impl Task {
             return offer;
         }
         let granted = &self.input.grants.tools;
-        let add = |tools: &mut Vec<ToolSpec>, name: &str| {
+        // Skills (names and descriptions up front, the rest on demand
+        // through `load_skill`) only for a requester granted `load_skill`.
+        let skills: &[String] = if granted.contains(LOAD_SKILL) {
+            &resource.skills
+        } else {
+            &[]
+        };
+        let (names, skills) = catalog.offerable(&resource.tools, skills);
+        offer.skills = skills;
+        for name in names {
             if granted.contains(name)
-                && !tools.iter().any(|t| t.name == name)
+                && !offer.tools.iter().any(|t| t.name == name)
                 && let Some(spec) = catalog.spec(name)
             {
-                tools.push(spec.clone());
-            }
-        };
-        for name in &resource.tools {
-            add(&mut offer.tools, name);
-        }
-        // Skills: names and descriptions up front, the rest on demand
-        // through `load_skill`, and the skills' own tools.
-        if granted.contains(LOAD_SKILL) {
-            offer.skills = resource
-                .skills
-                .iter()
-                .filter_map(|name| catalog.skill(name))
-                .collect();
-        }
-        if !offer.skills.is_empty() {
-            add(&mut offer.tools, LOAD_SKILL);
-            if offer.skills.iter().any(|s| !s.commands.is_empty()) {
-                add(&mut offer.tools, RUN_SKILL_COMMAND);
-            }
-            for skill in &offer.skills {
-                for name in &skill.tools {
-                    add(&mut offer.tools, name);
-                }
+                offer.tools.push(spec.clone());
             }
         }
         offer

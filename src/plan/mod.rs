@@ -18,7 +18,6 @@ use crate::limits::Limits;
 use crate::resources::model::ToolSpec;
 use crate::resources::{self, ResourceProviders, models as model_kinds};
 use crate::sandbox::{ActionComponent, ActionInfo, CompileSource, InstancePool, Sandbox};
-use crate::skill::disclosure::{LOAD_SKILL, RUN_SKILL_COMMAND};
 use crate::tools::{ToolCatalog, ToolPolicy};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -754,24 +753,11 @@ fn listen_problem(event_type: &str) -> Option<String> {
     None
 }
 
-/// The tools a chat-model resource with `references` may offer its model:
-/// its tools, and for its skills `load_skill`, `run_skill_command` and the
-/// skills' tools. What the ReAct action is granted.
+/// The tools a chat-model resource with `references` may offer its model
+/// (see [`ToolCatalog::offerable`]): what the ReAct action is granted.
 fn model_offer(references: &model_kinds::References, catalog: &ToolCatalog) -> Vec<String> {
-    let mut tools = references.tools.clone();
-    let skills: Vec<_> = references
-        .skills
-        .iter()
-        .filter_map(|name| catalog.skill(name))
-        .collect();
-    if !skills.is_empty() {
-        tools.push(LOAD_SKILL.to_string());
-        if skills.iter().any(|s| !s.commands.is_empty()) {
-            tools.push(RUN_SKILL_COMMAND.to_string());
-        }
-        tools.extend(skills.iter().flat_map(|s| s.tools.iter().cloned()));
-    }
-    tools
+    let (names, _) = catalog.offerable(&references.tools, &references.skills);
+    names.into_iter().map(String::from).collect()
 }
 
 fn unknown_tool(tool: &str, catalog: &ToolCatalog) -> String {
