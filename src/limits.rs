@@ -115,6 +115,12 @@ pub struct Limits {
 /// never recurses deeper than that on guest-shaped data.
 pub const MAX_NESTING: usize = 100;
 
+/// Longest error message (from a guest, a tool) the host passes on, and
+/// the longest error code: errors become events and tool answers, output
+/// like any other.
+pub(crate) const MAX_ERROR_MESSAGE_BYTES: usize = 64 << 10;
+pub(crate) const MAX_ERROR_CODE_BYTES: usize = 128;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

@@ -403,8 +403,8 @@ async fn run_tool(
         // A tool's error goes back to its caller: cut like an error event's.
         Ok(Ok(Err(e))) => Err(stopped(format!(
             "failed: {}: {}",
-            crate::util::head(&e.code, 128),
-            crate::util::head(&e.message, 64 << 10)
+            crate::util::head(&e.code, crate::limits::MAX_ERROR_CODE_BYTES),
+            crate::util::head(&e.message, crate::limits::MAX_ERROR_MESSAGE_BYTES)
         ))),
         Ok(Err(error)) => Err(match classify(error, store.data()) {
             GuestStop::Limit(exceeded) => stopped(format!("was stopped: {exceeded}")),

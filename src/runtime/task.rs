@@ -136,10 +136,11 @@ pub(crate) struct TaskOutcome {
 
 /// Longest stderr tail kept in an error event.
 const STDERR_TAIL_BYTES: usize = 2048;
-/// Longest error message an error event keeps (less if the task's
-/// `max_output_bytes` is less), and the longest error code.
-const MAX_MESSAGE_BYTES: usize = 64 << 10;
-const MAX_CODE_BYTES: usize = 128;
+// The longest error message an error event keeps (less if the task's
+// `max_output_bytes` is less), and the longest error code.
+use crate::limits::{
+    MAX_ERROR_CODE_BYTES as MAX_CODE_BYTES, MAX_ERROR_MESSAGE_BYTES as MAX_MESSAGE_BYTES,
+};
 
 /// What every task of a run shares.
 pub(crate) struct TaskContext<'a> {
