@@ -6,7 +6,7 @@
 //! The model server (OpenAI-compatible, answering after a fixed delay) runs
 //! in a child process, so the RSS measured is weir's alone.
 
-#[path = "../tests/support/model_server.rs"]
+#[path = "../tests/it/support/model_server.rs"]
 #[allow(dead_code)]
 mod model_server;
 

@@ -7,7 +7,7 @@
 //! `trivial-off` only the trivial agent with the journal on or off (to run
 //! under a profiler); `WEIR_BENCH_ROUNDS` sets the rounds.
 
-#[path = "../tests/support/model_server.rs"]
+#[path = "../tests/it/support/model_server.rs"]
 #[allow(dead_code)]
 mod model_server;
 
@@ -65,7 +65,7 @@ async fn pipeline_on(
     runtime: Runtime,
     n: usize,
     keys: usize,
-    journal: Option<Arc<weir::state::StateStore>>,
+    journal: Option<Arc<weir::journal::Journal>>,
 ) -> Measured {
     let mut run = runtime.start();
     let sender = run.events.clone();
@@ -264,8 +264,8 @@ async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
     let keys = 1_000;
     let plan = trivial_plan(dir).await?;
     let state_dir = tempfile::tempdir()?;
-    let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
-    let runtime = Runtime::shared(plan.clone()).with_state(state.clone());
+    let state = weir::journal::Journal::open(state_dir.path(), &plan.fingerprint())?;
+    let runtime = Runtime::shared(plan.clone()).with_journal(state.clone());
     let started = Instant::now();
     let m = pipeline_on(runtime, n, keys, Some(state.clone())).await;
     let took = started.elapsed();
@@ -282,7 +282,7 @@ async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
         let fingerprint = plan.fingerprint();
         async move {
             let started = Instant::now();
-            let state = weir::state::StateStore::open(&dir, &fingerprint)?;
+            let state = weir::journal::Journal::open(&dir, &fingerprint)?;
             let keys = state.keys().len();
             let outbox = state.outbox().len();
             let resume = state.resume_point().map_or(0, |p| p.seq);
@@ -292,7 +292,7 @@ async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
     // The state store's writer thread holds the file until it sees the
     // channel close; give it a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let used = weir::state::inspect(state_dir.path())?.used_bytes;
+    let used = weir::journal::inspect(state_dir.path())?.used_bytes;
     println!("journal file {size} bytes, {used} in use");
     let clean = reopen(state_dir.path().to_path_buf()).await?;
     let crash = reopen(crashed.path().to_path_buf()).await?;
@@ -320,7 +320,7 @@ async fn recovery_time(dir: &std::path::Path) -> anyhow::Result<()> {
 async fn one_at_a_time(
     runtime: Runtime,
     n: usize,
-    journal: Option<Arc<weir::state::StateStore>>,
+    journal: Option<Arc<weir::journal::Journal>>,
 ) -> (Duration, Duration) {
     let mut run = runtime.start();
     let mut latencies = Vec::with_capacity(n);
@@ -347,8 +347,8 @@ async fn journal_latency(dir: &std::path::Path) -> anyhow::Result<()> {
     let n = 2_000;
     let off = one_at_a_time(Runtime::shared(plan.clone()), n, None).await;
     let state_dir = tempfile::tempdir()?;
-    let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
-    let runtime = Runtime::shared(plan.clone()).with_state(state.clone());
+    let state = weir::journal::Journal::open(state_dir.path(), &plan.fingerprint())?;
+    let runtime = Runtime::shared(plan.clone()).with_journal(state.clone());
     let on = one_at_a_time(runtime, n, Some(state)).await;
     println!("\n| trivial agent, one event at a time ({n} events) | p50 | p99 |");
     println!("|---|---|---|");
@@ -399,8 +399,8 @@ async fn pipeline_journaled(
     keys: usize,
 ) -> anyhow::Result<Measured> {
     let state_dir = tempfile::tempdir()?;
-    let state = weir::state::StateStore::open(state_dir.path(), &plan.fingerprint())?;
-    let runtime = Runtime::shared(plan).with_state(state.clone());
+    let state = weir::journal::Journal::open(state_dir.path(), &plan.fingerprint())?;
+    let runtime = Runtime::shared(plan).with_journal(state.clone());
     Ok(pipeline_on(runtime, n, keys, Some(state)).await)
 }
 

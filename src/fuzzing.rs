@@ -1,8 +1,8 @@
 //! Entry points for the fuzz targets (`fuzz/`) and their corpus replay
-//! (`tests/fuzz_corpus.rs`) into parsers that are otherwise private. Not a
+//! (`tests/it/fuzz_corpus.rs`) into parsers that are otherwise private. Not a
 //! stable API.
 
-use crate::resources::model::{ChatReply, ModelError};
+use crate::resources::api::{ChatReply, ModelError};
 
 /// An OpenAI-compatible chat completion body, as `post_json` reads it,
 /// turned into a reply.

@@ -32,6 +32,7 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;
+pub mod journal;
 pub mod limits;
 pub mod memory;
 pub mod plan;
@@ -39,8 +40,7 @@ pub mod resources;
 pub mod runtime;
 pub mod sandbox;
 pub mod skill;
-pub mod state;
-pub mod tools;
+mod tools;
 mod util;
 
 pub use agent::{
@@ -52,5 +52,5 @@ pub use host::http::HttpRule;
 pub use host::{Capability, Denial, Grants, KeyMemory};
 pub use limits::{Limit, LimitExceeded, LimitSettings, Limits};
 pub use plan::{AgentPlan, PlanError};
-pub use runtime::{RunHandle, RunSummary, Runtime};
+pub use runtime::{RunError, RunHandle, RunSummary, Runtime};
 pub use sandbox::{Sandbox, SandboxConfig};

@@ -1,6 +1,6 @@
 //! What must hold for every parser of outside input, one function per fuzz
 //! target. The fuzz targets (`fuzz/fuzz_targets/*.rs`, libFuzzer) and the
-//! corpus replay (`tests/fuzz_corpus.rs`, stable `cargo test`) both call
+//! corpus replay (`tests/it/fuzz_corpus.rs`, stable `cargo test`) both call
 //! these, so a corpus file checks exactly what the fuzzer checked.
 //!
 //! Each check panics on a violated property; returning means the input
@@ -215,8 +215,8 @@ pub fn journal(data: &[u8]) {
     let scratch = scratch();
     let file = scratch.path().join("journal.log");
     std::fs::write(&file, data).expect("writing the journal");
-    let first = weir::state::inspect(scratch.path());
-    let again = weir::state::inspect(scratch.path());
+    let first = weir::journal::inspect(scratch.path());
+    let again = weir::journal::inspect(scratch.path());
     assert_eq!(
         format!("{first:?}"),
         format!("{again:?}"),
@@ -295,7 +295,7 @@ pub fn oci(data: &[u8]) {
 
 /// What must hold of any reply read: tool calls have names, their
 /// arguments are JSON objects, and the reply survives serde.
-fn reply_holds(reply: &weir::resources::model::ChatReply) {
+fn reply_holds(reply: &weir::resources::api::ChatReply) {
     for call in &reply.message.tool_calls {
         assert!(!call.name.is_empty(), "a tool call without a name");
         assert!(
@@ -306,7 +306,7 @@ fn reply_holds(reply: &weir::resources::model::ChatReply) {
     }
     assert!(!reply.finish_reason.is_empty());
     let json = serde_json::to_string(reply).expect("a reply serialises");
-    let back: weir::resources::model::ChatReply =
+    let back: weir::resources::api::ChatReply =
         serde_json::from_str(&json).expect("a reply deserialises");
     assert!(
         serde_json::to_value(&back).ok() == serde_json::to_value(reply).ok(),

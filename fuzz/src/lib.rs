@@ -1,3 +1,3 @@
-//! The fuzz targets' checks, shared with `tests/fuzz_corpus.rs` (which
+//! The fuzz targets' checks, shared with `tests/it/fuzz_corpus.rs` (which
 //! includes `checks.rs` itself, on the stable toolchain, without libFuzzer).
 pub mod checks;

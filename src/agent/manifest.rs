@@ -509,7 +509,7 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
         components,
         skills,
         skill_store: None,
-        lockfile: Some(crate::skill::lock::Lockfile::path_for(&path)),
+        lockfile: Some(super::lockfile_path(&path)),
         actions,
         resources,
         config: to_json(raw.config),

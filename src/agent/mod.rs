@@ -13,6 +13,18 @@ pub use builder::{ActionBuilder, AgentBuilder};
 pub use grants::{DirGrant, GrantSpec, Isolation, ReuseScope};
 pub use manifest::{ManifestError, models_dir};
 
+/// The lockfile's name, beside the agent manifest: it pins each installed
+/// skill to its package digest (see `crate::skill::lock`).
+pub const LOCK_FILE: &str = "weir.lock";
+
+/// The lockfile for the agent manifest at `manifest`.
+pub fn lockfile_path(manifest: &std::path::Path) -> std::path::PathBuf {
+    manifest
+        .parent()
+        .unwrap_or_else(|| std::path::Path::new("."))
+        .join(LOCK_FILE)
+}
+
 use crate::limits::LimitSettings;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@ use crate::event::{Event, types};
 use crate::host::Task;
 use crate::host::bindings::weir::agent::memory::Scope;
 use crate::host::model::ChatCall;
-use crate::resources::model::{ChatOptions, Message, Usage};
+use crate::resources::api::{ChatOptions, Message, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -176,9 +176,7 @@ pub(super) async fn run(
             .resources
             .chat_model(&conversation.model)
             .map_err(|e| BuiltinError::new("host-failed", e.to_string()))?;
-        let offered = task
-            .offer(&resource, &env.tools, conversation.use_tools)
-            .names();
+        let offered = task.offer(&resource, conversation.use_tools).names();
         let narrowed = authority.narrowed(offered);
         for call in &reply.message.tool_calls {
             if let Some(why) = narrowed.refuses(&call.name, &call.arguments) {

@@ -58,13 +58,8 @@ impl BuiltinError {
 
 impl From<crate::host::HostError> for BuiltinError {
     fn from(e: crate::host::HostError) -> Self {
-        use crate::host::HostError::*;
-        match e {
-            Denied(m) => BuiltinError::new("denied", m),
-            Invalid(m) => BuiltinError::new("invalid", m),
-            Limit(m) => BuiltinError::new("limit", m),
-            Failed(m) => BuiltinError::new("host-failed", m),
-        }
+        let (code, message) = e.into_parts();
+        BuiltinError::new(code, message)
     }
 }
 

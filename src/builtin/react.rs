@@ -5,8 +5,8 @@ use super::chat::{ChatRequest, ChatResponse};
 use super::{BuiltinError, payload, to_value};
 use crate::event::{Event, types};
 use crate::host::Task;
-use crate::resources::model::{ChatOptions, Message};
-use crate::resources::models::parse_json_reply;
+use crate::resources::api::{ChatOptions, Message};
+use crate::resources::setup::parse_json_reply;
 use serde::Serialize;
 use serde_json::Value;
 

@@ -9,7 +9,7 @@
 use super::{BuiltinError, payload, to_value};
 use crate::event::{Event, types};
 use crate::host::Task;
-use crate::resources::model::ToolCall;
+use crate::resources::api::ToolCall;
 use serde::{Deserialize, Serialize};
 
 /// `_tool_request_event` payload.

@@ -141,7 +141,7 @@ impl Cli {
             Command::Run(args) => run(args).await,
             Command::Skill(command) => command.run().await,
             Command::State(StateCommand::Inspect { dir, keys, json }) => {
-                let found = weir::state::inspect(&dir)?;
+                let found = weir::journal::inspect(&dir)?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&found)?);
                     return Ok(std::process::ExitCode::SUCCESS);
@@ -182,7 +182,7 @@ impl Cli {
                 Ok(std::process::ExitCode::SUCCESS)
             }
             Command::State(StateCommand::Compact { dir }) => {
-                let (before, after) = weir::state::compact(&dir)?;
+                let (before, after) = weir::journal::compact(&dir)?;
                 println!("compacted: {before} -> {after} bytes");
                 Ok(std::process::ExitCode::SUCCESS)
             }
@@ -292,7 +292,7 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     );
 
     let state = match &args.state {
-        Some(dir) => Some(weir::state::StateStore::open(dir, &plan.fingerprint())?),
+        Some(dir) => Some(weir::journal::Journal::open(dir, &plan.fingerprint())?),
         None => None,
     };
     let mut sink = sink::Sink::open(&args.output, &args.errors, state.clone()).await?;
@@ -337,7 +337,7 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
 
     let mut runtime = Runtime::new(plan).with_settings(settings);
     if let Some(state) = &state {
-        runtime = runtime.with_state(state.clone());
+        runtime = runtime.with_journal(state.clone());
     }
     let mut handle = runtime.start();
     let events = handle.events.clone();
@@ -370,7 +370,7 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
                 message,
             };
             let text = line_text(&line, read, max_line).map_err(bad);
-            let digest = weir::state::line_digest(text.as_ref().copied().unwrap_or(""));
+            let digest = weir::journal::line_digest(text.as_ref().copied().unwrap_or(""));
             if let Some(expected) = expected.take() {
                 anyhow::ensure!(
                     text.is_ok() && digest == expected,
@@ -391,7 +391,7 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             match parsed {
                 Ok(Some(event)) => {
                     seq += 1;
-                    let position = weir::state::InputPosition {
+                    let position = weir::journal::InputPosition {
                         seq,
                         start,
                         end: offset,
@@ -433,7 +433,7 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(path) = &args.summary_json {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
-        weir::state::own_file::open(&mut options, path)
+        weir::journal::own_file::open(&mut options, path)
             .and_then(|mut file| {
                 std::io::Write::write_all(
                     &mut file,

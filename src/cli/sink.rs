@@ -2,7 +2,7 @@
 //! files are appended to, events whose id is already in them are skipped,
 //! and the journal's outbox is told what has been written (after an fsync),
 //! so a restarted run never writes an output twice. The files are opened
-//! without following a link (see [`weir::state::own_file`]).
+//! without following a link (see [`weir::journal::own_file`]).
 
 use anyhow::Context as _;
 use std::collections::HashSet;
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use weir::Event;
-use weir::state::{StateStore, own_file};
+use weir::journal::{Journal, own_file};
 
 enum Out {
     /// A file, and whether it is a regular one (a fifo or a device such as
@@ -52,7 +52,7 @@ impl Out {
 pub struct Sink {
     outputs: Out,
     errors: Option<Out>,
-    state: Option<Arc<StateStore>>,
+    state: Option<Arc<Journal>>,
     seen: HashSet<String>,
     written: Vec<String>,
     /// Events skipped because they were already written.
@@ -125,7 +125,7 @@ impl Sink {
     pub async fn open(
         outputs: &Option<PathBuf>,
         errors: &Option<PathBuf>,
-        state: Option<Arc<StateStore>>,
+        state: Option<Arc<Journal>>,
     ) -> anyhow::Result<Sink> {
         let durable = state.is_some();
         let mut seen = HashSet::new();

@@ -10,7 +10,7 @@
 //! into its prompt) can never reach a tool its request did not offer.
 
 use super::Grants;
-use crate::skill::disclosure::{LOAD_SKILL, RUN_SKILL_COMMAND};
+use super::tools::{LOAD_SKILL, RUN_SKILL_COMMAND};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! traps instead.
 
 use super::bindings::weir::agent::context::Host;
-use super::{Capability, HostError, Op, TaskState};
+use super::{Capability, HostError, InstanceState, Op};
 
 const fn op(name: &'static str) -> Op {
     Op {
@@ -17,7 +17,7 @@ fn trap(error: HostError) -> wasmtime::Error {
     wasmtime::Error::msg(format!("{error:?}"))
 }
 
-impl Host for TaskState {
+impl Host for InstanceState {
     async fn action_name(&mut self) -> wasmtime::Result<String> {
         self.task
             .call(op("context.action-name"), |t| {

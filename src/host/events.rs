@@ -2,7 +2,7 @@
 
 use super::bindings::weir::agent::events::Host;
 use super::bindings::weir::agent::types::Attribute;
-use super::{Capability, Emitted, HostError, Op, Task, TaskState};
+use super::{Capability, Emitted, HostError, InstanceState, Op, Task};
 use crate::limits::Limit;
 use serde_json::Value;
 
@@ -83,7 +83,7 @@ impl Task {
     }
 }
 
-impl Host for TaskState {
+impl Host for InstanceState {
     async fn emit(
         &mut self,
         event_type: String,

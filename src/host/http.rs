@@ -5,7 +5,7 @@
 //! redirects itself (the guest sends the next request), so a redirect to a
 //! host off the list is refused like any other request.
 
-use super::Denial;
+use super::grants::{Denial, Denials};
 use super::outbound::{self, Connection, Reach, Refused};
 use std::fmt;
 use std::future::Future;
@@ -161,19 +161,18 @@ pub(crate) struct HttpPolicy {
     /// execution) sends the same keys and servers can deduplicate.
     pub idempotency: String,
     pub sent: u64,
-    /// The first few requests refused, and how many in all.
-    pub denials: Vec<Denial>,
-    pub denied: u64,
+    /// The requests refused by the allow-list.
+    pub denials: Denials,
     /// Under durable execution: where the task's responses are recorded.
     pub journal: Option<HttpJournal>,
     /// Requests refused once their host was resolved (after the hook had
     /// returned), taken over with the others when the task ends.
-    pub refused_late: Arc<std::sync::Mutex<Vec<Denial>>>,
+    pub refused_late: Arc<std::sync::Mutex<Denials>>,
 }
 
 /// The error a guest gets for a request that was not sent; a host that
 /// resolved to a non-public address under a wildcard grant is a denial.
-fn refusal(refused: Refused, late: &std::sync::Mutex<Vec<Denial>>, target: &str) -> HttpError {
+fn refusal(refused: Refused, late: &std::sync::Mutex<Denials>, target: &str) -> HttpError {
     match refused {
         Refused::Http(e) => e,
         Refused::NotPublic(ip) => {
@@ -183,7 +182,7 @@ fn refusal(refused: Refused, late: &std::sync::Mutex<Vec<Denial>>, target: &str)
             tracing::debug!(%target, "outbound HTTP request denied");
             late.lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(Denial::new("http", target));
+                .record(Denial::new("http", target));
             HttpError::HttpRequestDenied
         }
     }
@@ -193,7 +192,7 @@ fn refusal(refused: Refused, late: &std::sync::Mutex<Vec<Denial>>, target: &str)
 /// re-run of the task gets them again instead of asking once more.
 #[derive(Clone)]
 pub(crate) struct HttpJournal {
-    pub store: Arc<crate::state::StateStore>,
+    pub store: Arc<crate::journal::Journal>,
     pub run: Arc<str>,
     /// `{run}/{event}/{action}`: request n's record is `{prefix}/http{n}`.
     pub prefix: String,
@@ -236,7 +235,7 @@ impl HttpJournal {
             tracing::warn!(call = %id, "replay diverged: the guest sent another HTTP request than the one recorded; sending it");
             return None;
         }
-        let crate::state::Outcome::Ok(value) = record.outcome else {
+        let crate::journal::Outcome::Ok(value) = record.outcome else {
             return None;
         };
         let recorded: RecordedResponse = serde_json::from_value(value).ok()?;
@@ -288,10 +287,10 @@ impl HttpJournal {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .save();
         }
-        let record = crate::state::CallRecord {
+        let record = crate::journal::CallRecord {
             op: RECORDED.to_string(),
             request: digest,
-            outcome: crate::state::Outcome::Ok(
+            outcome: crate::journal::Outcome::Ok(
                 serde_json::to_value(&recorded).expect("responses serialise"),
             ),
         };
@@ -307,7 +306,7 @@ async fn send(
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     reach: Reach,
-    late: Arc<std::sync::Mutex<Vec<Denial>>>,
+    late: Arc<std::sync::Mutex<Denials>>,
     target: String,
 ) -> Sent {
     outbound::send(request, options, reach)
@@ -342,10 +341,7 @@ impl WasiHttpHooks for HttpPolicy {
             Some(reach) if !userinfo => reach,
             _ => {
                 tracing::debug!(%target, "outbound HTTP request denied");
-                self.denied += 1;
-                if self.denials.len() < super::MAX_DENIALS_KEPT {
-                    self.denials.push(Denial::new("http", target));
-                }
+                self.denials.record(Denial::new("http", target));
                 return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
         };
@@ -364,7 +360,7 @@ impl WasiHttpHooks for HttpPolicy {
                 .headers()
                 .get("idempotency-key")
                 .map(|v| v.as_bytes().to_vec());
-            let digest = crate::state::request_digest(
+            let digest = super::durable::request_digest(
                 RECORDED,
                 &(request.method().as_str(), request.uri().to_string(), key),
             );

@@ -3,7 +3,7 @@
 
 use super::bindings::weir::agent::log::{Host, Level};
 use super::bindings::weir::agent::types::Attribute;
-use super::{Capability, Op, TaskState};
+use super::{Capability, InstanceState, Op};
 
 const WRITE: Op = Op {
     capability: Capability::Log,
@@ -22,7 +22,7 @@ fn cut(text: &str) -> &str {
     crate::util::head(text, MAX_MESSAGE_BYTES)
 }
 
-impl Host for TaskState {
+impl Host for InstanceState {
     async fn write(
         &mut self,
         level: Level,
@@ -115,7 +115,7 @@ mod tests {
     fn a_task_writes_a_bounded_number_of_bounded_records() {
         let mut input = TaskInput::idle();
         input.grants = Arc::new(Grants::action_default());
-        let mut state = TaskState::new(input).unwrap_or_else(|_| unreachable!("no dirs"));
+        let mut state = InstanceState::new(input).unwrap_or_else(|_| unreachable!("no dirs"));
         let fields: Vec<Attribute> = (0..100)
             .map(|i| (format!("{}{i}", "k".repeat(500)), "v".repeat(1_000)))
             .collect();

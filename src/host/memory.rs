@@ -2,7 +2,7 @@
 //! memory. Writes are logged for undo, so a failed task changes nothing.
 
 use super::bindings::weir::agent::memory::{Host, Scope};
-use super::{Capability, HostError, Op, Task, TaskState};
+use super::{Capability, HostError, InstanceState, Op, Task};
 use crate::memory::{MemoryObject, PathError};
 use serde_json::Value;
 
@@ -75,7 +75,7 @@ impl Task {
     }
 }
 
-impl Host for TaskState {
+impl Host for InstanceState {
     async fn get(
         &mut self,
         scope: Scope,

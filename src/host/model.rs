@@ -2,13 +2,11 @@
 //! resources, each granted to the action by name, with token usage and
 //! latency counted per (action, model).
 
-use super::Offered;
 use super::bindings::weir::agent::model as wit;
-use super::{Capability, HostError, Op, Task, TaskState};
-use crate::resources::model::{ChatOptions, ChatReply, Message, ModelError, ToolCall, ToolSpec};
-use crate::resources::models::ChatModel;
-use crate::skill::disclosure::{LOAD_SKILL, SkillDoc, prompt_block};
-use crate::tools::ToolCatalog;
+use super::tools::{LOAD_SKILL, Offer};
+use super::{Capability, HostError, InstanceState, Op, Task};
+use crate::resources::api::{ChatOptions, ChatReply, Message, ModelError, ToolCall};
+use crate::resources::setup::ChatModel;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -91,30 +89,6 @@ pub(crate) struct ChatCall {
     pub use_tools: bool,
 }
 
-/// What one chat request offers its model: the tools of the model's
-/// resource that the requester is granted, and the resource's skills when
-/// the requester is granted `load_skill` (with their tools and commands as
-/// granted).
-pub(crate) struct Offer<'a> {
-    pub tools: Vec<ToolSpec>,
-    pub skills: Vec<&'a SkillDoc>,
-}
-
-impl Offer<'_> {
-    /// The names offered, for checking the model's tool calls.
-    pub(crate) fn names(&self) -> Offered {
-        Offered {
-            tools: self.tools.iter().map(|t| t.name.clone()).collect(),
-            skills: self.skills.iter().map(|s| s.name.clone()).collect(),
-        }
-    }
-
-    /// The system-prompt block naming the skills, if any are offered.
-    fn prompt(&self) -> Option<String> {
-        (!self.skills.is_empty()).then(|| prompt_block(self.skills.iter().copied()))
-    }
-}
-
 impl Task {
     fn granted_model(&mut self, model: &str) -> Result<(), HostError> {
         if self.input.grants.models.contains(model) {
@@ -127,39 +101,21 @@ impl Task {
         Err(self.deny("model", model, message))
     }
 
-    /// What a chat request to `resource` offers, for this task's grants.
-    pub(crate) fn offer<'a>(
-        &self,
-        resource: &ChatModel,
-        catalog: &'a ToolCatalog,
-        use_tools: bool,
-    ) -> Offer<'a> {
-        let mut offer = Offer {
-            tools: Vec::new(),
-            skills: Vec::new(),
-        };
+    /// What a chat request to `resource` offers, for this task's grants:
+    /// with `use_tools`, the resource's tools the requester is granted, and
+    /// its skills (names and descriptions up front, the rest on demand
+    /// through `load_skill`) only for a requester granted `load_skill`.
+    pub(crate) fn offer(&self, resource: &ChatModel, use_tools: bool) -> Offer {
         if !use_tools {
-            return offer;
+            return Offer::default();
         }
         let granted = &self.input.grants.tools;
-        // Skills (names and descriptions up front, the rest on demand
-        // through `load_skill`) only for a requester granted `load_skill`.
         let skills: &[String] = if granted.contains(LOAD_SKILL) {
             &resource.skills
         } else {
             &[]
         };
-        let (names, skills) = catalog.offerable(&resource.tools, skills);
-        offer.skills = skills;
-        for name in names {
-            if granted.contains(name)
-                && !offer.tools.iter().any(|t| t.name == name)
-                && let Some(spec) = catalog.spec(name)
-            {
-                offer.tools.push(spec.clone());
-            }
-        }
-        offer
+        self.input.env.tools.offer(&resource.tools, skills, granted)
     }
 
     /// Asks a chat model for the next message.
@@ -171,7 +127,7 @@ impl Task {
             &call.output_schema,
             call.use_tools,
         );
-        let request = crate::state::request_digest(CHAT.name, &request);
+        let request = super::durable::request_digest(CHAT.name, &request);
         self.call_async(CHAT, &request, |task, _site| {
             task.granted_model(&call.model)?;
             let env = task.input.env.clone();
@@ -179,8 +135,8 @@ impl Task {
                 .resources
                 .chat_model(&call.model)
                 .map_err(|e| HostError::Failed(e.to_string()))?;
-            let offer = task.offer(&resource, &env.tools, call.use_tools);
-            let extra_system = offer.prompt();
+            let offer = task.offer(&resource, call.use_tools);
+            let extra_system = offer.prompt;
             let tools = offer.tools;
             let usage = task.input.usage.clone();
             let action = task.input.action_name.clone();
@@ -212,7 +168,7 @@ impl Task {
         model: String,
         texts: Vec<String>,
     ) -> Result<Vec<Vec<f32>>, HostError> {
-        let request = crate::state::request_digest(EMBED.name, &(&model, &texts));
+        let request = super::durable::request_digest(EMBED.name, &(&model, &texts));
         self.call_async(EMBED, &request, |task, _site| {
             task.granted_model(&model)?;
             let resource = task
@@ -289,7 +245,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
-impl wit::Host for TaskState {
+impl wit::Host for InstanceState {
     async fn chat(
         &mut self,
         request: wit::ChatRequest,

@@ -15,7 +15,7 @@
 //! bounded too ([`MAX_RANDOM_BYTES`]), so a single host call stays short and
 //! the task's deadline can stop a guest that keeps asking.
 
-use crate::state::{CallRecord, Outcome, StateStore};
+use crate::journal::{CallRecord, Journal, Outcome};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -55,7 +55,7 @@ impl Reading {
 #[derive(Default)]
 pub(crate) struct Readings {
     /// The journal, the run and the record's id, under durable execution.
-    journal: Option<(Arc<StateStore>, Arc<str>, String)>,
+    journal: Option<(Arc<Journal>, Arc<str>, String)>,
     /// Recorded values not yet read again (loaded on the first read).
     replay: VecDeque<Reading>,
     loaded: bool,
@@ -82,7 +82,7 @@ impl Readings {
     /// record `budget` bytes of readings.
     pub(crate) fn reset(
         &mut self,
-        journal: Option<(Arc<StateStore>, Arc<str>, String)>,
+        journal: Option<(Arc<Journal>, Arc<str>, String)>,
         budget: usize,
     ) {
         *self = Readings {

@@ -1,12 +1,132 @@
 //! `weir:agent/tools`: calling the agent's tools by name, each granted to
 //! the action by name.
+//!
+//! Tools run in sandboxes of their own, a layer above the host: the host
+//! reaches them only through [`Toolbox`], which `crate::tools::ToolCatalog`
+//! implements.
 
 use super::bindings::weir::agent::tools::Host;
 use super::bindings::weir::agent::types::ToolSpec as WitToolSpec;
-use super::{Capability, HostError, Op, Task, TaskState};
-use crate::limits::Limit;
-use crate::tools::ToolCaller;
+use super::{Capability, Grants, HostError, InstanceState, ModelUsage, Offered, Op};
+use super::{Task, TaskEnv, TaskInput};
+use crate::limits::{Limit, Limits};
+use crate::resources::api::ToolSpec;
 use serde_json::Value;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The built-in tool that reads a skill's files.
+pub const LOAD_SKILL: &str = "load_skill";
+/// The built-in tool that runs a skill's command.
+pub const RUN_SKILL_COMMAND: &str = "run_skill_command";
+
+/// What a tool call comes to, later.
+pub(crate) type ToolFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HostError>> + Send + 'a>>;
+
+/// The agent's tools, as the host-call path needs them.
+pub(crate) trait Toolbox: Send + Sync {
+    /// Tool `name`'s spec, if the agent has such a tool.
+    fn spec(&self, name: &str) -> Option<&ToolSpec>;
+
+    /// True if calls of tool `name` have external effects: under durable
+    /// execution an intent is recorded before each, and an interrupted one
+    /// is reconciled.
+    fn is_effect(&self, name: &str) -> bool;
+
+    /// What a chat model whose resource lists `tools` and `skills` is
+    /// offered, of what `granted` allows.
+    fn offer(&self, tools: &[String], skills: &[String], granted: &BTreeSet<String>) -> Offer;
+
+    /// Runs tool `name` with `arguments` for `caller`.
+    fn call(&self, name: String, arguments: Value, caller: ToolCaller) -> ToolFuture<'_, Value>;
+
+    /// Asks what became of an interrupted call of tool `name`:
+    /// `Some(result)` if it took effect, `None` if not.
+    fn reconcile(
+        &self,
+        name: String,
+        arguments: Value,
+        caller: ToolCaller,
+    ) -> ToolFuture<'_, Option<Value>>;
+}
+
+/// No tools: what a task outside any plan sees.
+pub(crate) struct NoTools;
+
+impl Toolbox for NoTools {
+    fn spec(&self, _: &str) -> Option<&ToolSpec> {
+        None
+    }
+
+    fn is_effect(&self, _: &str) -> bool {
+        false
+    }
+
+    fn offer(&self, _: &[String], _: &[String], _: &BTreeSet<String>) -> Offer {
+        Offer::default()
+    }
+
+    fn call(&self, name: String, _: Value, _: ToolCaller) -> ToolFuture<'_, Value> {
+        Box::pin(async move { Err(HostError::Invalid(format!("no tool named `{name}`"))) })
+    }
+
+    fn reconcile(&self, name: String, _: Value, _: ToolCaller) -> ToolFuture<'_, Option<Value>> {
+        Box::pin(async move { Err(HostError::Invalid(format!("no tool named `{name}`"))) })
+    }
+}
+
+/// What one chat request offers its model: the tools it may call (with
+/// their specs), the skills it may load, and the system-prompt block that
+/// names those skills.
+#[derive(Debug, Default)]
+pub(crate) struct Offer {
+    pub tools: Vec<ToolSpec>,
+    pub skills: BTreeSet<String>,
+    pub prompt: Option<String>,
+}
+
+impl Offer {
+    /// The names offered, for checking the model's tool calls.
+    pub(crate) fn names(&self) -> Offered {
+        Offered {
+            tools: self.tools.iter().map(|t| t.name.clone()).collect(),
+            skills: self.skills.clone(),
+        }
+    }
+}
+
+/// Who is calling a tool, for the tool's own task.
+#[derive(Clone)]
+pub(crate) struct ToolCaller {
+    pub key: String,
+    pub env: Arc<TaskEnv>,
+    pub usage: Arc<ModelUsage>,
+    /// The depth the tool runs at (1 when an action calls it).
+    pub depth: u32,
+    /// The idempotency key of the call, which the tool's task gets as its
+    /// own.
+    pub idempotency: String,
+}
+
+impl ToolCaller {
+    /// The input of the task that runs a tool, command or reconciler `name`
+    /// for this caller, with `grants` and `limits`.
+    pub(crate) fn task_input(self, name: String, grants: Arc<Grants>, limits: Limits) -> TaskInput {
+        TaskInput {
+            action_name: Arc::from(name),
+            grants,
+            env: self.env,
+            usage: self.usage,
+            key: self.key,
+            limits,
+            tool_depth: self.depth,
+            idempotency: Some(self.idempotency),
+            ..TaskInput::idle()
+        }
+    }
+}
 
 const CALL: Op = Op {
     capability: Capability::Tools,
@@ -25,7 +145,7 @@ impl Task {
         arguments: Value,
     ) -> Result<Value, HostError> {
         let request = (&name, &arguments);
-        let request = crate::state::request_digest(CALL.name, &request);
+        let request = super::durable::request_digest(CALL.name, &request);
         self.call_async(CALL, &request, |task, site| {
             if task.input.env.tools.spec(&name).is_none() {
                 return Err(HostError::Invalid(format!("no tool named `{name}`")));
@@ -48,7 +168,7 @@ impl Task {
                 env: task.input.env.clone(),
                 usage: task.input.usage.clone(),
                 depth,
-                idempotency: crate::host::idempotency_key(&task.input.env.agent, &site.position),
+                idempotency: super::idempotency_key(&task.input.env.agent, &site.position),
             };
             // An effect under durable execution: settle an interrupted call
             // first, and record the intent before calling.
@@ -61,7 +181,9 @@ impl Task {
                 if let Some(journal) = journal {
                     if journal.interrupted {
                         let again = caller.clone();
-                        let answer = catalog.reconcile(&name, &arguments, again).await?;
+                        let answer = catalog
+                            .reconcile(name.clone(), arguments.clone(), again)
+                            .await?;
                         tracing::warn!(
                             tool = %name, took_effect = answer.is_some(),
                             "a call interrupted by a crash was reconciled"
@@ -72,14 +194,14 @@ impl Task {
                     }
                     journal.record_intent().await?;
                 }
-                catalog.call(&name, arguments, caller).await
+                catalog.call(name, arguments, caller).await
             })
         })
         .await
     }
 }
 
-impl Host for TaskState {
+impl Host for InstanceState {
     async fn available(&mut self) -> wasmtime::Result<Vec<WitToolSpec>> {
         Ok(self
             .task

@@ -1,7 +1,7 @@
 //! The Anthropic messages API.
 
+use super::api::*;
 use super::http::{HttpSettings, post_json};
-use super::model::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! backoff and full jitter on 429, 5xx and transport errors, honouring
 //! `Retry-After`.
 
-use super::model::ModelError;
+use super::api::ModelError;
 use crate::util::{BodyError, BoundedBody};
 use serde_json::Value;
 use std::time::Duration;

@@ -3,15 +3,15 @@
 //! cached for the plan's lifetime, as Flink Agents' resource providers.
 
 pub(crate) mod anthropic;
+pub mod api;
 mod http;
 mod local;
-pub mod model;
-pub mod models;
 pub(crate) mod openai;
 mod prompt;
+pub mod setup;
 
-pub use models::{ChatModel, Connection, EmbeddingModel};
 pub use prompt::Prompt;
+pub use setup::{ChatModel, Connection, EmbeddingModel};
 
 use crate::agent::ResourceSpec;
 use serde::ser::SerializeMap;
@@ -24,10 +24,10 @@ use std::sync::{Arc, OnceLock};
 /// The resource kinds this host knows.
 pub const KINDS: &[&str] = &[
     Prompt::KIND,
-    models::CHAT_CONNECTION,
-    models::CHAT_MODEL,
-    models::EMBEDDING_CONNECTION,
-    models::EMBEDDING_MODEL,
+    setup::CHAT_CONNECTION,
+    setup::CHAT_MODEL,
+    setup::EMBEDDING_CONNECTION,
+    setup::EMBEDDING_MODEL,
 ];
 
 /// Why a resource could not be created or used.
@@ -130,7 +130,7 @@ impl ResourceProviders {
 
     /// The chat model setup `name`, created (with its connection) on first use.
     pub fn chat_model(&self, name: &str) -> Result<Arc<ChatModel>, ResourceError> {
-        self.get::<ChatModel>(name, &[models::CHAT_MODEL], |config| {
+        self.get::<ChatModel>(name, &[setup::CHAT_MODEL], |config| {
             let connection = self.connection(name, config)?;
             ChatModel::create(config, connection).map_err(|m| invalid(name, m))
         })
@@ -138,7 +138,7 @@ impl ResourceProviders {
 
     /// The embedding model setup `name`, created on first use.
     pub fn embedding_model(&self, name: &str) -> Result<Arc<EmbeddingModel>, ResourceError> {
-        self.get::<EmbeddingModel>(name, &[models::EMBEDDING_MODEL], |config| {
+        self.get::<EmbeddingModel>(name, &[setup::EMBEDDING_MODEL], |config| {
             let connection = self.connection(name, config)?;
             EmbeddingModel::create(config, connection).map_err(|m| invalid(name, m))
         })
@@ -156,7 +156,7 @@ impl ResourceProviders {
             .ok_or_else(|| invalid(setup, "missing `connection`".into()))?;
         self.get::<Connection>(
             name,
-            &[models::CHAT_CONNECTION, models::EMBEDDING_CONNECTION],
+            &[setup::CHAT_CONNECTION, setup::EMBEDDING_CONNECTION],
             |config| Connection::create(config).map_err(|m| invalid(name, m)),
         )
     }
@@ -198,15 +198,15 @@ fn invalid(name: &str, message: String) -> ResourceError {
 
 /// Checks a resource's settings at plan time, without creating it; returns
 /// the resources it refers to.
-pub(crate) fn check(spec: &ResourceSpec) -> Result<models::References, String> {
+pub(crate) fn check(spec: &ResourceSpec) -> Result<setup::References, String> {
     match spec.kind.as_str() {
         Prompt::KIND => Prompt::from_config("", &spec.config)
-            .map(|_| models::References::default())
+            .map(|_| setup::References::default())
             .map_err(|e| match e {
                 ResourceError::Invalid { message, .. } => message,
                 other => other.to_string(),
             }),
-        kind if KINDS.contains(&kind) => models::check(kind, &spec.config),
+        kind if KINDS.contains(&kind) => setup::check(kind, &spec.config),
         kind => Err(format!(
             "unknown resource kind `{kind}` (known: {})",
             KINDS.join(", ")

@@ -1,8 +1,8 @@
 //! The OpenAI-compatible chat-completions and embeddings API (OpenAI, Ollama,
 //! vLLM, llama.cpp server, LM Studio).
 
+use super::api::*;
 use super::http::{HttpSettings, post_json};
-use super::model::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! Counters of a run and the summary printed at its end.
 
+use crate::host::model::ModelStats;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,7 +34,7 @@ pub(crate) struct ActionCounters {
 }
 
 impl ActionCounters {
-    pub(crate) fn failed(&self, failure: &super::Failure) {
+    pub(crate) fn failed(&self, failure: &super::task::Failure) {
         self.failures.fetch_add(1, Relaxed);
         *self
             .failures_by_kind
@@ -41,7 +42,7 @@ impl ActionCounters {
             .expect("counter lock")
             .entry(failure.kind())
             .or_default() += 1;
-        if let super::Failure::Limit(exceeded) = failure {
+        if let super::task::Failure::Limit(exceeded) = failure {
             *self
                 .limits
                 .lock()
@@ -157,7 +158,7 @@ pub struct RunSummary {
     /// Per action.
     pub actions: BTreeMap<String, ActionSummary>,
     /// Model calls per action and model: calls, failures, tokens, time.
-    pub models: BTreeMap<String, BTreeMap<String, crate::host::model::ModelStats>>,
+    pub models: BTreeMap<String, BTreeMap<String, ModelStats>>,
     /// Wall time of the run in seconds.
     pub elapsed_secs: f64,
 }

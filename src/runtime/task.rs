@@ -7,11 +7,11 @@
 use crate::event::Event;
 use crate::host::bindings::weir::agent::types::Event as WitEvent;
 use crate::host::{
-    Authority, Denial, Emitted, KeyMemory, ModelUsage, Task, TaskEnv, TaskInput, TaskState,
+    Authority, Denial, Emitted, InstanceState, KeyMemory, ModelUsage, Task, TaskEnv, TaskInput,
 };
 use crate::limits::{Limit, LimitExceeded};
 use crate::plan::{ActionKind, ActionPlan};
-use crate::sandbox::{ActionComponent, GuestStop, WarmInstance, classify};
+use crate::sandbox::{ActionComponent, GuestStop, WarmInstance, invoke};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -147,7 +147,7 @@ pub(crate) struct TaskContext<'a> {
     pub env: &'a Arc<TaskEnv>,
     pub usage: &'a Arc<ModelUsage>,
     /// The journal and the run's id, when the runtime keeps state.
-    pub journal: Option<(Arc<crate::state::StateStore>, Arc<str>)>,
+    pub journal: Option<(Arc<crate::journal::Journal>, Arc<str>)>,
 }
 
 /// Runs `action` on `event`; `authority` is whom the event acts for (see
@@ -214,20 +214,18 @@ pub(crate) async fn run(
     };
     // A limit reached in a host call stops the task whatever the guest did
     // with the error.
-    let result = match (result, &task.violation) {
-        (Ok(()) | Err(Failure::Guest { .. } | Failure::Trap { .. }), Some(exceeded)) => {
+    let result = match (result, &task.violation, task.denials.first()) {
+        (Ok(()) | Err(Failure::Guest { .. } | Failure::Trap { .. }), Some(exceeded), _) => {
             Err(Failure::Limit(exceeded.clone()))
         }
-        (Err(Failure::Guest { code, message }), None)
-            if code == "denied" && !task.denials.is_empty() =>
-        {
+        (Err(Failure::Guest { code, message }), None, Some(denial)) if code == "denied" => {
             Err(Failure::Denied {
-                denial: task.denials[0].clone(),
+                denial: denial.clone(),
                 code,
                 message,
             })
         }
-        (result, _) => result,
+        (result, ..) => result,
     };
     let result = result.map_err(|f| f.held(limits.max_output_bytes.min(MAX_MESSAGE_BYTES)));
     let Task {
@@ -235,7 +233,7 @@ pub(crate) async fn run(
         undo,
         emitted,
         host_calls,
-        denial_counts,
+        denials,
         output_bytes,
         ..
     } = task;
@@ -259,7 +257,7 @@ pub(crate) async fn run(
         result,
         host_calls,
         output_bytes,
-        denial_counts,
+        denial_counts: denials.into_counts(),
     }
 }
 
@@ -280,16 +278,15 @@ async fn run_component(
     input: TaskInput,
 ) -> (Task, Result<(), Failure>) {
     let sandbox = &component.sandbox;
-    let limits = input.limits;
     let warm = action.pool.as_ref().and_then(|pool| pool.take(&input.key));
-    let (mut store, skill, tasks) = match warm {
+    let (mut store, instance, tasks) = match warm {
         Some(warm) => {
             let mut store = warm.store;
             let _idle = store.data_mut().replace_task(Task::new(input));
             sandbox.arm(&mut store);
-            (store, Some(warm.skill), warm.tasks)
+            (store, Some(warm.instance), warm.tasks)
         }
-        None => match TaskState::new(input) {
+        None => match InstanceState::new(input) {
             Ok(state) => (sandbox.new_store(state), None, 0),
             Err(failed) => {
                 let message = format!("{:#}", failed.error);
@@ -297,44 +294,40 @@ async fn run_component(
             }
         },
     };
-    let call = async {
-        let skill = match skill {
-            Some(skill) => skill,
-            None => component.pre.instantiate_async(&mut store).await?,
+    let outcome = invoke(&mut store, async move |store| {
+        let instance = match instance {
+            Some(instance) => instance,
+            None => component.pre.instantiate_async(&mut *store).await?,
         };
-        let result = skill
+        let result = instance
             .weir_agent_handler()
-            .call_handle(&mut store, &action.export, event)
+            .call_handle(&mut *store, &action.export, event)
             .await?;
-        wasmtime::Result::Ok((skill, result))
-    };
-    let outcome = tokio::time::timeout(limits.timeout(), call).await;
+        Ok((instance, result))
+    })
+    .await;
     let (stderr, stdout) = store.data().take_output();
     log_guest_output(action, &stderr, &stdout);
     let (result, reusable) = match outcome {
-        Ok(Ok((skill, Ok(())))) => (Ok(()), Some(skill)),
-        Ok(Ok((skill, Err(e)))) => (
+        Ok((instance, Ok(()))) => (Ok(()), Some(instance)),
+        Ok((instance, Err(e))) => (
             Err(Failure::Guest {
                 code: e.code,
                 message: e.message,
             }),
-            Some(skill),
+            Some(instance),
         ),
-        Ok(Err(error)) => (
-            Err(Failure::from_stop(classify(error, store.data()), &stderr)),
-            None,
-        ),
-        Err(_) => (Err(timeout(&store.data().task)), None),
+        Err(stop) => (Err(Failure::from_stop(stop, &stderr)), None),
     };
     let task = match (reusable, &action.pool) {
-        (Some(skill), Some(pool))
+        (Some(instance), Some(pool))
             if store.data().task.violation.is_none() && store.data().memory_refused().is_none() =>
         {
             let task = store.data_mut().replace_task(Task::idle());
             pool.put(WarmInstance {
                 key: task.input.key.clone(),
                 store,
-                skill,
+                instance,
                 tasks: tasks + 1,
             });
             task

@@ -4,9 +4,8 @@
 //! and the exit code come back.
 
 use super::component::{ComponentError, compile};
-use super::{GuestStop, Sandbox, classify};
-use crate::host::{TaskInput, TaskState};
-use crate::limits::Limit;
+use super::{GuestStop, Sandbox, invoke};
+use crate::host::{InstanceState, TaskInput};
 use std::path::Path;
 use std::sync::Arc;
 use wasmtime_wasi::I32Exit;
@@ -14,7 +13,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 
 /// A checked, compiled command component.
 pub struct CommandComponent {
-    pre: CommandPre<TaskState>,
+    pre: CommandPre<InstanceState>,
     sandbox: Arc<Sandbox>,
 }
 
@@ -54,37 +53,30 @@ impl CommandComponent {
         args: Vec<String>,
         stdin: String,
     ) -> Result<CommandOutput, String> {
-        let limits = input.limits;
-        let state = TaskState::for_command(input, args, stdin.into_bytes())
+        let state = InstanceState::for_command(input, args, stdin.into_bytes())
             .map_err(|failed| format!("{:#}", failed.error))?;
         let mut store = self.sandbox.new_store(state);
-        let run = async {
-            let command = self.pre.instantiate_async(&mut store).await?;
-            command.wasi_cli_run().call_run(&mut store).await
-        };
-        let outcome = tokio::time::timeout(limits.timeout(), run).await;
-        let (stderr, stdout) = store.data().take_output();
-        let exit_code = match outcome {
-            Ok(Ok(Ok(()))) => 0,
-            Ok(Ok(Err(()))) => 1,
-            Ok(Err(error)) => match error.downcast_ref::<I32Exit>() {
-                Some(exit) => exit.0,
-                None => {
-                    return Err(match classify(error, store.data()) {
-                        GuestStop::Limit(exceeded) => format!("stopped: {exceeded}"),
-                        GuestStop::Trap { message, .. } => {
-                            format!("trapped: {message}; stderr: {}", stderr.trim())
-                        }
-                        GuestStop::Host { message } => message,
-                    });
-                }
-            },
-            Err(_) => {
-                let exceeded =
-                    limits.exceeded(Limit::TimeoutMs, "the command ran past its deadline");
-                return Err(format!("stopped: {exceeded}"));
+        let outcome = invoke(&mut store, async |store| {
+            let command = self.pre.instantiate_async(&mut *store).await?;
+            match command.wasi_cli_run().call_run(&mut *store).await {
+                Ok(Ok(())) => Ok(0),
+                Ok(Err(())) => Ok(1),
+                // `exit(n)` ends the command with its code; it is no trap.
+                Err(error) => match error.downcast_ref::<I32Exit>() {
+                    Some(exit) => Ok(exit.0),
+                    None => Err(error),
+                },
             }
-        };
+        })
+        .await;
+        let (stderr, stdout) = store.data().take_output();
+        let exit_code = outcome.map_err(|stop| match stop {
+            GuestStop::Limit(exceeded) => format!("stopped: {exceeded}"),
+            GuestStop::Trap { message, .. } => {
+                format!("trapped: {message}; stderr: {}", stderr.trim())
+            }
+            GuestStop::Host { message } => message,
+        })?;
         Ok(CommandOutput {
             exit_code,
             stdout,

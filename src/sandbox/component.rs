@@ -5,8 +5,8 @@ use super::{CompileSource, Sandbox};
 use crate::host::bindings::reconciler::exports::weir::agent::reconciler::{
     GuestIndices as ReconcilerIndices, Reconciled,
 };
-use crate::host::{SkillPre, TaskState};
-use crate::resources::model::ToolSpec;
+use crate::host::{ActionInstancePre, InstanceState};
+use crate::resources::api::ToolSpec;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,7 +106,7 @@ pub struct ActionComponent {
     tools: Vec<ToolSpec>,
     /// Its tools with external effects (from its `reconciler` export).
     effects: Vec<String>,
-    pub(crate) pre: SkillPre<TaskState>,
+    pub(crate) pre: ActionInstancePre<InstanceState>,
     /// Its optional `reconciler` export.
     reconciler: Option<ReconcilerIndices>,
     pub(crate) sandbox: Arc<Sandbox>,
@@ -158,7 +158,7 @@ impl ActionComponent {
     /// became of an interrupted call of tool `name`.
     pub(crate) async fn reconcile(
         &self,
-        store: &mut wasmtime::Store<TaskState>,
+        store: &mut wasmtime::Store<InstanceState>,
         name: &str,
         arguments: &str,
         idempotency_key: &str,
@@ -201,7 +201,7 @@ pub(super) fn compile(
     (
         String,
         CompileSource,
-        wasmtime::component::InstancePre<TaskState>,
+        wasmtime::component::InstancePre<InstanceState>,
     ),
     ComponentError,
 > {
@@ -294,7 +294,7 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
     let (digest, source, instance_pre) = compile(sandbox, path)?;
     // A component without effects need not export a reconciler.
     let reconciler = ReconcilerIndices::new(&instance_pre).ok();
-    let pre = SkillPre::new(instance_pre).map_err(|e| ComponentError::Exports {
+    let pre = ActionInstancePre::new(instance_pre).map_err(|e| ComponentError::Exports {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
     })?;
@@ -323,7 +323,7 @@ type Description = (Vec<ActionInfo>, Vec<ToolSpec>, Vec<String>);
 /// fresh, capability-less store.
 fn describe(component: &ActionComponent) -> Result<Description, String> {
     let sandbox = &component.sandbox;
-    let mut store = sandbox.new_store(TaskState::describe(DESCRIBE_CPU_MS));
+    let mut store = sandbox.new_store(InstanceState::describe(DESCRIBE_CPU_MS));
     let run = async {
         let instance = component.pre.instantiate_async(&mut store).await?;
         let actions: Vec<_> = instance

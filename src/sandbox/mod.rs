@@ -12,10 +12,10 @@ pub use cache::CompileSource;
 pub use command::{CommandComponent, CommandOutput};
 pub use component::{ActionComponent, ActionInfo, ComponentError};
 pub use engine::{SandboxConfig, default_cache_dir};
-pub(crate) use outcome::{GuestStop, classify};
+pub(crate) use outcome::{GuestStop, invoke};
 pub(crate) use pool::{InstancePool, WarmInstance};
 
-use crate::host::{self, TaskState};
+use crate::host::{self, InstanceState};
 use std::sync::{Arc, OnceLock};
 use wasmtime::component::Linker;
 use wasmtime::{Engine, Store, UpdateDeadline};
@@ -23,7 +23,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 /// The engine, linker and compile cache shared by every task of a process.
 pub struct Sandbox {
     engine: Engine,
-    linker: Linker<TaskState>,
+    linker: Linker<InstanceState>,
     cache: Option<cache::CompileCache>,
     pooling: bool,
     config: SandboxConfig,
@@ -117,7 +117,7 @@ impl Sandbox {
     }
 
     /// A fresh store for one task, armed with the task's limits.
-    pub(crate) fn new_store(&self, mut state: TaskState) -> Store<TaskState> {
+    pub(crate) fn new_store(&self, mut state: InstanceState) -> Store<InstanceState> {
         if self.config.enforce_limits {
             state.limiter().share(self.memory.clone());
         }
@@ -131,7 +131,7 @@ impl Sandbox {
 
     /// Gives the store's current task its CPU budget and fuel (again, for a
     /// reused instance).
-    pub(crate) fn arm(&self, store: &mut Store<TaskState>) {
+    pub(crate) fn arm(&self, store: &mut Store<InstanceState>) {
         if !self.config.enforce_limits {
             return;
         }
@@ -179,33 +179,27 @@ pub mod probe {
         }
     }
 
-    fn store(component: &ActionComponent) -> Store<TaskState> {
+    fn store(component: &ActionComponent) -> Store<InstanceState> {
         let sandbox = &component.sandbox;
         let input = crate::host::TaskInput {
             action_name: std::sync::Arc::from("probe"),
-            config: Default::default(),
             grants: std::sync::Arc::new(crate::host::Grants::action_default()),
-            env: Default::default(),
-            usage: Default::default(),
             key: "k".into(),
             event_id: "probe".into(),
-            memory: Default::default(),
             limits: crate::limits::Limits {
                 max_emits: usize::MAX,
                 ..Default::default()
             },
-            tool_depth: 0,
-            journal: None,
-            idempotency: None,
-            on_behalf: None,
+            ..crate::host::TaskInput::idle()
         };
-        let state = TaskState::new(input).unwrap_or_else(|_| unreachable!("no dirs are granted"));
+        let state =
+            InstanceState::new(input).unwrap_or_else(|_| unreachable!("no dirs are granted"));
         sandbox.new_store(state)
     }
 
     async fn handle(
-        instance: &crate::host::Skill,
-        store: &mut Store<TaskState>,
+        instance: &crate::host::ActionInstance,
+        store: &mut Store<InstanceState>,
         action: &str,
         event: &WitEvent,
     ) -> anyhow::Result<()> {

@@ -1,8 +1,30 @@
-//! Why a guest call stopped: a limit, a trap, or a host failure.
+//! The one way to run a guest ([`invoke`]), and why a guest call stopped:
+//! a limit, a trap, or a host failure.
 
 use super::CpuLimitExceeded;
-use crate::host::TaskState;
+use crate::host::InstanceState;
 use crate::limits::{Limit, LimitExceeded};
+use wasmtime::Store;
+
+/// Runs `call` (instantiate, call an export) on `store` under the wall-clock
+/// deadline of the store's task; anything but a return is classified into
+/// a [`GuestStop`]. Actions, tools, commands and reconcilers all run
+/// through here, so a deadline or a limit reads the same whichever guest
+/// reached it.
+pub(crate) async fn invoke<T>(
+    store: &mut Store<InstanceState>,
+    call: impl AsyncFnOnce(&mut Store<InstanceState>) -> wasmtime::Result<T>,
+) -> Result<T, GuestStop> {
+    let limits = store.data().task.input.limits;
+    match tokio::time::timeout(limits.timeout(), call(store)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(classify(error, store.data())),
+        Err(_) => Err(GuestStop::Limit(limits.exceeded(
+            Limit::TimeoutMs,
+            "the guest ran past its wall-clock deadline",
+        ))),
+    }
+}
 
 /// Longest guest backtrace kept in an error.
 const MAX_BACKTRACE_BYTES: usize = 4096;
@@ -20,7 +42,7 @@ pub(crate) enum GuestStop {
 }
 
 /// Classifies `error`, raised by a call into the guest of `state`'s store.
-pub(crate) fn classify(error: wasmtime::Error, state: &TaskState) -> GuestStop {
+fn classify(error: wasmtime::Error, state: &InstanceState) -> GuestStop {
     let limits = &state.task.input.limits;
     if let Some(exceeded) = error.downcast_ref::<LimitExceeded>() {
         return GuestStop::Limit(exceeded.clone());

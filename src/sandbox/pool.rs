@@ -1,15 +1,15 @@
 //! Warm instances kept for reuse by actions whose isolation allows it.
 
 use crate::agent::ReuseScope;
-use crate::host::{Skill, TaskState};
+use crate::host::{ActionInstance, InstanceState};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use wasmtime::Store;
 
 /// An instance with its store, between tasks.
 pub(crate) struct WarmInstance {
-    pub store: Store<TaskState>,
-    pub skill: Skill,
+    pub store: Store<InstanceState>,
+    pub instance: ActionInstance,
     /// Tasks it has served.
     pub tasks: u32,
     /// The key it last served.

@@ -14,8 +14,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The lockfile's name, beside the agent manifest.
-pub const LOCK_FILE: &str = "weir.lock";
+pub use crate::agent::LOCK_FILE;
 
 /// One pinned skill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,10 +45,7 @@ pub struct Lockfile {
 impl Lockfile {
     /// The lockfile for the agent manifest at `manifest`.
     pub fn path_for(manifest: &Path) -> PathBuf {
-        manifest
-            .parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join(LOCK_FILE)
+        crate::agent::lockfile_path(manifest)
     }
 
     /// Reads `path`; a missing file is an empty lockfile.

@@ -3,10 +3,8 @@
 
 pub mod archive;
 pub mod build;
-pub mod disclosure;
 pub mod lock;
 pub mod oci;
 pub mod package;
-pub(crate) mod resolve;
 pub mod skill_md;
 pub mod store;

@@ -17,7 +17,7 @@ mod embed;
 pub(crate) use chat::{ChatMessage, FinishReason, GenerateOptions, LocalChatModel};
 pub(crate) use embed::LocalEmbeddingModel;
 
-use super::model::*;
+use super::api::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};

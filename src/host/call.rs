@@ -1,0 +1,141 @@
+//! The single path every host call takes: [`Task::call`] for calls answered
+//! at once, [`Task::call_async`] for calls that wait (models, tools). It
+//! checks the grant, counts and traces the call, and under durable
+//! execution answers from or records to the journal (see [`super::durable`]).
+
+use super::durable::JournaledCall;
+use super::{Capability, HostError, Task};
+
+/// One host function, as the host-call path sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Op {
+    pub capability: Capability,
+    pub name: &'static str,
+}
+
+impl Task {
+    /// Counts the call and checks its grant.
+    fn enter(&mut self, op: Op) -> Result<(), HostError> {
+        self.host_calls += 1;
+        self.check_readings()?;
+        if self.input.grants.allows(op.capability) {
+            return Ok(());
+        }
+        Err(self.deny(
+            op.capability.name(),
+            op.name,
+            format!(
+                "action {} is not granted {:?} (calling `{}`)",
+                self.principal(),
+                op.capability,
+                op.name
+            ),
+        ))
+    }
+
+    /// Turns a limit reached during a guest's host call into a trap, so the
+    /// guest cannot go on past it.
+    pub(crate) fn stop_on_limit<R>(
+        &self,
+        result: Result<R, HostError>,
+    ) -> wasmtime::Result<Result<R, HostError>> {
+        match (&result, &self.violation) {
+            (Err(HostError::Limit(_)), Some(exceeded)) => {
+                Err(wasmtime::Error::new(exceeded.clone()))
+            }
+            _ => Ok(result),
+        }
+    }
+
+    fn trace<R>(&self, op: Op, result: &Result<R, HostError>) {
+        tracing::trace!(
+            action = %self.input.action_name,
+            key = %self.input.key,
+            call = op.name,
+            ok = result.is_ok(),
+            "host call"
+        );
+    }
+
+    /// The single host-call path for calls answered at once.
+    pub(crate) fn call<R>(
+        &mut self,
+        op: Op,
+        f: impl FnOnce(&mut Task) -> Result<R, HostError>,
+    ) -> Result<R, HostError> {
+        self.enter(op)?;
+        let result = f(self);
+        self.trace(op, &result);
+        result
+    }
+
+    /// The single host-call path for calls that wait (models, tools):
+    /// `prepare` checks the request against the task and returns the work as
+    /// a future that owns what it needs, so the task is free while it runs.
+    /// With a journal, a call already recorded for this task (same position,
+    /// same request) is answered from the record instead; a call made is
+    /// recorded. A call whose intent was recorded but not its result is
+    /// handed to `prepare` as interrupted, to reconcile.
+    pub(crate) async fn call_async<R, F>(
+        &mut self,
+        op: Op,
+        request: &impl serde::Serialize,
+        prepare: impl FnOnce(&mut Task, CallSite) -> Result<F, HostError>,
+    ) -> Result<R, HostError>
+    where
+        F: std::future::Future<Output = Result<R, HostError>> + Send + 'static,
+        R: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.enter(op)?;
+        let position = format!("{}/{}", self.position(), self.host_calls);
+        let mut journaled =
+            self.input.journal.as_ref().map(|(journal, run)| {
+                JournaledCall::new(journal, run, &position, op.name, request)
+            });
+        if let Some(call) = &mut journaled
+            && let Some(result) = call.recorded()
+        {
+            self.trace(op, &result);
+            return result;
+        }
+        let site = CallSite {
+            position,
+            journal: journaled.clone(),
+        };
+        let result = match prepare(self, site) {
+            Ok(work) => work.await,
+            Err(e) => Err(e),
+        };
+        let result = result.and_then(|reply| self.bounded_reply(op, reply));
+        if let Some(call) = journaled {
+            // The record may depend on what the task read so far.
+            self.save_readings();
+            call.record(&result);
+        }
+        self.trace(op, &result);
+        result
+    }
+
+    /// A model's or tool's reply, refused if it nests deeper than the
+    /// task's `max_nesting`: it is kept (in memory, the journal) and must
+    /// read back.
+    fn bounded_reply<R: serde::Serialize>(&self, op: Op, reply: R) -> Result<R, HostError> {
+        let max = self.input.limits.max_nesting;
+        let levels = serde_json::to_value(&reply).map_or(0, |v| crate::limits::nesting(&v));
+        if levels <= max {
+            return Ok(reply);
+        }
+        Err(HostError::Invalid(format!(
+            "the reply to `{}` nests {levels} levels deep, over the limit `max_nesting` ({max})",
+            op.name
+        )))
+    }
+}
+
+/// Where a waiting host call stands, for the work [`Task::call_async`] runs.
+pub(crate) struct CallSite {
+    /// The call's position: event, action and call index.
+    pub position: String,
+    /// Its journal entry, under durable execution.
+    pub journal: Option<JournaledCall>,
+}

@@ -1,0 +1,166 @@
+//! The data of one instance's store: WASI and wasi:http contexts, the
+//! memory limiter, captured output, and the [`Task`] it is running now (a
+//! reused instance runs several in turn).
+
+use super::http::HttpPolicy;
+use super::wasi::{self, OutputCapture};
+use super::{MemoryLimiter, Task, TaskInput, bindings, readings};
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// A task whose WASI context could not be built, with its input back.
+pub(crate) struct SetupFailed {
+    pub input: TaskInput,
+    pub error: anyhow::Error,
+}
+
+/// The data of one task's store.
+pub struct InstanceState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http_ctx: WasiHttpCtx,
+    http: HttpPolicy,
+    limiter: MemoryLimiter,
+    stderr: OutputCapture,
+    stdout: OutputCapture,
+    pub(crate) task: Task,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        // Derived on the task's first wasi:http call, not for every task.
+        if self.http.idempotency.is_empty() {
+            self.http.idempotency = self.task.idempotency_key().to_string();
+            self.http.journal = self.task.http_journal();
+        }
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
+        }
+    }
+}
+
+impl InstanceState {
+    /// State for a task with `input`'s grants and limits. Fails only if a
+    /// granted directory cannot be opened; the input comes back then.
+    pub(crate) fn new(input: TaskInput) -> Result<Self, Box<SetupFailed>> {
+        Self::with_io(input, None)
+    }
+
+    /// State for running a wasi:cli command with `args` and `stdin`.
+    pub(crate) fn for_command(
+        input: TaskInput,
+        args: Vec<String>,
+        stdin: Vec<u8>,
+    ) -> Result<Self, Box<SetupFailed>> {
+        Self::with_io(input, Some(wasi::CommandIo { args, stdin }))
+    }
+
+    fn with_io(input: TaskInput, io: Option<wasi::CommandIo>) -> Result<Self, Box<SetupFailed>> {
+        let stdout = OutputCapture::default();
+        let stderr = OutputCapture::default();
+        let readings = input
+            .journal
+            .as_ref()
+            .map(|_| readings::SharedReadings::default());
+        let wasi = match wasi::context(&input.grants, &stdout, &stderr, io, readings.as_ref()) {
+            Ok(wasi) => wasi,
+            Err(error) => return Err(Box::new(SetupFailed { input, error })),
+        };
+        let rules = input.grants.http.clone();
+        let memory_bytes = input.limits.memory_bytes();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(input.limits.max_resources);
+        let mut task = Task::new(input);
+        if let Some(readings) = &readings {
+            task.attach_readings(readings);
+        }
+        Ok(InstanceState {
+            wasi,
+            table,
+            http_ctx: WasiHttpCtx::new(),
+            http: HttpPolicy {
+                rules,
+                idempotency: String::new(),
+                sent: 0,
+                denials: Default::default(),
+                journal: None,
+                refused_late: Arc::default(),
+            },
+            limiter: MemoryLimiter::new(memory_bytes),
+            stderr,
+            stdout,
+            task,
+        })
+    }
+
+    /// State for calling a component's `actions` export at plan time, with
+    /// `cpu_ms` of CPU time.
+    pub(crate) fn describe(cpu_ms: u64) -> Self {
+        let mut input = TaskInput::idle();
+        input.limits.cpu_ms = cpu_ms;
+        InstanceState::new(input).unwrap_or_else(|_| unreachable!("no dirs are granted"))
+    }
+
+    pub(crate) fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+
+    /// What the guest wrote to stderr and stdout since the last call (lossy
+    /// UTF-8, the tail of each).
+    pub(crate) fn take_output(&self) -> (String, String) {
+        (self.stderr.take(), self.stdout.take())
+    }
+
+    /// Swaps in the next task of a reused instance; returns the last one,
+    /// with the HTTP requests it was refused.
+    pub(crate) fn replace_task(&mut self, mut next: Task) -> Task {
+        // Before the readings start over for the next task.
+        let _ = self.task.check_readings();
+        if let Some(readings) = self.task.readings.clone() {
+            next.attach_readings(&readings);
+        }
+        self.limiter.set_limit(next.input.limits.memory_bytes());
+        self.table.set_max_capacity(next.input.limits.max_resources);
+        self.http.rules = next.input.grants.http.clone();
+        self.http.idempotency.clear();
+        self.http.sent = 0;
+        self.http.journal = None;
+        let mut done = std::mem::replace(&mut self.task, next);
+        done.take_http_denials(&mut self.http);
+        done
+    }
+
+    /// Ends the task: its state, with the HTTP requests it was refused.
+    pub(crate) fn into_task(mut self) -> Task {
+        let mut task = self.task;
+        task.take_http_denials(&mut self.http);
+        let _ = task.check_readings();
+        task
+    }
+
+    /// The memory limit the guest ran into, if it did.
+    pub(crate) fn memory_refused(&self) -> Option<usize> {
+        self.limiter.refused()
+    }
+
+    /// The sandbox's memory budget, if it refused memory this task's own
+    /// limit allowed.
+    pub(crate) fn memory_budget_refused(&self) -> Option<usize> {
+        self.limiter.refused_by_budget()
+    }
+}
+
+impl bindings::weir::agent::types::Host for InstanceState {}

@@ -1,0 +1,116 @@
+//! Shared test setup: builds the guest components from `skills/` and
+//! `tests/guests/` once per test binary, and helpers to run agents.
+
+pub mod durable;
+pub mod model_server;
+pub mod payments;
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use weir::{Agent, AgentPlan, Event, RunSummary, Runtime, Sandbox, SandboxConfig};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds every guest for wasm32-wasip2 (once per test binary) and returns
+/// the directory holding the `.wasm` components.
+pub fn components() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = std::process::Command::new(repo().join("scripts/build-skills"))
+                .status()
+                .expect("run scripts/build-skills");
+            assert!(status.success(), "building the guest components failed");
+            repo().join("build/components")
+        })
+        .clone()
+}
+
+pub fn component(file: &str) -> PathBuf {
+    components().join(file)
+}
+
+/// A sandbox for tests with its own compile cache under a temp dir.
+pub fn sandbox() -> Arc<Sandbox> {
+    static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| {
+            let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("weir-compile-cache");
+            Arc::new(
+                Sandbox::new(SandboxConfig {
+                    max_instances: 256,
+                    cache_dir: Some(cache),
+                    ..SandboxConfig::default()
+                })
+                .expect("create the sandbox"),
+            )
+        })
+        .clone()
+}
+
+pub async fn plan(agent: &Agent) -> AgentPlan {
+    AgentPlan::from_agent_in(agent, sandbox())
+        .await
+        .unwrap_or_else(|e| panic!("planning failed:\n{e}"))
+}
+
+/// Runs `events` through `plan` and returns the outputs (error events
+/// included) with the summary.
+pub async fn run(plan: AgentPlan, events: Vec<Event>) -> (Vec<Event>, RunSummary) {
+    run_with(Runtime::new(plan), events).await
+}
+
+pub async fn run_with(runtime: Runtime, events: Vec<Event>) -> (Vec<Event>, RunSummary) {
+    let mut handle = runtime.start();
+    let sender = handle.events.clone();
+    handle.events.close();
+    let feeder = tokio::spawn(async move {
+        for event in events {
+            sender.send(event).await.unwrap();
+        }
+    });
+    let mut outputs = Vec::new();
+    while let Some(event) = handle.outputs.recv().await {
+        outputs.push(event);
+    }
+    feeder.await.unwrap();
+    let summary = handle.finish().await.unwrap();
+    (outputs, summary)
+}
+
+/// Runs `events` and also returns each key's short-term memory at the end.
+pub async fn run_keeping_memory(
+    runtime: Runtime,
+    events: Vec<Event>,
+) -> (
+    Vec<Event>,
+    std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    let mut handle = runtime.start();
+    for event in events {
+        handle.events.send(event).await.unwrap();
+    }
+    handle.events.close();
+    let mut outputs = Vec::new();
+    while let Some(event) = handle.outputs.recv().await {
+        outputs.push(event);
+    }
+    let (_, memory) = handle.finish_with_memory().await.unwrap();
+    (outputs, memory)
+}
+
+/// The misbehave fixture as a one-action agent: `export` on `_input_event`.
+pub fn misbehave_agent(export: &str) -> weir::AgentBuilder {
+    Agent::builder(format!("misbehave-{export}"))
+        .component("misbehave", component("guest_misbehave.wasm"))
+        .action(weir::ActionBuilder::new(export, "misbehave").listen("_input_event"))
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
