@@ -33,20 +33,6 @@ impl Task {
         ))
     }
 
-    /// Turns a limit reached during a guest's host call into a trap, so the
-    /// guest cannot go on past it.
-    pub(crate) fn stop_on_limit<R>(
-        &self,
-        result: Result<R, HostError>,
-    ) -> wasmtime::Result<Result<R, HostError>> {
-        match (&result, &self.violation) {
-            (Err(HostError::Limit(_)), Some(exceeded)) => {
-                Err(wasmtime::Error::new(exceeded.clone()))
-            }
-            _ => Ok(result),
-        }
-    }
-
     fn trace<R>(&self, op: Op, result: &Result<R, HostError>) {
         tracing::trace!(
             action = %self.input.action_name,

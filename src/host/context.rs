@@ -6,6 +6,17 @@
 use super::bindings::weir::agent::context::Host;
 use super::{Capability, HostError, InstanceState, Op};
 
+use wasmtime::component::HasSelf;
+
+/// `weir:agent/context` in the list of capabilities.
+pub(super) const CAPABILITY: super::HostCapability = super::HostCapability {
+    interface: "weir:agent/context",
+    link: |linker| {
+        super::bindings::weir::agent::context::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    },
+    lacks: super::capability::lacks_nothing,
+};
+
 const fn op(name: &'static str) -> Op {
     Op {
         capability: Capability::Context,

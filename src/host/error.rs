@@ -4,6 +4,18 @@
 
 pub(crate) use super::bindings::weir::agent::types::HostError;
 
+/// A guest's host call's error as the bindings carry it, on its way to
+/// `InstanceState::convert_host_error`, the one place that decides whether
+/// the guest sees it or is stopped (a limit reached traps the guest).
+#[derive(Debug)]
+pub(crate) struct CallError(pub HostError);
+
+impl From<HostError> for CallError {
+    fn from(error: HostError) -> Self {
+        CallError(error)
+    }
+}
+
 /// Makes a [`HostError`] of one kind from its message.
 type Make = fn(String) -> HostError;
 

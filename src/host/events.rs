@@ -2,9 +2,20 @@
 
 use super::bindings::weir::agent::events::Host;
 use super::bindings::weir::agent::types::Attribute;
-use super::{Capability, Emitted, HostError, InstanceState, Op, Task};
+use super::{CallError, Capability, Emitted, HostError, InstanceState, Op, Task};
 use crate::limits::Limit;
 use serde_json::Value;
+
+use wasmtime::component::HasSelf;
+
+/// `weir:agent/events` in the list of capabilities.
+pub(super) const CAPABILITY: super::HostCapability = super::HostCapability {
+    interface: "weir:agent/events",
+    link: |linker| {
+        super::bindings::weir::agent::events::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    },
+    lacks: super::capability::lacks_nothing,
+};
 
 const EMIT: Op = Op {
     capability: Capability::Events,
@@ -89,8 +100,8 @@ impl Host for InstanceState {
         event_type: String,
         payload: String,
         attributes: Vec<Attribute>,
-    ) -> wasmtime::Result<Result<String, HostError>> {
-        let result = self.task.call(EMIT, |task| {
+    ) -> Result<String, CallError> {
+        let id = self.task.call(EMIT, |task| {
             // Built-in events that carry authority (tool requests, responses,
             // errors) come only from the host; a guest may ask for a chat
             // through `_chat_request_event`, checked against its grants.
@@ -116,7 +127,7 @@ impl Host for InstanceState {
                 ))
             })?;
             task.push_event(event_type, value, size, attributes)
-        });
-        self.task.stop_on_limit(result)
+        })?;
+        Ok(id)
     }
 }

@@ -12,6 +12,19 @@ use std::future::Future;
 use std::sync::Arc;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+/// wasi:http's outgoing handler in the list of capabilities: a request
+/// goes only where an `http` rule allows.
+pub(super) const CAPABILITY: super::HostCapability = super::HostCapability {
+    interface: "wasi:http/outgoing-handler",
+    link: |linker| wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker),
+    lacks: |grants| {
+        grants
+            .http
+            .is_empty()
+            .then_some("HTTP destination (`http = [...]`)")
+    },
+};
+
 /// One allowed destination: `scheme://host:port`, where the scheme may be
 /// `*`, the host `*` or `*.suffix`, and the port `*` (no port means the
 /// scheme's default).

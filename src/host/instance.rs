@@ -4,7 +4,7 @@
 
 use super::http::HttpPolicy;
 use super::wasi::{self, OutputCapture};
-use super::{MemoryLimiter, Task, TaskInput, bindings, readings};
+use super::{CallError, HostError, MemoryLimiter, Task, TaskInput, bindings, readings};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -163,4 +163,14 @@ impl InstanceState {
     }
 }
 
-impl bindings::weir::agent::types::Host for InstanceState {}
+impl bindings::weir::agent::types::Host for InstanceState {
+    /// Where every guest host call's error passes: a limit the task reached
+    /// stops the guest (its call traps, so it cannot go on past the limit,
+    /// whatever it would do with the error); other errors go to the guest.
+    fn convert_host_error(&mut self, error: CallError) -> wasmtime::Result<HostError> {
+        match (error.0, &self.task.violation) {
+            (HostError::Limit(_), Some(exceeded)) => Err(wasmtime::Error::new(exceeded.clone())),
+            (error, _) => Ok(error),
+        }
+    }
+}

@@ -5,6 +5,17 @@ use super::bindings::weir::agent::log::{Host, Level};
 use super::bindings::weir::agent::types::Attribute;
 use super::{Capability, InstanceState, Op};
 
+use wasmtime::component::HasSelf;
+
+/// `weir:agent/log` in the list of capabilities.
+pub(super) const CAPABILITY: super::HostCapability = super::HostCapability {
+    interface: "weir:agent/log",
+    link: |linker| {
+        super::bindings::weir::agent::log::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    },
+    lacks: super::capability::lacks_nothing,
+};
+
 const WRITE: Op = Op {
     capability: Capability::Log,
     name: "log.write",

@@ -2,9 +2,20 @@
 //! memory. Writes are logged for undo, so a failed task changes nothing.
 
 use super::bindings::weir::agent::memory::{Host, Scope};
-use super::{Capability, HostError, InstanceState, Op, Task};
+use super::{CallError, Capability, HostError, InstanceState, Op, Task};
 use crate::memory::{MemoryObject, PathError};
 use serde_json::Value;
+
+use wasmtime::component::HasSelf;
+
+/// `weir:agent/memory` in the list of capabilities.
+pub(super) const CAPABILITY: super::HostCapability = super::HostCapability {
+    interface: "weir:agent/memory",
+    link: |linker| {
+        super::bindings::weir::agent::memory::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    },
+    lacks: super::capability::lacks_nothing,
+};
 
 const GET: Op = op("memory.get");
 const SET: Op = op("memory.set");
@@ -76,24 +87,16 @@ impl Task {
 }
 
 impl Host for InstanceState {
-    async fn get(
-        &mut self,
-        scope: Scope,
-        path: String,
-    ) -> wasmtime::Result<Result<Option<String>, HostError>> {
-        Ok(self.task.call(GET, |task| {
+    async fn get(&mut self, scope: Scope, path: String) -> Result<Option<String>, CallError> {
+        let value = self.task.call(GET, |task| {
             let value = task.scope(scope).get(&path).map_err(invalid)?;
             Ok(value.map(|v| v.to_string()))
-        }))
+        })?;
+        Ok(value)
     }
 
-    async fn set(
-        &mut self,
-        scope: Scope,
-        path: String,
-        value: String,
-    ) -> wasmtime::Result<Result<(), HostError>> {
-        let result = self.task.call(SET, |task| {
+    async fn set(&mut self, scope: Scope, path: String, value: String) -> Result<(), CallError> {
+        self.task.call(SET, |task| {
             // Memory outlives the task: what a task may write is bounded
             // with what it may emit.
             task.charge_output(path.len() + value.len(), || {
@@ -103,29 +106,23 @@ impl Host for InstanceState {
                 HostError::Invalid(format!("memory value for `{path}` is not JSON: {e}"))
             })?;
             task.write(scope, &path, value)
-        });
-        self.task.stop_on_limit(result)
+        })?;
+        Ok(())
     }
 
-    async fn remove(
-        &mut self,
-        scope: Scope,
-        path: String,
-    ) -> wasmtime::Result<Result<bool, HostError>> {
-        Ok(self.task.call(op("memory.remove"), |task| {
+    async fn remove(&mut self, scope: Scope, path: String) -> Result<bool, CallError> {
+        let removed = self.task.call(op("memory.remove"), |task| {
             let (removed, undo) = task.scope(scope).remove(&path).map_err(invalid)?;
             task.undo.push((scope, undo));
             Ok(removed.is_some())
-        }))
+        })?;
+        Ok(removed)
     }
 
-    async fn field_names(
-        &mut self,
-        scope: Scope,
-        path: String,
-    ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
-        Ok(self.task.call(op("memory.field-names"), |task| {
+    async fn field_names(&mut self, scope: Scope, path: String) -> Result<Vec<String>, CallError> {
+        let names = self.task.call(op("memory.field-names"), |task| {
             task.scope(scope).field_names(&path).map_err(invalid)
-        }))
+        })?;
+        Ok(names)
     }
 }

@@ -15,6 +15,7 @@
 
 mod authority;
 mod call;
+mod capability;
 mod context;
 mod durable;
 mod error;
@@ -34,7 +35,8 @@ mod wasi;
 
 pub(crate) use authority::{Authority, Offered};
 pub(crate) use call::Op;
-pub(crate) use error::HostError;
+pub(crate) use capability::{HostCapability, unusable_imports};
+pub(crate) use error::{CallError, HostError};
 pub use grants::{Capability, Denial, Grants};
 pub(crate) use instance::InstanceState;
 pub(crate) use limiter::{MemoryBudget, MemoryLimiter};
@@ -52,6 +54,10 @@ pub(crate) mod bindings {
         path: "wit",
         imports: { default: async | trappable },
         exports: { default: async },
+        // A host function returning `result<_, host-error>` returns a
+        // `CallError` instead: the guest's error, or a stop that traps it
+        // (see `InstanceState::convert_host_error`).
+        trappable_error_type: { "weir:agent/types.host-error" => crate::host::CallError },
     });
 
     /// The optional `reconciler` export, looked up on its own.
@@ -68,10 +74,24 @@ pub(crate) mod bindings {
 /// An instance of an action component, and its pre-instantiated form.
 pub(crate) use bindings::{SkillCore as ActionInstance, SkillCorePre as ActionInstancePre};
 
-/// Adds WASI p2, wasi:http and weir's capabilities to `linker`.
+/// Every capability guests may import, one line each (see `capability`).
+pub(crate) const CAPABILITIES: &[HostCapability] = &[
+    context::CAPABILITY,
+    events::CAPABILITY,
+    memory::CAPABILITY,
+    log::CAPABILITY,
+    model::CAPABILITY,
+    tools::CAPABILITY,
+    http::CAPABILITY,
+];
+
+/// Adds WASI p2, the contract's shared types and every capability to
+/// `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
-    ActionInstance::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |state| state)?;
+    bindings::weir::agent::types::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
+    for capability in CAPABILITIES {
+        (capability.link)(linker)?;
+    }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use super::bindings::weir::agent::model as wit;
 use super::tools::{LOAD_SKILL, Offer};
-use super::{Capability, HostError, InstanceState, Op, Task};
+use super::{CallError, Capability, HostError, InstanceState, Op, Task};
 use crate::resources::api::{ChatOptions, ChatReply, Message, ModelError, ToolCall};
 use crate::resources::setup::ChatModel;
 use serde::Serialize;
@@ -12,6 +12,20 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
+
+use wasmtime::component::HasSelf;
+
+/// `weir:agent/model` in the list of capabilities.
+pub(super) const CAPABILITY: super::HostCapability = super::HostCapability {
+    interface: "weir:agent/model",
+    link: |linker| wit::add_to_linker::<_, HasSelf<_>>(linker, |state| state),
+    lacks: |grants| {
+        grants
+            .models
+            .is_empty()
+            .then_some("model (`models = [...]`)")
+    },
+};
 
 const CHAT: Op = Op {
     capability: Capability::Model,
@@ -246,11 +260,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 impl wit::Host for InstanceState {
-    async fn chat(
-        &mut self,
-        request: wit::ChatRequest,
-    ) -> wasmtime::Result<Result<wit::ChatResponse, HostError>> {
-        let call = (|| {
+    async fn chat(&mut self, request: wit::ChatRequest) -> Result<wit::ChatResponse, CallError> {
+        let call = (|| -> Result<ChatCall, HostError> {
             let messages = request
                 .messages
                 .into_iter()
@@ -264,11 +275,8 @@ impl wit::Host for InstanceState {
                 use_tools: request.use_tools,
             })
         })();
-        let call = match call {
-            Ok(call) => call,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(self.task.chat(call).await.map(|reply| wit::ChatResponse {
+        let reply = self.task.chat(call?).await?;
+        Ok(wit::ChatResponse {
             message: to_wit(reply.message),
             finish_reason: reply.finish_reason,
             usage: wit::Usage {
@@ -276,14 +284,14 @@ impl wit::Host for InstanceState {
                 output_tokens: reply.usage.output_tokens.min(u32::MAX as u64) as u32,
             },
             model: reply.model,
-        }))
+        })
     }
 
     async fn embed(
         &mut self,
         model: String,
         texts: Vec<String>,
-    ) -> wasmtime::Result<Result<Vec<Vec<f32>>, HostError>> {
-        Ok(self.task.embed(model, texts).await)
+    ) -> Result<Vec<Vec<f32>>, CallError> {
+        Ok(self.task.embed(model, texts).await?)
     }
 }

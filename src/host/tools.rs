@@ -7,7 +7,7 @@
 
 use super::bindings::weir::agent::tools::Host;
 use super::bindings::weir::agent::types::ToolSpec as WitToolSpec;
-use super::{Capability, Grants, HostError, InstanceState, ModelUsage, Offered, Op};
+use super::{CallError, Capability, Grants, HostError, InstanceState, ModelUsage, Offered, Op};
 use super::{Task, TaskEnv, TaskInput};
 use crate::limits::{Limit, Limits};
 use crate::resources::api::ToolSpec;
@@ -16,6 +16,17 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+use wasmtime::component::HasSelf;
+
+/// `weir:agent/tools` in the list of capabilities.
+pub(super) const CAPABILITY: super::HostCapability = super::HostCapability {
+    interface: "weir:agent/tools",
+    link: |linker| {
+        super::bindings::weir::agent::tools::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    },
+    lacks: |grants| grants.tools.is_empty().then_some("tool (`tools = [...]`)"),
+};
 
 /// The built-in tool that reads a skill's files.
 pub const LOAD_SKILL: &str = "load_skill";
@@ -223,20 +234,11 @@ impl Host for InstanceState {
             .unwrap_or_default())
     }
 
-    async fn call(
-        &mut self,
-        name: String,
-        arguments: String,
-    ) -> wasmtime::Result<Result<String, HostError>> {
-        let arguments = match serde_json::from_str(&arguments) {
-            Ok(arguments) => arguments,
-            Err(e) => {
-                return Ok(Err(HostError::Invalid(format!(
-                    "arguments of tool `{name}` are not JSON: {e}"
-                ))));
-            }
-        };
-        let result = self.task.call_tool(name, arguments).await;
-        self.task.stop_on_limit(result.map(|v| v.to_string()))
+    async fn call(&mut self, name: String, arguments: String) -> Result<String, CallError> {
+        let arguments = serde_json::from_str(&arguments).map_err(|e| {
+            HostError::Invalid(format!("arguments of tool `{name}` are not JSON: {e}"))
+        })?;
+        let reply = self.task.call_tool(name, arguments).await?;
+        Ok(reply.to_string())
     }
 }

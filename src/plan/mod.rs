@@ -48,6 +48,10 @@ pub struct AgentPlan {
     pub components: BTreeMap<String, ComponentPlan>,
     /// Runtime settings.
     pub runtime: RuntimeSettings,
+    /// What the planner found allowed but likely a mistake, each with its
+    /// manifest location (also logged as warnings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// `actions_by_event` resolved to the actions themselves.
     #[serde(skip)]
     routes: HashMap<String, Vec<Arc<ActionPlan>>>,

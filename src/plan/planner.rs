@@ -18,7 +18,7 @@ use super::{ActionKind, ActionPlan, AgentPlan, ComponentPlan, PlanError, Problem
 use crate::agent::{Agent, GrantSpec, Isolation, Origin};
 use crate::builtin::{self, Builtin, ReactConfig};
 use crate::event::types;
-use crate::host::{ActionConfig, Authority, Grants, TaskEnv};
+use crate::host::{self, ActionConfig, Authority, Grants, TaskEnv};
 use crate::limits::{LimitSettings, Limits};
 use crate::resources::{self, ResourceProviders, setup as model_kinds};
 use crate::sandbox::{ActionComponent, InstancePool, Sandbox};
@@ -39,6 +39,7 @@ pub(super) fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, 
         agent: &resolved,
         sandbox,
         problems,
+        warnings: Vec::new(),
     };
     planner.settings();
     let compiled = planner.components();
@@ -57,7 +58,15 @@ pub(super) fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, 
         actions.into_iter().map(|(n, a)| (n, Arc::new(a))).collect();
     let (actions_by_event, routes) = routes(&actions);
     if !actions_by_event.contains_key(types::INPUT) {
-        tracing::warn!(agent = %agent.name, "no action listens to `_input_event`; only typed input events will run");
+        planner.warnings.push(Problem {
+            location: None,
+            subject: "actions".into(),
+            message: "no action listens to `_input_event`; only typed input events will run".into(),
+        });
+    }
+    let warnings: Vec<String> = planner.warnings.iter().map(ToString::to_string).collect();
+    for warning in &warnings {
+        tracing::warn!(agent = %agent.name, "{warning}");
     }
     let components = compiled
         .iter()
@@ -89,6 +98,7 @@ pub(super) fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, 
         config: agent.config.clone(),
         components,
         runtime: agent.runtime,
+        warnings,
         routes,
     })
 }
@@ -124,6 +134,8 @@ pub(super) struct Planner<'a> {
     agent: &'a Agent,
     sandbox: &'a Arc<Sandbox>,
     problems: Vec<Problem>,
+    /// What is allowed but likely a mistake (the plan still builds).
+    warnings: Vec<Problem>,
 }
 
 /// A built-in action the plan adds, before it becomes an [`ActionPlan`].
@@ -139,6 +151,15 @@ impl<'a> Planner<'a> {
     /// Records a problem with `field` of the item declared at `origin`.
     fn report(&mut self, origin: &Origin, field: &str, subject: String, message: String) {
         self.problems.push(Problem {
+            location: origin.of(field).cloned(),
+            subject,
+            message,
+        });
+    }
+
+    /// Records a warning about `field` of the item declared at `origin`.
+    fn warn(&mut self, origin: &Origin, field: &str, subject: String, message: String) {
+        self.warnings.push(Problem {
             location: origin.of(field).cloned(),
             subject,
             message,
@@ -308,6 +329,10 @@ impl<'a> Planner<'a> {
             ) else {
                 continue;
             };
+            let imports = component.imports().iter().map(String::as_str);
+            for warning in host::unusable_imports(host::CAPABILITIES, imports, &grants) {
+                self.warn(&spec.origin, "component", subject("component"), warning);
+            }
             let pool = match spec.isolation {
                 Isolation::Fresh => None,
                 Isolation::Reuse { scope, max_tasks } => Some(InstancePool::new(
@@ -701,6 +726,7 @@ mod tests {
             agent,
             sandbox: sandbox(),
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 

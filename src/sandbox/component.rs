@@ -106,6 +106,8 @@ pub struct ActionComponent {
     tools: Vec<ToolSpec>,
     /// Its tools with external effects (from its `reconciler` export).
     effects: Vec<String>,
+    /// The interfaces it imports, for example `weir:agent/model@0.1.0`.
+    imports: Vec<String>,
     pub(crate) pre: ActionInstancePre<InstanceState>,
     /// Its optional `reconciler` export.
     reconciler: Option<ReconcilerIndices>,
@@ -152,6 +154,11 @@ impl ActionComponent {
     /// by its reconciler.
     pub fn effects(&self) -> &[String] {
         &self.effects
+    }
+
+    /// The interfaces it imports, for example `weir:agent/model@0.1.0`.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     /// Asks the component's reconciler, in `store`'s fresh instance, what
@@ -294,6 +301,12 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
     let (digest, source, instance_pre) = compile(sandbox, path)?;
     // A component without effects need not export a reconciler.
     let reconciler = ReconcilerIndices::new(&instance_pre).ok();
+    let imports = instance_pre
+        .component()
+        .component_type()
+        .imports(&sandbox.engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
     let pre = ActionInstancePre::new(instance_pre).map_err(|e| ComponentError::Exports {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
@@ -305,6 +318,7 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
         actions: Vec::new(),
         tools: Vec::new(),
         effects: Vec::new(),
+        imports,
         pre,
         reconciler,
         sandbox: sandbox.clone(),

@@ -452,3 +452,37 @@ async fn without_address_space_for_the_pool_the_sandbox_falls_back() {
     assert_eq!(outputs.len(), 5);
     assert!(outputs.iter().all(|e| e.payload == json!({ "counter": 1 })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_warns_of_imports_an_action_is_granted_nothing_for() {
+    // The hostile component imports models, tools and wasi:http; this
+    // action is granted HTTP only.
+    let agent = Agent::builder("imports")
+        .component("h", component("guest_hostile.wasm"))
+        .action(
+            ActionBuilder::new("echo", "h")
+                .listen(types::INPUT)
+                .http("https://api.example.com"),
+        )
+        .build();
+    let warnings = plan(&agent).await.warnings.clone();
+    let about = |interface: &str| {
+        warnings
+            .iter()
+            .filter(|w| w.contains(&format!("`{interface}`")))
+            .count()
+    };
+    assert_eq!(about("weir:agent/model"), 1, "{warnings:#?}");
+    assert_eq!(about("weir:agent/tools"), 1, "{warnings:#?}");
+    assert_eq!(about("wasi:http/outgoing-handler"), 0, "{warnings:#?}");
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.starts_with("actions.echo.component: ")),
+        "{warnings:#?}"
+    );
+
+    // word-stats imports none of them: its plan warns of nothing.
+    let plan = plan(&word_stats_builder().build()).await;
+    assert!(plan.warnings.is_empty(), "{:#?}", plan.warnings);
+}
