@@ -125,3 +125,56 @@ pub(crate) struct CallSite {
     /// Its journal entry, under durable execution.
     pub journal: Option<JournaledCall>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Grants, TaskInput};
+    use std::sync::Arc;
+
+    const EMIT: Op = Op {
+        capability: Capability::Events,
+        name: "events.emit",
+    };
+
+    fn task_of(grants: Grants) -> Task {
+        Task::new(TaskInput {
+            action_name: Arc::from("act"),
+            grants: Arc::new(grants),
+            ..TaskInput::idle()
+        })
+    }
+
+    #[test]
+    fn an_ungranted_call_is_denied_counted_and_never_runs() {
+        let mut task = task_of(Grants::tool_default());
+        let result = task.call(EMIT, |_| -> Result<(), HostError> {
+            panic!("a denied call must not run")
+        });
+        let error = result.unwrap_err();
+        assert_eq!(error.kind(), "denied");
+        assert!(error.message().contains("`act`"), "{}", error.message());
+        assert_eq!(task.host_calls, 1);
+        assert_eq!(task.denials.first().map(|d| d.capability), Some("events"));
+
+        let mut granted = task_of(Grants::action_default());
+        assert_eq!(granted.call(EMIT, |_| Ok(7)).unwrap(), 7);
+        assert!(granted.denials.first().is_none());
+    }
+
+    #[test]
+    fn a_reply_nested_past_max_nesting_is_refused() {
+        let mut task = task_of(Grants::action_default());
+        task.input.limits.max_nesting = 3;
+        let shallow = serde_json::json!({"a": {"b": 1}});
+        assert!(task.bounded_reply(EMIT, shallow).is_ok());
+        let deep = serde_json::json!({"a": {"b": {"c": {"d": 1}}}});
+        let error = task.bounded_reply(EMIT, deep).unwrap_err();
+        assert_eq!(error.kind(), "invalid");
+        assert!(
+            error.message().contains("max_nesting"),
+            "{}",
+            error.message()
+        );
+    }
+}
