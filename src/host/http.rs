@@ -183,6 +183,31 @@ pub(crate) struct HttpPolicy {
     pub refused_late: Arc<std::sync::Mutex<Denials>>,
 }
 
+impl HttpPolicy {
+    /// A task's hooks: its grants' allow-list, nothing sent or refused yet.
+    pub(crate) fn prepare(grants: &super::Grants) -> HttpPolicy {
+        HttpPolicy {
+            rules: grants.http.clone(),
+            idempotency: String::new(),
+            sent: 0,
+            denials: Denials::default(),
+            journal: None,
+            refused_late: Arc::default(),
+        }
+    }
+
+    /// The requests refused: by the allow-list, and once resolved.
+    pub(crate) fn into_denials(self) -> (Denials, Denials) {
+        let late = std::mem::take(
+            &mut *self
+                .refused_late
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        (self.denials, late)
+    }
+}
+
 /// The error a guest gets for a request that was not sent; a host that
 /// resolved to a non-public address under a wildcard grant is a denial.
 fn refusal(refused: Refused, late: &std::sync::Mutex<Denials>, target: &str) -> HttpError {

@@ -5,7 +5,6 @@
 use super::http::HttpPolicy;
 use super::wasi::{self, OutputCapture};
 use super::{CallError, HostError, MemoryLimiter, Task, TaskInput, bindings, readings};
-use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -79,7 +78,7 @@ impl InstanceState {
             Ok(wasi) => wasi,
             Err(error) => return Err(Box::new(SetupFailed { input, error })),
         };
-        let rules = input.grants.http.clone();
+        let http = HttpPolicy::prepare(&input.grants);
         let memory_bytes = input.limits.memory_bytes();
         let mut table = ResourceTable::new();
         table.set_max_capacity(input.limits.max_resources);
@@ -91,14 +90,7 @@ impl InstanceState {
             wasi,
             table,
             http_ctx: WasiHttpCtx::new(),
-            http: HttpPolicy {
-                rules,
-                idempotency: String::new(),
-                sent: 0,
-                denials: Default::default(),
-                journal: None,
-                refused_late: Arc::default(),
-            },
+            http,
             limiter: MemoryLimiter::new(memory_bytes),
             stderr,
             stdout,
@@ -134,19 +126,16 @@ impl InstanceState {
         }
         self.limiter.set_limit(next.input.limits.memory_bytes());
         self.table.set_max_capacity(next.input.limits.max_resources);
-        self.http.rules = next.input.grants.http.clone();
-        self.http.idempotency.clear();
-        self.http.sent = 0;
-        self.http.journal = None;
+        let http = std::mem::replace(&mut self.http, HttpPolicy::prepare(&next.input.grants));
         let mut done = std::mem::replace(&mut self.task, next);
-        done.take_http_denials(&mut self.http);
+        done.take_http_denials(http);
         done
     }
 
     /// Ends the task: its state, with the HTTP requests it was refused.
-    pub(crate) fn into_task(mut self) -> Task {
+    pub(crate) fn into_task(self) -> Task {
         let mut task = self.task;
-        task.take_http_denials(&mut self.http);
+        task.take_http_denials(self.http);
         let _ = task.check_readings();
         task
     }

@@ -260,14 +260,9 @@ impl Task {
     }
 
     /// Takes over the HTTP requests the task's wasi:http hooks refused.
-    pub(super) fn take_http_denials(&mut self, http: &mut HttpPolicy) {
-        self.denials.absorb(std::mem::take(&mut http.denials));
-        let late = std::mem::take(
-            &mut *http
-                .refused_late
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+    pub(super) fn take_http_denials(&mut self, http: HttpPolicy) {
+        let (denials, late) = http.into_denials();
+        self.denials.absorb(denials);
         self.denials.absorb(late);
     }
 
