@@ -3,8 +3,10 @@
 //! frontmatter from the body.
 
 use super::yaml::{Kind, Node, Pos, ScalarType, parse_yaml};
-use super::*;
-use std::collections::HashMap;
+use super::{
+    FIELDS, MAX_COMPATIBILITY_CHARS, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, SkillMd, Violation,
+};
+use std::collections::{BTreeMap, HashMap};
 
 // ---------------------------------------------------------------------------------------------
 // Analysis: one pass that finds every violation and builds the lenient reading of the skill.

@@ -1,7 +1,12 @@
 //! GGUF metadata: typed reads, tensor extents, requantizing slow tensor
 //! types for the CPU, and the hyperparameter checks.
 
-use super::*;
+use super::Arch;
+use anyhow::{Result, anyhow, bail};
+use candle_core::Device;
+use candle_core::quantized::gguf_file::{self, Content, Value as GgufValue};
+use candle_core::quantized::{GgmlDType, QTensor};
+use std::fs::File;
 
 pub(super) fn md_str<'a>(ct: &'a Content, key: &str) -> Option<&'a str> {
     match ct.metadata.get(key) {

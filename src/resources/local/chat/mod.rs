@@ -16,26 +16,17 @@ mod tokenizer;
 
 use super::catch_panic;
 use anyhow::{Context, Result, anyhow, bail};
-use candle_core::quantized::gguf_file::{self, Content, Value as GgufValue};
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
 use candle_transformers::models::quantized_llama::{self, MAX_SEQ_LEN};
 use candle_transformers::models::quantized_qwen2;
 use gguf::*;
+use minijinja::Environment;
 use minijinja::value::Value as JinjaValue;
-use minijinja::{Environment, ErrorKind as JinjaErrorKind};
 use template::*;
 use tokenizer::*;
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::{BPE, Vocab};
-use tokenizers::normalizers::unicode::NFC;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::Tokenizer;
 
 /// Prompt tokens are fed to the model in chunks of this many tokens, which bounds the memory
 /// of the attention scores (heads x chunk x context floats) for long prompts.
@@ -536,6 +527,8 @@ impl Drop for Session<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::quantized::gguf_file::{self, Value as GgufValue};
+    use candle_core::quantized::{GgmlDType, QTensor};
     use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
 
     fn splits(pre: &str, text: &str) -> Vec<String> {

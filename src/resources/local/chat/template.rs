@@ -1,7 +1,9 @@
 //! The chat template: the GGUF's Jinja template in minijinja, with the
 //! few Python string methods HF templates call.
 
-use super::*;
+use anyhow::{Result, anyhow};
+use minijinja::value::Value as JinjaValue;
+use minijinja::{Environment, ErrorKind as JinjaErrorKind};
 
 pub(super) fn build_template_env(source: String) -> Result<Environment<'static>> {
     let mut env = Environment::new();

@@ -1,6 +1,17 @@
 //! The tokenizer, rebuilt from the GGUF metadata (no `tokenizer.json`).
 
-use super::*;
+use super::gguf::{md_str, md_string_array, value_u64};
+use anyhow::{Result, anyhow, bail};
+use candle_core::quantized::gguf_file::{Content, Value as GgufValue};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::normalizers::unicode::NFC;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 pub(super) struct GgufVocab {
     pub(super) tokens: Vec<String>,
