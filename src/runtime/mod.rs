@@ -57,7 +57,7 @@ impl EventSender {
     /// Queues `event`; waits while the runtime's intake is full. It is
     /// numbered after the events sent before it. Built-in event types
     /// other than `_input_event` are refused (see
-    /// [`types::input_problem`](crate::event::types::input_problem)).
+    /// [`types::input_problem`]).
     pub async fn send(&self, event: Event) -> Result<(), RunError> {
         self.queue(event, None).await
     }
