@@ -167,7 +167,7 @@ fn qwen() -> Option<PathBuf> {
         return Some(path);
     }
     eprintln!(
-        "skipped: {} is missing; `WEIR_FETCH_QWEN=1 cargo test --test local` fetches it (470 MiB)",
+        "skipped: {} is missing; scripts/test (or `scripts/fetch-models --qwen`) fetches it (470 MiB)",
         path.display()
     );
     None

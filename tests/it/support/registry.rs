@@ -34,7 +34,7 @@ impl Registry {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start `docker-registry` (apt-get install docker-registry; .ci/run does)");
+            .expect("start `docker-registry`: run the tests with scripts/test, which installs it (apt-get install docker-registry)");
         let host = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&host).is_err() {
