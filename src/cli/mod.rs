@@ -138,7 +138,13 @@ impl Cli {
                 println!("{plan}");
                 Ok(std::process::ExitCode::SUCCESS)
             }
-            Command::Run(args) => run(args).await,
+            // On a worker thread, not the one `block_on` parks: waking that
+            // thread for the outputs of every run cost a futex call and a
+            // context switch per event.
+            Command::Run(args) => match tokio::spawn(run(args)).await {
+                Ok(result) => result,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            },
             Command::Skill(command) => command.run().await,
             Command::State(StateCommand::Inspect { dir, keys, json }) => {
                 let found = weir::journal::inspect(&dir)?;
@@ -295,13 +301,13 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         Some(dir) => Some(weir::journal::Journal::open(dir, &plan.fingerprint())?),
         None => None,
     };
-    let mut sink = sink::Sink::open(&args.output, &args.errors, state.clone()).await?;
+    let mut sink = sink::Sink::open(&args.output, &args.errors, state.clone())?;
     if let Some(state) = &state {
         // Outputs committed before a restart that the sink may not have.
         for event in state.outbox() {
-            sink.write(event).await?;
+            sink.write(event)?;
         }
-        sink.settle().await?;
+        sink.settle()?;
     }
     let input_name = args.input.display().to_string();
     let resume = state
@@ -415,15 +421,30 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         Ok::<u64, anyhow::Error>(bad_lines)
     });
 
-    let mut batch = Vec::new();
-    while handle.outputs.recv_many(&mut batch, 512).await > 0 {
-        for event in batch.drain(..) {
-            sink.write(&event).await?;
-        }
-        sink.settle().await?;
-    }
-    sink.settle().await?;
-    let summary: RunSummary = handle.finish().await?;
+    let (done, outputs) = tokio::sync::mpsc::channel(1);
+    let outputs = std::mem::replace(&mut handle.outputs, outputs);
+    drop(done);
+    let (wrote, written) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("weir-sink".into())
+        .spawn(move || {
+            let _ = wrote.send(sink.drain(outputs));
+        })
+        .context("cannot start the output thread")?;
+    let finish = handle.finish();
+    tokio::pin!(finish);
+    // A failed sink (a full disk, a closed pipe) ends the run at once; the
+    // journal has what was committed.
+    let mut written = written;
+    let (summary, written) = tokio::select! {
+        summary = &mut finish => (summary, (&mut written).await),
+        done = &mut written => match done {
+            Ok(Err(e)) => return Err(e),
+            done => (finish.await, done),
+        },
+    };
+    written.context("the output thread panicked")??;
+    let summary: RunSummary = summary?;
     if let Some(state) = &state {
         // The last acknowledgements and resume point, before exiting.
         state.sync().await?;

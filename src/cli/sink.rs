@@ -3,47 +3,56 @@
 //! and the journal's outbox is told what has been written (after an fsync),
 //! so a restarted run never writes an output twice. The files are opened
 //! without following a link (see [`weir::journal::own_file`]).
+//!
+//! The sink is plain blocking I/O on a thread of its own ([`Sink::drain`]):
+//! through tokio's file type every flush was a hop to its blocking pool,
+//! two thread wake-ups per batch of outputs.
 
 use anyhow::Context as _;
 use std::collections::HashSet;
+use std::io::{BufRead as _, BufReader, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::mpsc;
 use weir::Event;
 use weir::journal::{Journal, own_file};
 
 enum Out {
     /// A file, and whether it is a regular one (a fifo or a device such as
     /// /dev/null has nothing to sync).
-    File(BufWriter<tokio::fs::File>, bool),
-    Stdout(BufWriter<tokio::io::Stdout>),
+    File(BufWriter<std::fs::File>, bool),
+    Stdout(BufWriter<std::io::Stdout>),
 }
 
+/// How long the output thread waits for more outputs once they come in
+/// batches (see [`Sink::drain`]): an output waits at most this much longer
+/// under load, where queueing already costs milliseconds.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// Bytes buffered per destination before a write.
+const BUFFER_BYTES: usize = 64 << 10;
+
 impl Out {
-    async fn write_line(&mut self, line: &str) -> std::io::Result<()> {
-        match self {
-            Out::File(w, _) => {
-                w.write_all(line.as_bytes()).await?;
-                w.write_all(b"\n").await
-            }
-            Out::Stdout(w) => {
-                w.write_all(line.as_bytes()).await?;
-                w.write_all(b"\n").await
-            }
-        }
+    fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+        let w: &mut dyn std::io::Write = match self {
+            Out::File(w, _) => w,
+            Out::Stdout(w) => w,
+        };
+        w.write_all(line.as_bytes())?;
+        w.write_all(b"\n")
     }
 
     /// Flushes, and with `durable` makes the file's contents durable.
-    async fn settle(&mut self, durable: bool) -> std::io::Result<()> {
+    fn settle(&mut self, durable: bool) -> std::io::Result<()> {
         match self {
             Out::File(w, regular) => {
-                w.flush().await?;
+                w.flush()?;
                 if durable && *regular {
-                    w.get_ref().sync_data().await?;
+                    w.get_ref().sync_data()?;
                 }
                 Ok(())
             }
-            Out::Stdout(w) => w.flush().await,
+            Out::Stdout(w) => w.flush(),
         }
     }
 }
@@ -59,13 +68,12 @@ pub struct Sink {
     pub duplicates: u64,
 }
 
-async fn open(
-    path: &Option<PathBuf>,
-    durable: bool,
-    seen: &mut HashSet<String>,
-) -> anyhow::Result<Out> {
+fn open(path: &Option<PathBuf>, durable: bool, seen: &mut HashSet<String>) -> anyhow::Result<Out> {
     let Some(path) = path else {
-        return Ok(Out::Stdout(BufWriter::new(tokio::io::stdout())));
+        return Ok(Out::Stdout(BufWriter::with_capacity(
+            BUFFER_BYTES,
+            std::io::stdout(),
+        )));
     };
     let file = own_file::open(
         std::fs::OpenOptions::new()
@@ -78,10 +86,10 @@ async fn open(
     .with_context(|| format!("cannot open {}", path.display()))?;
     let regular = file.metadata()?.is_file();
     if durable && regular {
-        read_ids(&file, path, seen).await?;
+        read_ids(&file, path, seen)?;
     }
     Ok(Out::File(
-        BufWriter::new(tokio::fs::File::from_std(file)),
+        BufWriter::with_capacity(BUFFER_BYTES, file),
         regular,
     ))
 }
@@ -89,16 +97,12 @@ async fn open(
 /// The ids of the events already in `file` (a torn last line is ignored),
 /// read through a handle of its own (appends go to the end whatever the
 /// position).
-async fn read_ids(
-    file: &std::fs::File,
-    path: &Path,
-    seen: &mut HashSet<String>,
-) -> anyhow::Result<()> {
+fn read_ids(file: &std::fs::File, path: &Path, seen: &mut HashSet<String>) -> anyhow::Result<()> {
     let file = own_file::open_to_read(path)
         .and_then(|read| same_file(file, &read).map(|()| read))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let mut lines = BufReader::new(tokio::fs::File::from_std(file)).split(b'\n');
-    while let Some(line) = lines.next_segment().await? {
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line?;
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line)
             && let Some(id) = value["id"].as_str()
         {
@@ -122,16 +126,16 @@ fn same_file(a: &std::fs::File, b: &std::fs::File) -> std::io::Result<()> {
 }
 
 impl Sink {
-    pub async fn open(
+    pub fn open(
         outputs: &Option<PathBuf>,
         errors: &Option<PathBuf>,
         state: Option<Arc<Journal>>,
     ) -> anyhow::Result<Sink> {
         let durable = state.is_some();
         let mut seen = HashSet::new();
-        let outputs = open(outputs, durable, &mut seen).await?;
+        let outputs = open(outputs, durable, &mut seen)?;
         let errors = match errors {
-            Some(_) => Some(open(errors, durable, &mut seen).await?),
+            Some(_) => Some(open(errors, durable, &mut seen)?),
             None => None,
         };
         Ok(Sink {
@@ -145,7 +149,7 @@ impl Sink {
     }
 
     /// Writes `event` unless it was written before.
-    pub async fn write(&mut self, event: &Event) -> anyhow::Result<()> {
+    pub fn write(&mut self, event: &Event) -> anyhow::Result<()> {
         if self.state.is_some() {
             if !self.seen.insert(event.id.clone()) {
                 self.duplicates += 1;
@@ -161,16 +165,16 @@ impl Sink {
             (Some(errors), true) => errors,
             _ => &mut self.outputs,
         };
-        out.write_line(&event.to_json_line()).await?;
+        out.write_line(&event.to_json_line())?;
         Ok(())
     }
 
     /// Makes what was written durable and tells the journal.
-    pub async fn settle(&mut self) -> anyhow::Result<()> {
+    pub fn settle(&mut self) -> anyhow::Result<()> {
         let durable = self.state.is_some();
-        self.outputs.settle(durable).await?;
+        self.outputs.settle(durable)?;
         if let Some(errors) = &mut self.errors {
-            errors.settle(durable).await?;
+            errors.settle(durable)?;
         }
         if let Some(state) = &self.state
             && !self.written.is_empty()
@@ -178,5 +182,34 @@ impl Sink {
             state.delivered(std::mem::take(&mut self.written));
         }
         Ok(())
+    }
+
+    /// Writes every event `outputs` brings until it closes, settling each
+    /// time it has none waiting. Blocks: run it on a thread of its own.
+    ///
+    /// A lone output is written at once. When they come faster than one per
+    /// wake-up (a batch of more than one), the thread lingers
+    /// [`LINGER`] before taking the next batch instead of being woken for
+    /// each output: waking this thread per output cost the workers a futex
+    /// call and a preemption each, a sixth of the runtime's CPU under load.
+    pub fn drain(mut self, mut outputs: mpsc::Receiver<Event>) -> anyhow::Result<Sink> {
+        let mut batch = Vec::new();
+        loop {
+            let taken = outputs.blocking_recv_many(&mut batch, 1024);
+            if taken == 0 {
+                break;
+            }
+            for event in batch.drain(..) {
+                self.write(&event)?;
+            }
+            if outputs.is_empty() {
+                self.settle()?;
+            }
+            if taken > 1 {
+                std::thread::sleep(LINGER);
+            }
+        }
+        self.settle()?;
+        Ok(self)
     }
 }

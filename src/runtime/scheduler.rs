@@ -1,6 +1,12 @@
 //! The scheduler: takes input events, numbers them, keeps each key's events
 //! in order (one agent run per key at a time, in its [`KeyLane`]) and starts
 //! runs for different keys concurrently, up to `max_concurrency`.
+//!
+//! A key's lane is one tokio task while it has events: it runs them one
+//! after another and ends when its queue is empty. The scheduler only
+//! queues an event on a busy lane (no message, no wake-up) or starts an
+//! idle one, so a loaded key costs no task spawn or hand-back per event:
+//! those wake-ups between threads were most of the runtime's own cost.
 
 use super::run::agent_run;
 use super::{RunResult, Shared};
@@ -8,25 +14,40 @@ use crate::event::{self, Event};
 use crate::journal::InputPosition;
 use crate::memory::MemoryObject;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-/// One key's lane: its queue of input events, its committed position,
-/// and its short-term memory while no run holds it.
+/// An input event waiting in its lane, with its sequence number and its
+/// place among the events taken but not done (`max_pending_events`).
+struct Queued {
+    event: Event,
+    seq: u64,
+    _pending: OwnedSemaphorePermit,
+}
+
+/// One key's lane: its queue of input events, and its short-term memory
+/// while no run holds it.
 #[derive(Default)]
 struct KeyLane {
-    /// Input events waiting for the key's current run to end, with their
-    /// sequence numbers.
-    queue: VecDeque<(Event, u64)>,
+    /// Input events waiting for the key's current run to end.
+    queue: VecDeque<Queued>,
+    /// The key's short-term memory while no run holds it.
+    memory: Option<MemoryObject>,
+    /// A lane task is running the key's events.
+    running: bool,
+}
+
+type Lane = Arc<Mutex<KeyLane>>;
+
+/// What the scheduler knows of a key.
+struct Key {
+    lane: Lane,
     /// The sequence number of the key's last input event the journal has
     /// committed.
     committed: u64,
-    /// The key's short-term memory while no run holds it.
-    memory: Option<MemoryObject>,
-    running: bool,
 }
 
 /// Takes input events, keeps per-key order, and starts agent runs.
@@ -38,86 +59,98 @@ pub(super) async fn schedule(
     releaser: Option<JoinHandle<()>>,
 ) -> RunResult {
     let started = Instant::now();
-    let mut keys: HashMap<String, KeyLane> = memory
+    let mut keys: HashMap<String, Key> = memory
         .into_iter()
         .map(|(key, object)| {
-            let state = KeyLane {
+            let lane = KeyLane {
                 memory: Some(object),
-                committed: committed.get(&key).copied().unwrap_or(0),
                 ..KeyLane::default()
+            };
+            let state = Key {
+                lane: Arc::new(Mutex::new(lane)),
+                committed: committed.get(&key).copied().unwrap_or(0),
             };
             (key, state)
         })
         .collect();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, MemoryObject)>();
-    let max_pending = shared.settings.max_pending_events.max(1);
-    let mut pending = 0usize;
-    let mut input_open = true;
+    // One permit per input event taken and not yet done.
+    let max_pending = shared
+        .settings
+        .max_pending_events
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let pending = Arc::new(Semaphore::new(max_pending));
     // The sequence number of the last input event taken.
     let mut taken = 0u64;
 
-    while input_open || pending > 0 {
-        if input_open && shared.fatal.lock().expect("fatal lock").is_some() {
+    loop {
+        if shared.fatal.lock().expect("fatal lock").is_some() {
             // The journal failed: take no more input, finish what runs.
-            input_open = false;
+            break;
         }
-        tokio::select! {
-            biased;
-            Some((key, memory)) = done_rx.recv() => {
-                pending -= 1;
-                let state = keys.get_mut(&key).expect("a running key has state");
-                match state.queue.pop_front() {
-                    Some((next, seq)) => spawn_run(&shared, &done_tx, key, next, seq, memory),
-                    None => {
-                        state.memory = Some(memory);
-                        state.running = false;
-                    }
-                }
-            }
-            next = input.recv(), if input_open && pending < max_pending => {
-                let Some((mut event, position)) = next else {
-                    input_open = false;
-                    continue;
-                };
-                let position = position.unwrap_or(InputPosition {
-                    seq: taken + 1,
-                    start: 0,
-                    end: 0,
-                    line: 0,
-                    number: 0,
-                });
-                let seq = position.seq;
-                taken = seq;
-                pending += 1;
-                shared.counters.events_in.fetch_add(1, Relaxed);
-                let state = keys.entry(event.key.clone()).or_default();
-                // Handled before a restart: the journal has its effects.
-                let done_before = seq <= state.committed;
-                if shared.journal.is_some() {
-                    shared.in_flight.lock().expect("in-flight lock").taken(position, !done_before);
-                }
-                if done_before {
-                    pending -= 1;
-                    shared.counters.inputs_already_done.fetch_add(1, Relaxed);
-                    continue;
-                }
-                if event.id.is_empty() {
-                    event.id = event::input_id(&event.key, seq);
-                }
-                if state.running {
-                    state.queue.push_back((event, seq));
-                } else {
-                    state.running = true;
-                    let memory = state.memory.take().unwrap_or_default();
-                    spawn_run(&shared, &done_tx, event.key.clone(), event, seq, memory);
-                }
-            }
+        let permit = pending
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the pending semaphore is never closed");
+        let Some((mut event, position)) = input.recv().await else {
+            break;
+        };
+        let position = position.unwrap_or(InputPosition {
+            seq: taken + 1,
+            start: 0,
+            end: 0,
+            line: 0,
+            number: 0,
+        });
+        let seq = position.seq;
+        taken = seq;
+        shared.counters.events_in.fetch_add(1, Relaxed);
+        let state = match keys.get(&event.key) {
+            Some(state) => state,
+            None => keys.entry(event.key.clone()).or_insert_with(|| Key {
+                lane: Lane::default(),
+                committed: 0,
+            }),
+        };
+        // Handled before a restart: the journal has its effects.
+        let done_before = seq <= state.committed;
+        if shared.journal.is_some() {
+            shared
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .taken(position, !done_before);
+        }
+        if done_before {
+            shared.counters.inputs_already_done.fetch_add(1, Relaxed);
+            continue;
+        }
+        if event.id.is_empty() {
+            event.id = event::input_id(&event.key, seq);
+        }
+        let queued = Queued {
+            event,
+            seq,
+            _pending: permit,
+        };
+        let mut lane = state.lane.lock().expect("lane lock");
+        lane.queue.push_back(queued);
+        if !lane.running {
+            lane.running = true;
+            drop(lane);
+            tokio::spawn(run_lane(shared.clone(), state.lane.clone()));
         }
     }
 
-    // Every run has ended: record where the input stands (past events the
-    // journal had done before, too), close the release queue and wait for
-    // the last committed outputs to go out.
+    // Every run has ended once every pending permit is back.
+    let _all = pending
+        .acquire_many(max_pending as u32)
+        .await
+        .expect("the pending semaphore is never closed");
+
+    // Record where the input stands (past events the journal had done
+    // before, too), close the release queue and wait for the last
+    // committed outputs to go out.
     let resume = shared
         .in_flight
         .lock()
@@ -134,7 +167,10 @@ pub(super) async fn schedule(
     summary.models = shared.usage.snapshot();
     let memory = keys
         .into_iter()
-        .filter_map(|(key, state)| state.memory.filter(|m| !m.is_empty()).map(|m| (key, m)))
+        .filter_map(|(key, state)| {
+            let memory = state.lane.lock().expect("lane lock").memory.take();
+            memory.filter(|m| !m.is_empty()).map(|m| (key, m))
+        })
         .collect();
     let fatal = shared.fatal.lock().expect("fatal lock").take();
     RunResult {
@@ -144,24 +180,36 @@ pub(super) async fn schedule(
     }
 }
 
-fn spawn_run(
-    shared: &Arc<Shared>,
-    done: &mpsc::UnboundedSender<(String, MemoryObject)>,
-    key: String,
-    event: Event,
-    seq: u64,
-    short_term: MemoryObject,
-) {
-    let shared = shared.clone();
-    let done = done.clone();
-    tokio::spawn(async move {
+/// Runs a key's queued events in order, one agent run at a time, each
+/// within a `max_concurrency` permit taken again per run (so keys with
+/// long queues take turns with the others), until the queue is empty.
+async fn run_lane(shared: Arc<Shared>, lane: Lane) {
+    let mut memory = lane
+        .lock()
+        .expect("lane lock")
+        .memory
+        .take()
+        .unwrap_or_default();
+    loop {
+        let next = {
+            let mut lane = lane.lock().expect("lane lock");
+            match lane.queue.pop_front() {
+                Some(next) => next,
+                None => {
+                    lane.memory = Some(memory);
+                    lane.running = false;
+                    return;
+                }
+            }
+        };
         let permit = shared
             .permits
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        let memory = agent_run(&shared, event, seq, short_term, permit).await;
-        // The scheduler outlives every run it started.
-        let _ = done.send((key, memory));
-    });
+        // Boxed: a run's future is several KiB (the instance's calls are in
+        // it), which a spawn and a task's end would otherwise copy around.
+        memory = Box::pin(agent_run(&shared, next.event, next.seq, memory, permit)).await;
+        // `next`'s pending permit is released here, as the run is done.
+    }
 }
