@@ -2,7 +2,9 @@
 //!
 //! `cargo bench --bench throughput` (env `WEIR_BENCH_EVENTS`, default 100000;
 //! `WEIR_BENCH_KEYS`, default 100). Prints a Markdown table for BENCHMARKS.md.
-//! `WEIR_BENCH_ONLY=journal` runs only the journal tables (`journal-latency`
+//! `WEIR_BENCH_ONLY=hot-path` runs only the task probe and the agents'
+//! table (the library path and `weir run`, CPU per event against the
+//! fresh-task floor). `WEIR_BENCH_ONLY=journal` runs only the journal tables (`journal-latency`
 //! only its one-event-at-a-time latency); `trivial-on` or
 //! `trivial-off` only the trivial agent with the journal on or off (to run
 //! under a profiler); `WEIR_BENCH_ROUNDS` sets the rounds.
@@ -51,6 +53,27 @@ struct Measured {
     p50: Duration,
     p99: Duration,
     tasks: u64,
+    /// CPU time of the whole process (all threads, user + system) per
+    /// event, in microseconds.
+    cpu_per_event: f64,
+}
+
+/// CPU time (user + system) of this process, or with `children` of its
+/// waited-for children, so far.
+fn cpu_time(children: bool) -> Duration {
+    let who = if children {
+        libc::RUSAGE_CHILDREN
+    } else {
+        libc::RUSAGE_SELF
+    };
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(who, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// Feeds `n` events over `keys` keys and times each from send to its output.
@@ -74,6 +97,7 @@ async fn pipeline_on(
         Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
     let sent_by_feeder = sent.clone();
     let start = Instant::now();
+    let cpu_start = cpu_time(false);
     let feeder = tokio::spawn(async move {
         for i in 0..n {
             let key = format!("key-{}", i % keys);
@@ -110,6 +134,7 @@ async fn pipeline_on(
         }
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_time(false) - cpu_start;
     feeder.await.unwrap();
     let summary = run.finish().await.unwrap();
     assert_eq!(latencies.len(), n);
@@ -119,7 +144,64 @@ async fn pipeline_on(
         p50: latencies[n / 2],
         p99: latencies[n * 99 / 100],
         tasks: summary.action_tasks,
+        cpu_per_event: cpu.as_secs_f64() * 1e6 / n as f64,
     }
+}
+
+/// `weir run` (the binary, the whole process) on the trivial agent over
+/// `n` JSON-lines events, output to /dev/null: its CPU time per event, in
+/// microseconds, and its events per second (wall, start-up included).
+fn weir_run(dir: &std::path::Path, n: usize, keys: usize) -> anyhow::Result<(f64, f64)> {
+    use std::io::Write as _;
+    let work = tempfile::tempdir()?;
+    let manifest = work.path().join("agent.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[agent]\nname = \"trivial\"\n\n[components.m]\npath = {:?}\n\n\
+             [actions.echo]\ncomponent = \"m\"\nlisten = [\"_input_event\"]\n",
+            dir.join("guest_misbehave.wasm")
+        ),
+    )?;
+    let input = work.path().join("in.jsonl");
+    let mut lines = std::io::BufWriter::new(std::fs::File::create(&input)?);
+    for i in 0..n {
+        let text = SENTENCES[i % SENTENCES.len()];
+        let line =
+            json!({ "key": format!("key-{}", i % keys), "payload": { "i": i, "text": text } });
+        writeln!(lines, "{line}")?;
+    }
+    lines.flush()?;
+    drop(lines);
+    let weir = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+        command
+            .env("WEIR_CACHE_DIR", work.path().join("cache"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command
+    };
+    // Compiles the component into the cache, as a user's first run would.
+    anyhow::ensure!(
+        weir().arg("plan").arg(&manifest).status()?.success(),
+        "weir plan failed"
+    );
+    let cpu_before = cpu_time(true);
+    let start = Instant::now();
+    let status = weir()
+        .arg("run")
+        .arg(&manifest)
+        .arg("--input")
+        .arg(&input)
+        .args(["--output", "/dev/null"])
+        .status()?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(status.success(), "weir run failed: {status}");
+    let cpu = cpu_time(true) - cpu_before;
+    Ok((
+        cpu.as_secs_f64() * 1e6 / n as f64,
+        n as f64 / elapsed.as_secs_f64(),
+    ))
 }
 
 /// The trivial agent: `action` of the misbehave fixture (component `m`).
@@ -209,12 +291,13 @@ async fn bench() -> anyhow::Result<()> {
         micros(warm, parts * 5)
     );
 
+    let floor = micros(fresh, parts);
     let trivial = trivial_agent(&dir, ActionBuilder::new("echo", "m").listen(types::INPUT));
     let chain = chain_agent(&dir);
     println!(
-        "\n| agent ({n} events, {keys} keys, fresh instance per task) | events/s | tasks/s | p50 | p99 |"
+        "\n| agent ({n} events, {keys} keys, fresh instance per task) | events/s | tasks/s | p50 | p99 | CPU per event | vs floor |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (name, agent) in [
         ("trivial: one action (echo)", trivial),
         ("chain: tokenize -> count, short-term memory", chain),
@@ -222,13 +305,30 @@ async fn bench() -> anyhow::Result<()> {
         let plan = Arc::new(AgentPlan::from_agent_in(&agent, sandbox.clone()).await?);
         pipeline(plan.clone(), n.min(5_000), keys).await; // warm up
         let m = pipeline(plan, n, keys).await;
+        // The floor is one fresh task (store + instance + call) per task.
+        let tasks_per_event = m.tasks as f64 / n as f64;
         println!(
-            "| {name} | {:.0} | {:.0} | {:.2} ms | {:.2} ms |",
+            "| {name} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {:.1} us | {:.2}x |",
             m.events_per_sec,
-            m.events_per_sec * m.tasks as f64 / n as f64,
+            m.events_per_sec * tasks_per_event,
             m.p50.as_secs_f64() * 1e3,
-            m.p99.as_secs_f64() * 1e3
+            m.p99.as_secs_f64() * 1e3,
+            m.cpu_per_event,
+            m.cpu_per_event / (floor * tasks_per_event),
         );
+    }
+    // What users run: the `weir` binary, the whole process, start-up and
+    // compile-cache load included, reading and writing JSON lines.
+    let (cpu, events_per_sec) = weir_run(&dir, n, keys)?;
+    println!(
+        "| trivial, `weir run` (whole process, JSON lines in and out) | {events_per_sec:.0} | {events_per_sec:.0} | | | {cpu:.1} us | {:.2}x |",
+        cpu / floor
+    );
+    println!(
+        "\nfloor: {floor:.1} us of CPU per fresh task (store + instance + call, one thread), this run"
+    );
+    if only == "hot-path" {
+        return Ok(());
     }
     limits_cost(&dir, n, keys).await?;
     journal_cost(&dir, n, keys).await?;
