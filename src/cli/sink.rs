@@ -1,7 +1,9 @@
 //! Where `weir run` writes output and error events. With `--state`, the
-//! files are appended to, events whose id is already in them are skipped,
-//! and the journal's outbox is told what has been written (after an fsync),
-//! so a restarted run never writes an output twice. The files are opened
+//! files are appended to, the journal's outbox (outputs committed but not
+//! known to be written) is written again except the events already in the
+//! files, and the journal is told what has been written (after an fsync),
+//! so a restarted run never writes an output twice. Only the outbox's ids
+//! are looked for and held: a sink's memory does not grow with its output. The files are opened
 //! without following a link (see [`weir::journal::own_file`]).
 //!
 //! The sink is plain blocking I/O on a thread of its own ([`Sink::drain`]):
@@ -62,13 +64,19 @@ pub struct Sink {
     outputs: Out,
     errors: Option<Out>,
     state: Option<Arc<Journal>>,
+    /// Ids of outbox events found in the files: written before a restart.
     seen: HashSet<String>,
     written: Vec<String>,
     /// Events skipped because they were already written.
     pub duplicates: u64,
 }
 
-fn open(path: &Option<PathBuf>, durable: bool, seen: &mut HashSet<String>) -> anyhow::Result<Out> {
+fn open(
+    path: &Option<PathBuf>,
+    durable: bool,
+    outbox: &HashSet<&str>,
+    seen: &mut HashSet<String>,
+) -> anyhow::Result<Out> {
     let Some(path) = path else {
         return Ok(Out::Stdout(BufWriter::with_capacity(
             BUFFER_BYTES,
@@ -86,7 +94,7 @@ fn open(path: &Option<PathBuf>, durable: bool, seen: &mut HashSet<String>) -> an
     .with_context(|| format!("cannot open {}", path.display()))?;
     let regular = file.metadata()?.is_file();
     if durable && regular {
-        read_ids(&file, path, seen)?;
+        read_ids(&file, path, outbox, seen)?;
     }
     Ok(Out::File(
         BufWriter::with_capacity(BUFFER_BYTES, file),
@@ -94,10 +102,18 @@ fn open(path: &Option<PathBuf>, durable: bool, seen: &mut HashSet<String>) -> an
     ))
 }
 
-/// The ids of the events already in `file` (a torn last line is ignored),
-/// read through a handle of its own (appends go to the end whatever the
-/// position).
-fn read_ids(file: &std::fs::File, path: &Path, seen: &mut HashSet<String>) -> anyhow::Result<()> {
+/// The ids of `outbox` found among the events in `file` (a torn last line
+/// is ignored), read through a handle of its own (appends go to the end
+/// whatever the position).
+fn read_ids(
+    file: &std::fs::File,
+    path: &Path,
+    outbox: &HashSet<&str>,
+    seen: &mut HashSet<String>,
+) -> anyhow::Result<()> {
+    if outbox.is_empty() {
+        return Ok(());
+    }
     let file = own_file::open_to_read(path)
         .and_then(|read| same_file(file, &read).map(|()| read))
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -105,6 +121,7 @@ fn read_ids(file: &std::fs::File, path: &Path, seen: &mut HashSet<String>) -> an
         let line = line?;
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line)
             && let Some(id) = value["id"].as_str()
+            && outbox.contains(id)
         {
             seen.insert(id.to_string());
         }
@@ -132,10 +149,15 @@ impl Sink {
         state: Option<Arc<Journal>>,
     ) -> anyhow::Result<Sink> {
         let durable = state.is_some();
+        let outbox: HashSet<&str> = state
+            .iter()
+            .flat_map(|state| state.outbox())
+            .map(|event| event.id.as_str())
+            .collect();
         let mut seen = HashSet::new();
-        let outputs = open(outputs, durable, &mut seen)?;
+        let outputs = open(outputs, durable, &outbox, &mut seen)?;
         let errors = match errors {
-            Some(_) => Some(open(errors, durable, &mut seen)?),
+            Some(_) => Some(open(errors, durable, &outbox, &mut seen)?),
             None => None,
         };
         Ok(Sink {
@@ -148,10 +170,10 @@ impl Sink {
         })
     }
 
-    /// Writes `event` unless it was written before.
+    /// Writes `event` unless it is an outbox event already in the files.
     pub fn write(&mut self, event: &Event) -> anyhow::Result<()> {
         if self.state.is_some() {
-            if !self.seen.insert(event.id.clone()) {
+            if self.seen.remove(&event.id) {
                 self.duplicates += 1;
                 self.written.push(event.id.clone());
                 return Ok(());
