@@ -51,11 +51,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli.run()) {
+    let code = match runtime.block_on(cli.run()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("weir: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    // The command is done (outputs written, journal synced). Dropping the
+    // runtime would wait for its blocking threads, one of which may sit in
+    // a read of an idle stdin that weir stopped taking (a failed journal):
+    // give them a moment, then exit without them.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }

@@ -216,6 +216,7 @@ impl Runtime {
             permits: Semaphore::new(settings.max_concurrency),
             usage: Arc::default(),
             fatal: std::sync::Mutex::new(None),
+            intake_stopped: tokio::sync::Notify::new(),
             releases: std::sync::Mutex::new(release_tx),
             in_flight: std::sync::Mutex::default(),
             journal: self.journal,
@@ -245,11 +246,28 @@ struct Shared {
     permits: Semaphore,
     usage: Arc<ModelUsage>,
     journal: Option<Arc<Journal>>,
-    /// Why the run had to stop taking input (the journal failed).
+    /// Why the run had to stop taking input (the journal failed); set
+    /// through [`Shared::stop_intake`].
     fatal: std::sync::Mutex<Option<String>>,
+    /// Wakes the scheduler waiting for input when `fatal` is set.
+    intake_stopped: tokio::sync::Notify,
     /// Commits waiting to release their outputs, with a journal (taken
     /// away when the last run has ended, which ends the releaser).
     releases: std::sync::Mutex<Option<mpsc::Sender<Release>>>,
     /// Input events taken whose commits are not queued yet, with a journal.
     in_flight: std::sync::Mutex<InFlight>,
+}
+
+impl Shared {
+    /// Stops intake for `reason` (the first reason stays): the scheduler
+    /// takes no more input, even while it waits for some, and the run ends
+    /// once what runs is done.
+    fn stop_intake(&self, reason: impl FnOnce() -> String) {
+        self.fatal
+            .lock()
+            .expect("fatal lock")
+            .get_or_insert_with(reason);
+        // A stored permit if the scheduler is not waiting right now.
+        self.intake_stopped.notify_one();
+    }
 }

@@ -181,11 +181,7 @@ pub(super) async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::R
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot commit a run; taking no more input");
-                shared
-                    .fatal
-                    .lock()
-                    .expect("fatal lock")
-                    .get_or_insert_with(|| e.to_string());
+                shared.stop_intake(|| e.to_string());
             }
         }
     }

@@ -83,16 +83,18 @@ pub(super) async fn schedule(
     let mut taken = 0u64;
 
     loop {
-        if shared.fatal.lock().expect("fatal lock").is_some() {
-            // The journal failed: take no more input, finish what runs.
-            break;
-        }
         let permit = pending
             .clone()
             .acquire_owned()
             .await
             .expect("the pending semaphore is never closed");
-        let Some((mut event, position)) = input.recv().await else {
+        let next = tokio::select! {
+            biased;
+            // The journal failed: take no more input, finish what runs.
+            () = shared.intake_stopped.notified() => None,
+            next = input.recv() => next,
+        };
+        let Some((mut event, position)) = next else {
             break;
         };
         let position = position.unwrap_or(InputPosition {

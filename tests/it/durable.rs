@@ -540,23 +540,19 @@ async fn a_journal_of_another_format_or_in_use_is_refused() {
     first.sync().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_stops_intake_with_an_error_and_loses_nothing() {
-    // The journal grows past the largest file the process may write (the
-    // file-size limit, with SIGXFSZ ignored, as a full disk fails a write),
-    // while the outputs stay small.
-    let tmp = tempfile::tempdir().unwrap();
+/// An agent whose action writes its 4 KiB payload to short-term memory,
+/// and `events` input lines for it: a journal that grows fast.
+fn full_disk_setup(dir: &std::path::Path, events: usize) -> (std::path::PathBuf, String) {
     let manifest = write(
-        tmp.path(),
+        dir,
         "full.toml",
         &format!(
             "[agent]\nname = \"full\"\n\n[components.m]\npath = \"{}\"\n\n[actions.remember]\ncomponent = \"m\"\nlisten = [\"_input_event\"]\n",
             component("guest_misbehave.wasm").display()
         ),
     );
-    let events = 1500;
     let pad = "x".repeat(4096);
-    let lines: String = (0..events)
+    let lines = (0..events)
         .map(|i| {
             let payload = json!({ "path": format!("p{i}"), "value": pad, "read": "none" });
             format!(
@@ -565,20 +561,38 @@ async fn a_full_disk_stops_intake_with_an_error_and_loses_nothing() {
             )
         })
         .collect();
+    (manifest, lines)
+}
+
+/// `weir ARGS` under a file-size limit of `bytes`, with SIGXFSZ ignored, as
+/// a full disk fails a write.
+fn with_file_limit(bytes: u64) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; exec prlimit --fsize={bytes} \"$0\" \"$@\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_weir"));
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_intake_with_an_error_and_loses_nothing() {
+    // The journal grows past the largest file the process may write, while
+    // the outputs stay small.
+    let tmp = tempfile::tempdir().unwrap();
+    let events = 1500;
+    let (manifest, lines) = full_disk_setup(tmp.path(), events);
     let input = write(tmp.path(), "in.jsonl", &lines);
     let output = tmp.path().join("out.jsonl");
     let state = tmp.path().join("state");
     let run = |limit: Option<u64>| {
-        let mut command = Command::new("sh");
-        command.arg("-c");
-        match limit {
-            Some(bytes) => command.arg(format!(
-                "trap '' XFSZ; exec prlimit --fsize={bytes} \"$0\" \"$@\""
-            )),
-            None => command.arg("exec \"$0\" \"$@\""),
+        let mut command = match limit {
+            Some(bytes) => with_file_limit(bytes),
+            None => Command::new(env!("CARGO_BIN_EXE_weir")),
         };
         command
-            .arg(env!("CARGO_BIN_EXE_weir"))
             .arg("run")
             .arg(&manifest)
             .arg("--input")
@@ -622,4 +636,54 @@ async fn a_full_disk_stops_intake_with_an_error_and_loses_nothing() {
     assert_eq!(ids.len(), text.lines().count(), "duplicates");
     assert_eq!(ids.len(), events, "every event's output");
     eprintln!("stopped after {written} outputs; finished all {events}\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_ends_a_run_whose_input_is_idle() {
+    // One line, whose commit (1 MiB of memory) does not fit, and the input
+    // (stdin) stays open with nothing more to read: the failed commit
+    // itself must stop intake, not the arrival of another line, and weir
+    // must exit with its error though a read of stdin is still pending.
+    let tmp = tempfile::tempdir().unwrap();
+    let (manifest, _) = full_disk_setup(tmp.path(), 0);
+    let payload = json!({ "path": "big", "value": "x".repeat(1 << 20), "read": "none" });
+    let lines = format!("{}\n", json!({ "key": "k", "payload": payload }));
+    let mut child = with_file_limit(512 << 10)
+        .arg("run")
+        .arg(&manifest)
+        .args(["--input", "-", "--output", "/dev/null", "--state"])
+        .arg(tmp.path().join("state"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (ended, end) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        // weir may stop reading before the last line (a broken pipe then).
+        let _ = std::io::Write::write_all(&mut stdin, lines.as_bytes());
+        // Held open, not closed, until the run has ended.
+        let _ = end.recv();
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr);
+            panic!("weir kept waiting for input after its journal failed: {stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(ended);
+    writer.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "the run should fail: {stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert!(stderr.contains("stopped taking input"), "{stderr}");
 }
