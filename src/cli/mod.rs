@@ -423,10 +423,9 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         Ok::<u64, anyhow::Error>(bad_lines)
     });
 
-    let (done, outputs) = tokio::sync::mpsc::channel(1);
-    let outputs = std::mem::replace(&mut handle.outputs, outputs);
-    drop(done);
-    let (wrote, written) = tokio::sync::oneshot::channel();
+    // The outputs go to the sink's thread; `finish` gets a closed stand-in.
+    let outputs = std::mem::replace(&mut handle.outputs, tokio::sync::mpsc::channel(1).1);
+    let (wrote, mut written) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("weir-sink".into())
         .spawn(move || {
@@ -437,7 +436,6 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     tokio::pin!(finish);
     // A failed sink (a full disk, a closed pipe) ends the run at once; the
     // journal has what was committed.
-    let mut written = written;
     let (summary, written) = tokio::select! {
         summary = &mut finish => (summary, (&mut written).await),
         done = &mut written => match done {

@@ -3,8 +3,9 @@
 //! known to be written) is written again except the events already in the
 //! files, and the journal is told what has been written (after an fsync),
 //! so a restarted run never writes an output twice. Only the outbox's ids
-//! are looked for and held: a sink's memory does not grow with its output. The files are opened
-//! without following a link (see [`weir::journal::own_file`]).
+//! are looked for and held: a sink's memory does not grow with its output.
+//! The files are opened without following a link (see
+//! [`weir::journal::own_file`]).
 //!
 //! The sink is plain blocking I/O on a thread of its own ([`Sink::drain`]):
 //! through tokio's file type every flush was a hop to its blocking pool,
@@ -67,8 +68,6 @@ pub struct Sink {
     /// Ids of outbox events found in the files: written before a restart.
     seen: HashSet<String>,
     written: Vec<String>,
-    /// Events skipped because they were already written.
-    pub duplicates: u64,
 }
 
 fn open(
@@ -166,7 +165,6 @@ impl Sink {
             state,
             seen,
             written: Vec::new(),
-            duplicates: 0,
         })
     }
 
@@ -174,7 +172,6 @@ impl Sink {
     pub fn write(&mut self, event: &Event) -> anyhow::Result<()> {
         if self.state.is_some() {
             if self.seen.remove(&event.id) {
-                self.duplicates += 1;
                 self.written.push(event.id.clone());
                 return Ok(());
             }
@@ -214,7 +211,7 @@ impl Sink {
     /// [`LINGER`] before taking the next batch instead of being woken for
     /// each output: waking this thread per output cost the workers a futex
     /// call and a preemption each, a sixth of the runtime's CPU under load.
-    pub fn drain(mut self, mut outputs: mpsc::Receiver<Event>) -> anyhow::Result<Sink> {
+    pub fn drain(mut self, mut outputs: mpsc::Receiver<Event>) -> anyhow::Result<()> {
         let mut batch = Vec::new();
         loop {
             let taken = outputs.blocking_recv_many(&mut batch, 1024);
@@ -231,7 +228,6 @@ impl Sink {
                 std::thread::sleep(LINGER);
             }
         }
-        self.settle()?;
-        Ok(self)
+        self.settle()
     }
 }
