@@ -14,7 +14,7 @@ pub use grants::{DirGrant, GrantSpec, Isolation, ReuseScope};
 pub use manifest::{ManifestError, models_dir};
 
 /// The lockfile's name, beside the agent manifest: it pins each installed
-/// skill to its package digest (see `crate::skill::lock`).
+/// skill to its package digest (the skill layer reads and writes it).
 pub const LOCK_FILE: &str = "weir.lock";
 
 /// The lockfile for the agent manifest at `manifest`.
@@ -199,7 +199,8 @@ pub struct Agent {
     /// Installed skills by name; each adds its components (named as the
     /// skill, or `SKILL.COMPONENT` when it has several).
     pub skills: BTreeMap<String, SkillUse>,
-    /// The skill store to find them in (default: [`crate::skill::store::SkillStore::default_root`]).
+    /// The skill store to find them in (default: the skill store's default
+    /// root: `$WEIR_SKILLS_DIR`, else the user's data dir + `weir/skills`).
     pub skill_store: Option<PathBuf>,
     /// The lockfile pinning the skills' digests (a manifest's is `weir.lock`
     /// beside it; none for agents built in code unless set).

@@ -2,8 +2,8 @@
 //! the action by name.
 //!
 //! Tools run in sandboxes of their own, a layer above the host: the host
-//! reaches them only through [`Toolbox`], which `crate::tools::ToolCatalog`
-//! implements.
+//! reaches them only through [`Toolbox`], which the tool catalogue (a
+//! layer above) implements.
 
 use super::bindings::weir::agent::tools::Host;
 use super::bindings::weir::agent::types::ToolSpec as WitToolSpec;
