@@ -16,6 +16,13 @@ macro_rules! println {
 
 mod cli;
 
+/// mimalloc instead of glibc's malloc: a task allocates and frees many small
+/// objects across two worker threads (events, payloads, host-call strings,
+/// wasmtime's per-instance bookkeeping), and glibc's arenas spent about a
+/// tenth of the CPU of `weir run` on them (BENCHMARKS.md, the hot path).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Writes one line to stdout; a closed pipe ends the process (see
 /// `println!` above), any other failure is reported and ends it too.
 fn print_line(line: std::fmt::Arguments<'_>) {

@@ -17,7 +17,11 @@ pub(crate) struct SetupFailed {
 
 /// The data of one task's store.
 pub struct InstanceState {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call when building it cannot fail
+    /// (no directories to open, no command input): most actions never make
+    /// one, and a context (clocks, random generators, stdio) was a few
+    /// percent of a trivial task's CPU.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     http_ctx: WasiHttpCtx,
     http: HttpPolicy,
@@ -29,8 +33,19 @@ pub struct InstanceState {
 
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let ctx = self.wasi.get_or_insert_with(|| {
+            let readings = self.task.readings.as_ref();
+            wasi::context(
+                &self.task.input.grants,
+                &self.stdout,
+                &self.stderr,
+                None,
+                readings,
+            )
+            .unwrap_or_else(|_| unreachable!("deferred only without directories to open"))
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
@@ -74,9 +89,13 @@ impl InstanceState {
             .journal
             .as_ref()
             .map(|_| readings::SharedReadings::default());
-        let wasi = match wasi::context(&input.grants, &stdout, &stderr, io, readings.as_ref()) {
-            Ok(wasi) => wasi,
-            Err(error) => return Err(Box::new(SetupFailed { input, error })),
+        let wasi = if input.grants.dirs.is_empty() && io.is_none() {
+            None
+        } else {
+            match wasi::context(&input.grants, &stdout, &stderr, io, readings.as_ref()) {
+                Ok(wasi) => Some(wasi),
+                Err(error) => return Err(Box::new(SetupFailed { input, error })),
+            }
         };
         let http = HttpPolicy::prepare(&input.grants);
         let memory_bytes = input.limits.memory_bytes();

@@ -71,8 +71,8 @@ pub(crate) mod bindings {
     }
 }
 
-/// An instance of an action component, and its pre-instantiated form.
-pub(crate) use bindings::{SkillCore as ActionInstance, SkillCorePre as ActionInstancePre};
+/// An action component's pre-instantiated form (its exports' bindings).
+pub(crate) use bindings::SkillCorePre as ActionInstancePre;
 
 /// Every capability guests may import, one line each (see `capability`).
 pub(crate) const CAPABILITIES: &[HostCapability] = &[

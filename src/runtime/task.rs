@@ -297,12 +297,9 @@ async fn run_component(
     let outcome = invoke(&mut store, async move |store| {
         let instance = match instance {
             Some(instance) => instance,
-            None => component.pre.instantiate_async(&mut *store).await?,
+            None => component.instantiate_handler(&mut *store).await?,
         };
-        let result = instance
-            .weir_agent_handler()
-            .call_handle(&mut *store, &action.export, event)
-            .await?;
+        let result = instance.call(&mut *store, &action.export, event).await?;
         Ok((instance, result))
     })
     .await;

@@ -1,6 +1,7 @@
 //! An action component: read, checked against the WIT contract, compiled,
 //! pre-instantiated, and asked which actions it carries.
 
+use super::handler::{HandleExport, Handler};
 use super::{CompileSource, Sandbox};
 use crate::host::bindings::reconciler::exports::weir::agent::reconciler::{
     GuestIndices as ReconcilerIndices, Reconciled,
@@ -109,6 +110,8 @@ pub struct ActionComponent {
     /// The interfaces it imports, for example `weir:agent/model@0.1.0`.
     imports: Vec<String>,
     pub(crate) pre: ActionInstancePre<InstanceState>,
+    /// Its `handle` export, checked once.
+    handle: HandleExport,
     /// Its optional `reconciler` export.
     reconciler: Option<ReconcilerIndices>,
     pub(crate) sandbox: Arc<Sandbox>,
@@ -159,6 +162,20 @@ impl ActionComponent {
     /// The interfaces it imports, for example `weir:agent/model@0.1.0`.
     pub fn imports(&self) -> &[String] {
         &self.imports
+    }
+
+    /// A fresh instance in `store`, with its `handle` export: what an action
+    /// task runs.
+    pub(crate) async fn instantiate_handler(
+        &self,
+        store: &mut wasmtime::Store<InstanceState>,
+    ) -> wasmtime::Result<Handler> {
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut *store)
+            .await?;
+        self.handle.bind(store, &instance)
     }
 
     /// Asks the component's reconciler, in `store`'s fresh instance, what
@@ -307,10 +324,12 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
         .imports(&sandbox.engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    let pre = ActionInstancePre::new(instance_pre).map_err(|e| ComponentError::Exports {
+    let exports_error = |e: wasmtime::Error| ComponentError::Exports {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
-    })?;
+    };
+    let handle = find_handle(sandbox, &instance_pre).map_err(exports_error)?;
+    let pre = ActionInstancePre::new(instance_pre).map_err(exports_error)?;
     let mut component = ActionComponent {
         path: path.to_path_buf(),
         digest,
@@ -320,6 +339,7 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
         effects: Vec::new(),
         imports,
         pre,
+        handle,
         reconciler,
         sandbox: sandbox.clone(),
     };
@@ -329,6 +349,18 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
             message,
         })?;
     Ok(component)
+}
+
+/// Finds and type-checks the `handle` export, in an instance of its own.
+fn find_handle(
+    sandbox: &Arc<Sandbox>,
+    pre: &wasmtime::component::InstancePre<InstanceState>,
+) -> wasmtime::Result<HandleExport> {
+    let mut store = sandbox.new_store(InstanceState::describe(DESCRIBE_CPU_MS));
+    crate::util::block_on(async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        HandleExport::find(pre, &mut store, &instance)
+    })
 }
 
 type Description = (Vec<ActionInfo>, Vec<ToolSpec>, Vec<String>);

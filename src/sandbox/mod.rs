@@ -5,6 +5,7 @@ mod cache;
 mod command;
 mod component;
 mod engine;
+mod handler;
 mod outcome;
 mod pool;
 
@@ -12,6 +13,7 @@ pub use cache::CompileSource;
 pub use command::{CommandComponent, CommandOutput};
 pub use component::{ActionComponent, ActionInfo, ComponentError};
 pub use engine::{SandboxConfig, default_cache_dir};
+pub(crate) use handler::Handler;
 pub(crate) use outcome::{GuestStop, invoke};
 pub(crate) use pool::{InstancePool, WarmInstance};
 
@@ -198,14 +200,13 @@ pub mod probe {
     }
 
     async fn handle(
-        instance: &crate::host::ActionInstance,
+        handler: &Handler,
         store: &mut Store<InstanceState>,
         action: &str,
         event: &WitEvent,
     ) -> anyhow::Result<()> {
-        instance
-            .weir_agent_handler()
-            .call_handle(store, action, event)
+        handler
+            .call(store, action, event)
             .await?
             .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))
     }
@@ -215,7 +216,7 @@ pub mod probe {
         let start = Instant::now();
         for _ in 0..n {
             let mut store = store(component);
-            component.pre.instantiate_async(&mut store).await?;
+            component.instantiate_handler(&mut store).await?;
         }
         Ok(start.elapsed())
     }
@@ -228,7 +229,7 @@ pub mod probe {
         n: u32,
     ) -> anyhow::Result<Duration> {
         let mut store = store(component);
-        let instance = component.pre.instantiate_async(&mut store).await?;
+        let instance = component.instantiate_handler(&mut store).await?;
         let event = event();
         let start = Instant::now();
         for _ in 0..n {
@@ -248,7 +249,7 @@ pub mod probe {
         let start = Instant::now();
         for _ in 0..n {
             let mut store = store(component);
-            let instance = component.pre.instantiate_async(&mut store).await?;
+            let instance = component.instantiate_handler(&mut store).await?;
             handle(&instance, &mut store, action, &event).await?;
         }
         Ok(start.elapsed())

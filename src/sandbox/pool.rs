@@ -1,7 +1,8 @@
 //! Warm instances kept for reuse by actions whose isolation allows it.
 
+use super::Handler;
 use crate::agent::ReuseScope;
-use crate::host::{ActionInstance, InstanceState};
+use crate::host::InstanceState;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use wasmtime::Store;
@@ -9,7 +10,7 @@ use wasmtime::Store;
 /// An instance with its store, between tasks.
 pub(crate) struct WarmInstance {
     pub store: Store<InstanceState>,
-    pub instance: ActionInstance,
+    pub instance: Handler,
     /// Tasks it has served.
     pub tasks: u32,
     /// The key it last served.
