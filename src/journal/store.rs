@@ -121,6 +121,16 @@ enum Write {
     Delivered(Vec<String>),
 }
 
+impl Write {
+    /// Whether somebody waits for it to reach the disk.
+    fn is_waited_for(&self) -> bool {
+        matches!(
+            self,
+            Write::Commit(_) | Write::Barrier(_) | Write::DurableCall(..)
+        )
+    }
+}
+
 /// Call records not yet pruned, by id, and their ids by run.
 #[derive(Default)]
 struct PendingCalls {
@@ -465,11 +475,20 @@ fn outbox_order(key: &str, seq: u64, n: usize) -> String {
     format!("{key}\u{1}{seq:020}\u{1}{n:06}")
 }
 
-/// The least time between the starts of two group commits. Under load,
-/// writes queue meanwhile and share one fsync (each fsync costs the machine
+/// The least time between the starts of two group commits under load.
+/// Writes queue meanwhile and share one fsync (each fsync costs the machine
 /// far more than the wait: on a VM, every one is several exits to the
-/// hypervisor); a write after a quiet spell is not delayed.
+/// hypervisor).
 const GROUP_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The spacing is adaptive: the writer waits out the interval only when the
+/// last group carried more than one commit somebody waits for (several
+/// runs finishing at once, so waiting gathers more of them); a run that
+/// finishes alone, as with one event at a time, is synced at once instead
+/// of waiting for company that is not coming.
+fn under_load(waited_for: usize) -> bool {
+    waited_for > 1
+}
 
 /// The writer thread: takes every write queued, appends them as one frame,
 /// syncs it, then answers the commits; rewrites the log when it is mostly
@@ -480,9 +499,11 @@ fn writer(mut log: Log, mut queue: mpsc::UnboundedReceiver<Write>) {
     let mut failed: Option<String> = None;
     let mut batch = Vec::new();
     let mut last_commit: Option<std::time::Instant> = None;
+    let mut last_waited_for = 0;
     while let Some(first) = queue.blocking_recv() {
-        if let Some(wait) =
-            last_commit.and_then(|at| GROUP_COMMIT_INTERVAL.checked_sub(at.elapsed()))
+        if let Some(wait) = last_commit
+            .filter(|_| under_load(last_waited_for))
+            .and_then(|at| GROUP_COMMIT_INTERVAL.checked_sub(at.elapsed()))
         {
             std::thread::sleep(wait);
         }
@@ -491,6 +512,7 @@ fn writer(mut log: Log, mut queue: mpsc::UnboundedReceiver<Write>) {
         while let Ok(next) = queue.try_recv() {
             batch.push(next);
         }
+        last_waited_for = batch.iter().filter(|w| w.is_waited_for()).count();
         let result = match &failed {
             Some(message) => Err(message.clone()),
             None => append(&mut log, &batch).map_err(|e| e.to_string()),
