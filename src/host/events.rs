@@ -32,7 +32,9 @@ impl Task {
         attributes: Vec<Attribute>,
     ) -> Result<String, HostError> {
         self.call(EMIT, |task| {
-            let size = payload.to_string().len();
+            let size = serde_json::to_vec(&payload)
+                .expect("JSON values serialise")
+                .len();
             task.push_event(event_type, payload, size, attributes)
         })
     }

@@ -334,7 +334,9 @@ fn to_wit(event: &Event) -> WitEvent {
         id: event.id.clone(),
         event_type: event.event_type.clone(),
         key: event.key.clone(),
-        payload: event.payload.to_string(),
+        // `to_string` writes through `Display`'s formatter, which checks
+        // every piece it writes for UTF-8; serde_json writes bytes straight.
+        payload: serde_json::to_string(&event.payload).expect("JSON values serialise"),
         upstream_id: event.upstream_id.clone(),
         attributes: event
             .attributes
