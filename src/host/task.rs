@@ -85,12 +85,28 @@ pub(crate) struct TaskInput {
 impl TaskInput {
     /// Input that grants nothing and names no task.
     pub(crate) fn idle() -> TaskInput {
-        TaskInput {
+        /// What every idle input shares: a warm instance parks on an idle
+        /// task between tasks, so making one allocates nothing.
+        struct Shared {
+            action_name: Arc<str>,
+            config: Arc<ActionConfig>,
+            grants: Arc<Grants>,
+            env: Arc<TaskEnv>,
+            usage: Arc<ModelUsage>,
+        }
+        static SHARED: std::sync::LazyLock<Shared> = std::sync::LazyLock::new(|| Shared {
             action_name: Arc::from(""),
             config: Arc::default(),
             grants: Arc::default(),
             env: Arc::default(),
             usage: Arc::default(),
+        });
+        TaskInput {
+            action_name: SHARED.action_name.clone(),
+            config: SHARED.config.clone(),
+            grants: SHARED.grants.clone(),
+            env: SHARED.env.clone(),
+            usage: SHARED.usage.clone(),
             key: String::new(),
             event_id: String::new(),
             memory: KeyMemory::default(),
