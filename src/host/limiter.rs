@@ -139,8 +139,11 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 
+    /// Core instances per store: a Rust component links 3 core modules, a
+    /// Python one (componentize-py: the interpreter, libc and the app as
+    /// modules of their own) about 17.
     fn instances(&self) -> usize {
-        16
+        64
     }
 
     fn tables(&self) -> usize {

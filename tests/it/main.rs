@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod layers;
 mod local;
 mod models;
+mod python;
 mod reconcile;
 mod replay;
 mod reviews;

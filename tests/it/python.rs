@@ -1,0 +1,111 @@
+//! Python guests: skills written with the Python SDK (`sdk/python`), built
+//! from source by componentize-py (`scripts/build-python-skills`), planned and
+//! run like Rust ones.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use weir::event::types;
+use weir::{ActionBuilder, Agent, Event};
+
+/// Builds the Python skills (once per test binary); the component file.
+fn python_component(file: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new(repo().join("scripts/build-python-skills"))
+            .status()
+            .expect("run scripts/build-python-skills");
+        assert!(status.success(), "building the Python skills failed");
+    });
+    repo().join("build/components").join(file)
+}
+
+/// The word-stats example's agent with its `count` action from `stats`.
+fn word_stats(stats: PathBuf) -> Agent {
+    Agent::builder("word-stats")
+        .component("tokenizer", component("skill_tokenizer.wasm"))
+        .component("stats", stats)
+        .action(
+            ActionBuilder::new("tokenize", "tokenizer")
+                .listen(types::INPUT)
+                .config("min_length", json!(2)),
+        )
+        .action(ActionBuilder::new("count", "stats").listen("words_tokenized"))
+        .config("top", json!(3))
+        .build()
+}
+
+/// The word-stats example's input events.
+fn example_events() -> Vec<Event> {
+    let path = repo().join("examples/word-stats/events.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .enumerate()
+        .filter_map(|(n, line)| weir::event::parse_input_line(line, "events.jsonl", n + 1).unwrap())
+        .collect()
+}
+
+fn sorted(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by(|a, b| a.id.cmp(&b.id));
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_word_stats_action_gives_the_rust_ones_outputs() {
+    let python = python_component("skill_word_stats_py.wasm");
+    let rust = component("skill_word_stats.wasm");
+    let python_plan = plan(&word_stats(python)).await;
+    // Planning checked `count` against the Python component's `actions`.
+    assert_eq!(python_plan.actions["count"].export, "count");
+
+    let events = example_events();
+    let (from_python, summary) = run(python_plan, events.clone()).await;
+    let (from_rust, _) = run(plan(&word_stats(rust)).await, events.clone()).await;
+    assert_eq!(summary.outputs as usize, events.len());
+    assert!(
+        from_python.iter().all(|e| e.event_type == types::OUTPUT),
+        "{from_python:#?}"
+    );
+    // Same payloads, same deterministic ids, same order per key.
+    assert_eq!(sorted(from_python), sorted(from_rust));
+}
+
+/// An agent whose only action is the Python `count`, on input events.
+fn count_only(top: Value) -> Agent {
+    Agent::builder("count-only")
+        .component("stats", python_component("skill_word_stats_py.wasm"))
+        .action(ActionBuilder::new("count", "stats").listen(types::INPUT))
+        .config("top", top)
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_action_errors_and_exceptions_become_error_events() {
+    // An ActionError raised by the action: its code and message.
+    let (outputs, _) = run(
+        plan(&count_only(json!(3))).await,
+        vec![Event::input("k", json!({ "words": 5 }))],
+    )
+    .await;
+    assert_eq!(outputs.len(), 1, "{outputs:#?}");
+    assert_eq!(outputs[0].event_type, types::ERROR);
+    assert_eq!(outputs[0].payload["code"], "bad-payload", "{outputs:#?}");
+
+    // An uncaught exception (a string where a number belongs): the error
+    // event carries the Python traceback, pointing into the skill's source.
+    let (outputs, summary) = run(
+        plan(&count_only(json!("three"))).await,
+        vec![
+            Event::input("k", json!({ "words": ["a", "b"] })),
+            Event::input("k", json!({ "words": ["c"] })),
+        ],
+    )
+    .await;
+    assert_eq!(summary.failed_tasks, 2, "{outputs:#?}");
+    let message = outputs[0].payload["message"].as_str().unwrap_or_default();
+    assert_eq!(outputs[0].payload["code"], "exception", "{outputs:#?}");
+    assert!(message.contains("Traceback"), "{message}");
+    assert!(message.contains("word_stats.py"), "{message}");
+    assert!(message.contains("TypeError"), "{message}");
+}
