@@ -109,3 +109,93 @@ async fn python_action_errors_and_exceptions_become_error_events() {
     assert!(message.contains("word_stats.py"), "{message}");
     assert!(message.contains("TypeError"), "{message}");
 }
+
+/// A Rust action (`use-tool`) granted the Python text tools.
+fn python_tools_agent() -> Agent {
+    Agent::builder("py-tools")
+        .component("m", component("guest_misbehave.wasm"))
+        .component("text", python_component("skill_text_tools_py.wasm"))
+        .action(
+            ActionBuilder::new("use-tool", "m")
+                .listen(types::INPUT)
+                .tool("count_words")
+                .tool("top_words"),
+        )
+        .build()
+}
+
+fn use_tool(tool: &str, arguments: Value) -> Event {
+    Event::input("k", json!({ "tool": tool, "arguments": arguments }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_tools_get_schemas_from_their_signatures_and_run_when_called() {
+    let plan = plan(&python_tools_agent()).await;
+    let spec = |name: &str| {
+        plan.tools
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no tool {name}"))
+            .clone()
+    };
+    // Type hints, defaults and the docstring's parameter descriptions.
+    let count = spec("count_words");
+    assert_eq!(count.description, "Counts the words of a text.");
+    assert_eq!(count.parameters["required"], json!(["text"]));
+    assert_eq!(count.parameters["additionalProperties"], json!(false));
+    assert_eq!(
+        count.parameters["properties"]["min_length"],
+        json!({ "type": "integer", "default": 1, "description": "Shortest word counted, in characters." })
+    );
+    let top = spec("top_words");
+    assert_eq!(
+        top.parameters["properties"]["order"]["enum"],
+        json!(["count", "alpha"])
+    );
+    assert_eq!(
+        top.parameters["properties"]["words"]["items"],
+        json!({ "type": "string" })
+    );
+
+    let (outputs, _) = run(
+        plan,
+        vec![
+            use_tool(
+                "count_words",
+                json!({ "text": "a bb ccc", "min_length": 2 }),
+            ),
+            use_tool("top_words", json!({ "words": ["b", "a", "b"], "top": 1 })),
+            use_tool("top_words", json!({ "words": ["b"], "order": "zzz" })),
+            use_tool("top_words", json!({ "words": ["b"], "top": -1 })),
+            use_tool("count_words", json!({ "text": "x", "unknown": 1 })),
+        ],
+    )
+    .await;
+    assert_eq!(outputs.len(), 5, "{outputs:#?}");
+    assert_eq!(
+        outputs[0].payload,
+        json!({ "result": { "words": 2, "chars": 8 } })
+    );
+    assert_eq!(
+        outputs[1].payload,
+        json!({ "result": [{ "word": "b", "count": 2 }] })
+    );
+    let message = |i: usize| outputs[i].payload["message"].as_str().unwrap().to_string();
+    // Refused by the schema before the tool runs.
+    assert!(
+        message(2).contains("do not match its schema") && message(2).contains("/order"),
+        "{}",
+        message(2)
+    );
+    assert!(
+        message(4).contains("do not match its schema"),
+        "{}",
+        message(4)
+    );
+    // The tool's own ActionError.
+    assert!(
+        message(3).contains("bad-arguments: top must not be negative"),
+        "{}",
+        message(3)
+    );
+}

@@ -38,8 +38,11 @@ from wit_world.imports import model as _model
 from wit_world.imports import tools as _tools
 from wit_world.imports import types as _types
 
+from ._schema import tool_schema
+
 __all__ = [
     "action",
+    "tool",
     "ActionError",
     "HostError",
     "Event",
@@ -286,6 +289,28 @@ def action(
     return register(fn) if fn is not None else register
 
 
+_TOOLS: Dict[str, Tuple[Callable[..., Any], str, str]] = {}
+
+
+def tool(fn: Optional[Callable[..., Any]] = None, *, name: Optional[str] = None) -> Any:
+    """Registers ``fn`` as a tool models (and actions granted it) may call,
+    named ``name`` (default: the function's name). Its arguments' JSON
+    Schema comes from its type hints, its description and the parameters'
+    from its docstring (see ``weir_sdk._schema``); weir checks every call's
+    arguments against the schema before the tool runs. It returns anything
+    JSON can hold."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        tool_name = name or fn.__name__
+        if tool_name in _TOOLS:
+            raise ValueError(f"two tools are named `{tool_name}`")
+        description, parameters = tool_schema(fn)
+        _TOOLS[tool_name] = (fn, description, json.dumps(parameters))
+        return fn
+
+    return register(fn) if fn is not None else register
+
+
 def _description(fn: Callable[..., Any]) -> str:
     doc = (fn.__doc__ or "").strip()
     return doc.split("\n\n")[0].replace("\n", " ").strip()
@@ -321,13 +346,22 @@ class Handler(exports.Handler):
 
 
 class ToolProvider(exports.ToolProvider):
-    """The component's `tool-provider` export: no tools yet."""
+    """The component's `tool-provider` export: the registered tools."""
 
     def tools(self) -> List[_types.ToolSpec]:
-        return []
+        return [
+            _types.ToolSpec(name=n, description=d, parameters=p) for n, (_, d, p) in _TOOLS.items()
+        ]
 
     def call(self, name: str, arguments: str) -> str:
-        raise Err(_types.ActionError(code="unknown-tool", message=f"no tool `{name}`"))
+        entry = _TOOLS.get(name)
+        if entry is None:
+            raise Err(_types.ActionError(code="unknown-tool", message=f"no tool `{name}`"))
+        try:
+            result = entry[0](**json.loads(arguments))
+            return json.dumps(result)
+        except Exception as exc:  # every failure becomes the tool's error
+            raise Err(_failure(exc)) from None
 
 
 class Reconciler(exports.Reconciler):
