@@ -10,20 +10,32 @@ use weir::skill::oci::{self, Reference};
 use weir::skill::store::{self, InstalledSkill, SkillStore};
 use weir::skill::{archive, build};
 
+/// `weir skill new --lang`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Lang {
+    /// A Rust crate.
+    Rust,
+    /// A Python module (built with componentize-py).
+    Python,
+}
+
 #[derive(Subcommand)]
 pub enum SkillCommand {
-    /// Create a new skill crate (Rust, built to wasm32-wasip2 with the guest SDK).
+    /// Create a new skill: a Rust crate (built to wasm32-wasip2 with the guest SDK) or a Python module.
     New {
         /// The skill's name (lowercase letters, digits and single hyphens).
         name: String,
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The guest SDK crate (`sdk/` of weir's source).
+        /// The language its actions and tools are written in.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
+        /// The Rust guest SDK crate (`sdk/` of weir's source); Python skills need none.
         #[arg(long, env = "WEIR_SDK_PATH")]
         sdk: Option<PathBuf>,
     },
-    /// Build a skill crate and lay out its package (components, sha256s, what they carry).
+    /// Build a skill (a Rust crate, or a Python module with componentize-py) and lay out its package.
     Build {
         /// The skill crate.
         #[arg(default_value = ".")]
@@ -152,22 +164,32 @@ fn split_ref(reference: &str) -> (&str, Option<&str>) {
 impl SkillCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
-            SkillCommand::New { name, dir, sdk } => {
-                let sdk = match sdk {
-                    Some(sdk) => sdk,
-                    None => {
-                        let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk");
-                        anyhow::ensure!(
-                            built_from.is_dir(),
-                            "where is the guest SDK? pass --sdk PATH (weir's `sdk/` directory)"
-                        );
-                        built_from
+            SkillCommand::New {
+                name,
+                dir,
+                lang,
+                sdk,
+            } => {
+                let created = match lang {
+                    Lang::Rust => {
+                        let sdk = match sdk {
+                            Some(sdk) => sdk,
+                            None => {
+                                let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk");
+                                anyhow::ensure!(
+                                    built_from.is_dir(),
+                                    "where is the guest SDK? pass --sdk PATH (weir's `sdk/` directory)"
+                                );
+                                built_from
+                            }
+                        };
+                        let sdk = sdk
+                            .canonicalize()
+                            .with_context(|| format!("no SDK at {}", sdk.display()))?;
+                        build::new_skill(&dir, &name, build::Language::Rust, Some(&sdk))?
                     }
+                    Lang::Python => build::new_skill(&dir, &name, build::Language::Python, None)?,
                 };
-                let sdk = sdk
-                    .canonicalize()
-                    .with_context(|| format!("no SDK at {}", sdk.display()))?;
-                let created = build::new_skill(&dir, &name, &sdk)?;
                 println!("created {}", created.display());
                 println!("next: weir skill build {}", created.display());
                 Ok(ExitCode::SUCCESS)

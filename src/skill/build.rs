@@ -1,5 +1,6 @@
-//! Making skills: `new` scaffolds a skill crate, `build` compiles it to a
-//! wasm32-wasip2 component and lays out the package (SKILL.md, references,
+//! Making skills: `new` scaffolds a skill (a Rust crate or a Python module),
+//! `build` compiles it to a wasm32-wasip2 component (cargo, or
+//! componentize-py: see `python`) and lays out the package (SKILL.md, references,
 //! assets, components, and a `weir-skill.toml` recording each component's
 //! sha256 and what it carries).
 
@@ -10,9 +11,24 @@ use crate::sandbox::Sandbox;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Creates a new skill crate `name` in `parent/name`, using the guest SDK
-/// at `sdk` (a path dependency).
-pub fn new_skill(parent: &Path, name: &str, sdk: &Path) -> anyhow::Result<PathBuf> {
+/// The language a skill's actions and tools are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// A crate built with cargo for wasm32-wasip2 with the Rust guest SDK.
+    Rust,
+    /// A module built with componentize-py and the Python guest SDK.
+    Python,
+}
+
+/// Creates a new skill `name` in `parent/name`: a Rust crate using the
+/// guest SDK at `sdk` (a path dependency; needed for Rust only), or a
+/// Python module.
+pub fn new_skill(
+    parent: &Path,
+    name: &str,
+    language: Language,
+    sdk: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     let violations = super::skill_md::validate(
         name,
         &format!("---\nname: {name}\ndescription: x\n---\nx\n"),
@@ -24,12 +40,49 @@ pub fn new_skill(parent: &Path, name: &str, sdk: &Path) -> anyhow::Result<PathBu
     }
     let dir = parent.join(name);
     anyhow::ensure!(!dir.exists(), "{} already exists", dir.display());
-    std::fs::create_dir_all(dir.join("src"))?;
     std::fs::create_dir_all(dir.join("references"))?;
-    let crate_name = format!("skill-{name}");
-    let files = [
+    let mut files = match language {
+        Language::Rust => {
+            let sdk =
+                sdk.ok_or_else(|| anyhow::anyhow!("a Rust skill needs the guest SDK's path"))?;
+            std::fs::create_dir_all(dir.join("src"))?;
+            rust_files(name, sdk)
+        }
+        Language::Python => vec![(
+            format!("{}.py", super::python::module_name(name)),
+            super::python::scaffold_module(name),
+        )],
+    };
+    files.extend([
         (
-            "Cargo.toml",
+            SKILL_MD_FILE.to_string(),
+            format!(
+                "---\nname: {name}\ndescription: Upper-cases text and counts words. Use when text must be shouted or measured.\nlicense: Apache-2.0\n---\n# {name}\n\nThe `shout` action answers `{{\"text\": ...}}` with the text upper-cased; the `count_words`\ntool counts the words of a text.\n\nSee [the style notes](references/style.md).\n"
+            ),
+        ),
+        (
+            "references/style.md".to_string(),
+            "Keep answers short.\n".to_string(),
+        ),
+        (
+            MANIFEST_FILE.to_string(),
+            format!(
+                "[skill]\nname = \"{name}\"\nversion = \"0.1.0\"\n\n# What the skill asks to be granted: models, tools, http, dirs, env.\n[permissions]\n"
+            ),
+        ),
+    ]);
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text)?;
+    }
+    Ok(dir)
+}
+
+/// A new Rust skill's crate: its manifest and its source.
+fn rust_files(name: &str, sdk: &Path) -> Vec<(String, String)> {
+    let crate_name = format!("skill-{name}");
+    vec![
+        (
+            "Cargo.toml".to_string(),
             format!(
                 r#"[package]
 name = "{crate_name}"
@@ -56,7 +109,7 @@ strip = true
             ),
         ),
         (
-            "src/lib.rs",
+            "src/lib.rs".to_string(),
             r##"//! A weir skill: actions (and tools) as plain Rust functions.
 
 use serde::Deserialize;
@@ -98,27 +151,7 @@ weir_sdk::skill! {
 "##
             .to_string(),
         ),
-        (
-            SKILL_MD_FILE,
-            format!(
-                "---\nname: {name}\ndescription: Upper-cases text and counts words. Use when text must be shouted or measured.\nlicense: Apache-2.0\n---\n# {name}\n\nThe `shout` action answers `{{\"text\": ...}}` with the text upper-cased; the `count_words`\ntool counts the words of a text.\n\nSee [the style notes](references/style.md).\n"
-            ),
-        ),
-        (
-            "references/style.md",
-            "Keep answers short.\n".to_string(),
-        ),
-        (
-            MANIFEST_FILE,
-            format!(
-                "[skill]\nname = \"{name}\"\nversion = \"0.1.0\"\n\n# What the skill asks to be granted: models, tools, http, dirs, env.\n[permissions]\n"
-            ),
-        ),
-    ];
-    for (file, text) in files {
-        std::fs::write(dir.join(file), text)?;
-    }
-    Ok(dir)
+    ]
 }
 
 /// Builds the skill crate in `dir` for wasm32-wasip2 and lays out its
@@ -143,7 +176,21 @@ pub fn build_skill(
         anyhow::bail!("{}", lines.join("\n"));
     }
 
-    let (wasm_files, command_files) = cargo_build(dir, target_dir)?;
+    let (wasm_files, command_files) = if super::python::is_python_skill(dir, &name) {
+        let target_dir = target_dir.map_or_else(|| dir.join("target"), Path::to_path_buf);
+        (
+            vec![super::python::build(dir, &name, &target_dir)?],
+            Vec::new(),
+        )
+    } else {
+        anyhow::ensure!(
+            dir.join("Cargo.toml").is_file(),
+            "{} holds neither a Rust skill (Cargo.toml) nor a Python one ({}.py)",
+            dir.display(),
+            super::python::module_name(&name)
+        );
+        cargo_build(dir, target_dir)?
+    };
     anyhow::ensure!(
         !wasm_files.is_empty(),
         "cargo built no cdylib in {} (a skill crate has `crate-type = [\"cdylib\"]`)",

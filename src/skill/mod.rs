@@ -6,5 +6,6 @@ pub mod build;
 pub mod lock;
 pub mod oci;
 pub mod package;
+pub mod python;
 pub mod skill_md;
 pub mod store;

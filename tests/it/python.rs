@@ -199,3 +199,83 @@ async fn python_tools_get_schemas_from_their_signatures_and_run_when_called() {
         message(3)
     );
 }
+
+/// The README's flow for a Python skill: new, build (componentize-py),
+/// push, install from the registry, run.
+#[test]
+fn a_new_python_skill_goes_through_build_push_install_and_run() {
+    // componentize-py in weir's tools cache (scripts/python-tools).
+    python_component("skill_word_stats_py.wasm");
+    let registry = crate::support::registry::Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let weir = |store: &str, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .current_dir(tmp.path())
+            .env("WEIR_SKILLS_DIR", tmp.path().join(store))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "weir {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    weir("dev", &["skill", "new", "hello-py", "--lang", "python"]);
+    assert!(tmp.path().join("hello-py/hello_py.py").is_file());
+    let said = weir("dev", &["skill", "build", "hello-py"]);
+    assert!(said.contains("built hello-py@0.1.0"), "{said}");
+    assert!(
+        said.contains("actions [shout], tools [count_words]"),
+        "{said}"
+    );
+    let reference = format!("{}/acme/hello-py:0.1.0", registry.host);
+    weir(
+        "dev",
+        &[
+            "skill",
+            "push",
+            "hello-py/target/skill/hello-py",
+            &reference,
+        ],
+    );
+    weir("user", &["skill", "install", &reference]);
+
+    std::fs::write(
+        tmp.path().join("agent.toml"),
+        "[agent]\nname = \"shouter\"\n\n[skills.hello-py]\nversion = \"0.1.0\"\n\n[actions.shout]\ncomponent = \"hello-py\"\nlisten = [\"_input_event\"]\nconfig = { prefix = \"> \" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("in.jsonl"),
+        "{\"key\": \"k\", \"payload\": {\"text\": \"quiet please\"}}\n",
+    )
+    .unwrap();
+    let out = weir("user", &["run", "agent.toml", "--input", "in.jsonl"]);
+    let event: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(event["payload"]["text"], "> QUIET PLEASE");
+}
+
+#[test]
+fn building_a_python_skill_without_componentize_py_says_how_to_install_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let weir = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .current_dir(tmp.path())
+            .env("WEIR_TOOLS_DIR", tmp.path().join("no-tools"))
+            .env_remove("WEIR_COMPONENTIZE_PY")
+            .output()
+            .unwrap()
+    };
+    assert!(
+        weir(&["skill", "new", "bare", "--lang", "python"])
+            .status
+            .success()
+    );
+    let out = weir(&["skill", "build", "bare"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs componentize-py 0.25.1")
+            && err.contains("pip install componentize-py==0.25.1"),
+        "{err}"
+    );
+}
