@@ -11,7 +11,7 @@ use crate::host::{
 };
 use crate::limits::{Limit, LimitExceeded};
 use crate::plan::{ActionKind, ActionPlan};
-use crate::sandbox::{ActionComponent, GuestStop, WarmInstance, invoke};
+use crate::sandbox::{ActionComponent, GuestStop, WarmInstance, invoke, memory_limit};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -307,6 +307,13 @@ async fn run_component(
     log_guest_output(action, &stderr, &stdout);
     let (result, reusable) = match outcome {
         Ok((instance, Ok(()))) => (Ok(()), Some(instance)),
+        // An error after a refused memory.grow is the memory limit's doing
+        // (an interpreter raises it as an exception), and the instance is
+        // not fit to serve again.
+        Ok((_, Err(_))) if store.data().memory_refused().is_some() => {
+            let exceeded = memory_limit(store.data()).expect("memory was refused");
+            (Err(Failure::Limit(exceeded)), None)
+        }
         Ok((instance, Err(e))) => (
             Err(Failure::Guest {
                 code: e.code,

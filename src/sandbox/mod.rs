@@ -14,7 +14,7 @@ pub use command::{CommandComponent, CommandOutput};
 pub use component::{ActionComponent, ActionInfo, ComponentError};
 pub use engine::{SandboxConfig, default_cache_dir};
 pub(crate) use handler::Handler;
-pub(crate) use outcome::{GuestStop, invoke};
+pub(crate) use outcome::{GuestStop, invoke, memory_limit};
 pub(crate) use pool::{InstancePool, WarmInstance};
 
 use crate::host::{self, InstanceState};

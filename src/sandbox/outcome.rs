@@ -61,15 +61,9 @@ fn classify(error: wasmtime::Error, state: &InstanceState) -> GuestStop {
     // Instantiation itself can be refused memory (a large initial memory),
     // which is not a trap.
     if error.downcast_ref::<wasmtime::Trap>().is_none()
-        && let Some(asked) = state.memory_refused()
+        && let Some(exceeded) = memory_limit(state)
     {
-        return GuestStop::Limit(limits.exceeded(
-            Limit::MemoryMb,
-            format!(
-                "the guest asked for {:.1} MiB of linear memory",
-                asked as f64 / f64::from(1 << 20)
-            ),
-        ));
+        return GuestStop::Limit(exceeded);
     }
     if let Some(wasmtime::component::ResourceTableError::Full) =
         error.downcast_ref::<wasmtime::component::ResourceTableError>()
@@ -92,14 +86,7 @@ fn classify(error: wasmtime::Error, state: &InstanceState) -> GuestStop {
         // A refused memory.grow ends in a trap (Rust aborts on a failed
         // allocation); report the limit, not the abort.
         Some(_) if state.memory_refused().is_some() => {
-            let asked = state.memory_refused().unwrap_or(0);
-            GuestStop::Limit(limits.exceeded(
-                Limit::MemoryMb,
-                format!(
-                    "the guest asked for {:.1} MiB of linear memory",
-                    asked as f64 / f64::from(1 << 20)
-                ),
-            ))
+            GuestStop::Limit(memory_limit(state).expect("memory was refused"))
         }
         Some(trap) => GuestStop::Trap {
             message: format!("wasm trap: {trap}"),
@@ -109,4 +96,18 @@ fn classify(error: wasmtime::Error, state: &InstanceState) -> GuestStop {
             message: format!("{error:#}"),
         },
     }
+}
+
+/// The memory limit the guest of `state` ran into, if it did: what a task
+/// that fails after a refused `memory.grow` reports, whether it trapped
+/// (Rust aborts) or raised an error of its own (Python's `MemoryError`).
+pub(crate) fn memory_limit(state: &InstanceState) -> Option<LimitExceeded> {
+    let asked = state.memory_refused()?;
+    Some(state.task.input.limits.exceeded(
+        Limit::MemoryMb,
+        format!(
+            "the guest asked for {:.1} MiB of linear memory",
+            asked as f64 / f64::from(1 << 20)
+        ),
+    ))
 }

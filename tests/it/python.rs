@@ -5,21 +5,8 @@
 use crate::support::*;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use weir::event::types;
 use weir::{ActionBuilder, Agent, Event};
-
-/// Builds the Python skills (once per test binary); the component file.
-fn python_component(file: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = std::process::Command::new(repo().join("scripts/build-python-skills"))
-            .status()
-            .expect("run scripts/build-python-skills");
-        assert!(status.success(), "building the Python skills failed");
-    });
-    repo().join("build/components").join(file)
-}
 
 /// The word-stats example's agent with its `count` action from `stats`.
 fn word_stats(stats: PathBuf) -> Agent {

@@ -12,6 +12,8 @@
 #[path = "../it/support/mod.rs"]
 mod support;
 
+mod python;
+
 use crate::support::*;
 use serde_json::{Value, json};
 use std::io::Read;

@@ -33,6 +33,19 @@ pub fn component(file: &str) -> PathBuf {
     components().join(file)
 }
 
+/// Builds the Python skills and test guests (once per test binary, with
+/// componentize-py from weir's tools cache) and returns a component's path.
+pub fn python_component(file: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new(repo().join("scripts/build-python-skills"))
+            .status()
+            .expect("run scripts/build-python-skills");
+        assert!(status.success(), "building the Python components failed");
+    });
+    repo().join("build/components").join(file)
+}
+
 /// A sandbox for tests with its own compile cache under a temp dir.
 pub fn sandbox() -> Arc<Sandbox> {
     static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();
