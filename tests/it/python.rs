@@ -266,3 +266,80 @@ fn building_a_python_skill_without_componentize_py_says_how_to_install_it() {
         "{err}"
     );
 }
+
+/// A Python action under `--state`, killed with -9 while its second model
+/// call is in flight: the re-run reads the recorded clock and random
+/// values, so its first call is answered from the journal, not asked again,
+/// and the output appears once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_python_task_re_runs_with_its_recorded_clock_random_and_calls() {
+    use crate::support::durable::{StateRun, kill, until};
+    use crate::support::model_server::{ModelServer, Reply, openai_text};
+    use std::time::Duration;
+
+    let server = ModelServer::start().await;
+    server.script([Reply::Json(openai_text("first", 1, 1))]);
+    server.fallback(Reply::Delayed(
+        Duration::from_secs(3600),
+        Box::new(Reply::Json(openai_text("late", 1, 1))),
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = write(
+        tmp.path(),
+        "stamp.toml",
+        &format!(
+            "[agent]\nname = \"stamp-py\"\n\n[components.p]\npath = \"{}\"\n\n\
+             [actions.stamp]\ncomponent = \"p\"\nlisten = [\"_input_event\"]\nmodels = [\"assistant\"]\n\n\
+             [resources.conn]\nkind = \"chat-model-connection\"\nprovider = \"openai\"\n\
+             base_url = \"{}/v1\"\nmax_retries = 0\n\n\
+             [resources.assistant]\nkind = \"chat-model\"\nconnection = \"conn\"\nmodel = \"m\"\n",
+            python_component("skill_durable_py.wasm").display(),
+            server.url
+        ),
+    );
+    // Compiled into the compile cache first: compiling a 19 MB component
+    // takes longer than the wait below on a busy machine.
+    let planned = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("plan")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(planned.status.success(), "{planned:?}");
+    let run = StateRun::new(
+        tmp.path(),
+        manifest,
+        &[json!({ "key": "k", "payload": { "model": "assistant" } })],
+    );
+    let child = run.spawn();
+    until(|| server.count() == 2).await;
+    // The first call's record goes to disk with the next group commit.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill(child);
+
+    server.fallback(Reply::Json(openai_text("second", 1, 1)));
+    let outputs = run.finish().await;
+    let asked: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| {
+            r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    // Stamped once (replayed on the re-run); the second question asked by
+    // the killed run and by the re-run.
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert_eq!(asked[1..], ["second k", "second k"]);
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    let out = &outputs[0]["payload"];
+    assert_eq!(
+        asked[0],
+        format!(
+            "stamp {} {}",
+            out["stamp"].as_str().unwrap(),
+            out["random"].as_str().unwrap()
+        )
+    );
+}
