@@ -8,8 +8,13 @@ use weir::event::types;
 use weir::{ActionBuilder, Agent, Event};
 
 fn review_agent(url: &str) -> Agent {
+    review_agent_with(url, component("skill_review_analysis.wasm"))
+}
+
+/// The agent with its actions from `reviews`, a Rust or a Python component.
+fn review_agent_with(url: &str, reviews: std::path::PathBuf) -> Agent {
     Agent::builder("product-reviews")
-        .component("reviews", component("skill_review_analysis.wasm"))
+        .component("reviews", reviews)
         .resource(
             "conn",
             "chat-model-connection",
@@ -113,4 +118,62 @@ async fn a_reply_without_a_score_is_an_error_event_and_changes_nothing() {
     assert_eq!(outputs[0].payload["code"], "unparsable-reply");
     assert_eq!(outputs[1].payload["score"], 4);
     assert_eq!(memory["p1"]["aggregate"]["reviews"], 1);
+}
+
+/// The replies of the scripted model, for both runs below.
+fn scripted_replies() -> Vec<Reply> {
+    vec![
+        Reply::Json(openai_text("2", 40, 1)),
+        Reply::Json(openai_text("battery dies fast, too heavy; - loud.", 38, 6)),
+        Reply::Json(openai_text("I cannot rate this.", 1, 1)),
+        Reply::Json(openai_text("5", 10, 1)),
+        Reply::Json(openai_text("None.", 10, 2)),
+        Reply::Json(openai_text("I would say 1.", 11, 4)),
+        Reply::Json(openai_text("Broke after a day\n\n* sharp edges", 10, 4)),
+        Reply::Json(openai_text(
+            "- Improve the battery\r\n- Make it lighter\n\n- Sturdier build\n- A fourth",
+            60,
+            15,
+        )),
+    ]
+}
+
+/// The Flink Agents quickstart scenario with its actions written in Python
+/// (`skills/review-analysis-py`): the same outputs, error events and model
+/// requests as the Rust skill's, from the same replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_review_analysis_gives_the_rust_ones_outputs_and_prompts() {
+    let events = vec![
+        review("r1", "The battery dies in an hour and it weighs a ton."),
+        review("r2", "meh"),
+        review("r3", "Love it!"),
+        review("r4", "Broke after one day."),
+    ];
+    let mut results = Vec::new();
+    for reviews in [
+        component("skill_review_analysis.wasm"),
+        python_component("skill_review_analysis_py.wasm"),
+    ] {
+        let server = ModelServer::start().await;
+        server.script(scripted_replies());
+        let (mut outputs, _) = run(
+            plan(&review_agent_with(&server.url, reviews)).await,
+            events.clone(),
+        )
+        .await;
+        outputs.sort_by(|a, b| a.id.cmp(&b.id));
+        let asked: Vec<_> = server.received().into_iter().map(|r| r.body).collect();
+        results.push((outputs, asked));
+    }
+    let (python, rust) = (results.pop().unwrap(), results.pop().unwrap());
+    assert_eq!(rust.0.len(), 5, "{:#?}", rust.0);
+    assert!(
+        rust.0
+            .iter()
+            .any(|e| e.payload["code"] == "unparsable-reply"),
+        "{:#?}",
+        rust.0
+    );
+    assert_eq!(python.0, rust.0);
+    assert_eq!(python.1, rust.1);
 }
