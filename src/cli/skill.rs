@@ -17,11 +17,13 @@ pub enum Lang {
     Rust,
     /// A Python module (built with componentize-py).
     Python,
+    /// A JavaScript module (built with componentize-qjs).
+    Js,
 }
 
 #[derive(Subcommand)]
 pub enum SkillCommand {
-    /// Create a new skill: a Rust crate (built to wasm32-wasip2 with the guest SDK) or a Python module.
+    /// Create a new skill: a Rust crate (built to wasm32-wasip2 with the guest SDK), a Python or a JavaScript module.
     New {
         /// The skill's name (lowercase letters, digits and single hyphens).
         name: String,
@@ -31,19 +33,19 @@ pub enum SkillCommand {
         /// The language its actions and tools are written in.
         #[arg(long, value_enum, default_value_t = Lang::Rust)]
         lang: Lang,
-        /// The Rust guest SDK crate (`sdk/` of weir's source); Python skills need none.
+        /// The Rust guest SDK crate (`sdk/` of weir's source); Python and JavaScript skills need none.
         #[arg(long, env = "WEIR_SDK_PATH")]
         sdk: Option<PathBuf>,
     },
-    /// Build a skill (a Rust crate, or a Python module with componentize-py) and lay out its package.
+    /// Build a skill (a Rust crate with cargo, a Python module with componentize-py, a JavaScript one with componentize-qjs) and lay out its package.
     Build {
-        /// The skill crate.
+        /// The skill's directory.
         #[arg(default_value = ".")]
         dir: PathBuf,
         /// Where the package goes (default: DIR/target/skill/NAME).
         #[arg(short, long)]
         out: Option<PathBuf>,
-        /// Cargo's target dir for the build.
+        /// Where builds write (Cargo's target dir; Python and JavaScript components go under wasm32-wasip2/).
         #[arg(long, env = "CARGO_TARGET_DIR")]
         target_dir: Option<PathBuf>,
     },
@@ -189,6 +191,7 @@ impl SkillCommand {
                         build::new_skill(&dir, &name, build::Language::Rust, Some(&sdk))?
                     }
                     Lang::Python => build::new_skill(&dir, &name, build::Language::Python, None)?,
+                    Lang::Js => build::new_skill(&dir, &name, build::Language::JavaScript, None)?,
                 };
                 println!("created {}", created.display());
                 println!("next: weir skill build {}", created.display());

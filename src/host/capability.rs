@@ -30,14 +30,28 @@ pub(crate) fn lacks_nothing(_: &Grants) -> Option<&'static str> {
 /// denied. A warning, not an error: weir denies the calls at run time
 /// whatever the plan says, and a component with several actions imports
 /// what any of them uses.
+///
+/// A component that imports every `weir:agent` capability says nothing
+/// about what it uses: interpreters (Python, JavaScript) import the whole
+/// world whatever their code calls. It gets no warnings.
 pub(crate) fn unusable_imports<'a>(
     capabilities: &[HostCapability],
     imports: impl IntoIterator<Item = &'a str>,
     grants: &Grants,
 ) -> Vec<String> {
+    let interfaces: Vec<&str> = imports
+        .into_iter()
+        .map(|import| import.split('@').next().unwrap_or(import))
+        .collect();
+    let whole_world = capabilities
+        .iter()
+        .filter(|c| c.interface.starts_with("weir:agent/"))
+        .all(|c| interfaces.contains(&c.interface));
+    if whole_world {
+        return Vec::new();
+    }
     let mut warnings = Vec::new();
-    for import in imports {
-        let interface = import.split('@').next().unwrap_or(import);
+    for interface in interfaces {
         let Some(capability) = capabilities.iter().find(|c| c.interface == interface) else {
             continue;
         };
@@ -72,6 +86,11 @@ mod tests {
             link: |_| Ok(()),
             lacks: lacks_nothing,
         },
+        HostCapability {
+            interface: "weir:agent/tools",
+            link: |_| Ok(()),
+            lacks: |grants| grants.tools.is_empty().then_some("tool"),
+        },
     ];
 
     #[test]
@@ -89,5 +108,15 @@ mod tests {
         let mut granted = Grants::action_default();
         granted.models.insert("assistant".into());
         assert!(unusable_imports(LIST, imports, &granted).is_empty());
+    }
+
+    #[test]
+    fn a_component_importing_the_whole_world_gets_no_warnings() {
+        let imports = [
+            "weir:agent/model@0.1.0",
+            "weir:agent/events@0.1.0",
+            "weir:agent/tools@0.1.0",
+        ];
+        assert!(unusable_imports(LIST, imports, &Grants::action_default()).is_empty());
     }
 }

@@ -1,6 +1,7 @@
-//! Making skills: `new` scaffolds a skill (a Rust crate or a Python module),
-//! `build` compiles it to a wasm32-wasip2 component (cargo, or
-//! componentize-py: see `python`) and lays out the package (SKILL.md, references,
+//! Making skills: `new` scaffolds a skill (a Rust crate, a Python module or a
+//! JavaScript module), `build` compiles it to a wasm32-wasip2 component
+//! (cargo, componentize-py: see `python`, or componentize-qjs: see `js`) and
+//! lays out the package (SKILL.md, references,
 //! assets, components, and a `weir-skill.toml` recording each component's
 //! sha256 and what it carries).
 
@@ -18,11 +19,34 @@ pub enum Language {
     Rust,
     /// A module built with componentize-py and the Python guest SDK.
     Python,
+    /// A module built with componentize-qjs and the JavaScript guest SDK.
+    JavaScript,
+}
+
+impl Language {
+    /// The language of the skill `name` in `dir`: a crate (`Cargo.toml`),
+    /// else a module named after the skill (`NAME.py`, `NAME.js`).
+    pub fn of(dir: &Path, name: &str) -> anyhow::Result<Language> {
+        if dir.join("Cargo.toml").is_file() {
+            Ok(Language::Rust)
+        } else if super::python::is_python_skill(dir, name) {
+            Ok(Language::Python)
+        } else if super::js::is_js_skill(dir, name) {
+            Ok(Language::JavaScript)
+        } else {
+            let module = super::toolchain::module_name(name);
+            anyhow::bail!(
+                "{} holds no skill named {name}: a Rust skill has a Cargo.toml, a Python one \
+                 {module}.py, a JavaScript one {module}.js",
+                dir.display()
+            )
+        }
+    }
 }
 
 /// Creates a new skill `name` in `parent/name`: a Rust crate using the
 /// guest SDK at `sdk` (a path dependency; needed for Rust only), or a
-/// Python module.
+/// Python or JavaScript module.
 pub fn new_skill(
     parent: &Path,
     name: &str,
@@ -48,10 +72,8 @@ pub fn new_skill(
             std::fs::create_dir_all(dir.join("src"))?;
             rust_files(name, sdk)
         }
-        Language::Python => vec![(
-            format!("{}.py", super::python::module_name(name)),
-            super::python::scaffold_module(name),
-        )],
+        Language::Python => super::python::scaffold(name),
+        Language::JavaScript => super::js::scaffold(name),
     };
     files.extend([
         (
@@ -72,7 +94,11 @@ pub fn new_skill(
         ),
     ]);
     for (file, text) in files {
-        std::fs::write(dir.join(file), text)?;
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
     }
     Ok(dir)
 }
@@ -176,20 +202,17 @@ pub fn build_skill(
         anyhow::bail!("{}", lines.join("\n"));
     }
 
-    let (wasm_files, command_files) = if super::python::is_python_skill(dir, &name) {
-        let target_dir = target_dir.map_or_else(|| dir.join("target"), Path::to_path_buf);
-        (
-            vec![super::python::build(dir, &name, &target_dir)?],
+    let module_target = || target_dir.map_or_else(|| dir.join("target"), Path::to_path_buf);
+    let (wasm_files, command_files) = match Language::of(dir, &name)? {
+        Language::Rust => cargo_build(dir, target_dir)?,
+        Language::Python => (
+            vec![super::python::build(dir, &name, &module_target())?],
             Vec::new(),
-        )
-    } else {
-        anyhow::ensure!(
-            dir.join("Cargo.toml").is_file(),
-            "{} holds neither a Rust skill (Cargo.toml) nor a Python one ({}.py)",
-            dir.display(),
-            super::python::module_name(&name)
-        );
-        cargo_build(dir, target_dir)?
+        ),
+        Language::JavaScript => (
+            vec![super::js::build(dir, &name, &module_target())?],
+            Vec::new(),
+        ),
     };
     anyhow::ensure!(
         !wasm_files.is_empty(),

@@ -3,9 +3,11 @@
 
 pub mod archive;
 pub mod build;
+pub mod js;
 pub mod lock;
 pub mod oci;
 pub mod package;
 pub mod python;
 pub mod skill_md;
 pub mod store;
+pub mod toolchain;

@@ -11,7 +11,7 @@ fn review_agent(url: &str) -> Agent {
     review_agent_with(url, component("skill_review_analysis.wasm"))
 }
 
-/// The agent with its actions from `reviews`, a Rust or a Python component.
+/// The agent with its actions from `reviews`, a Rust, Python or JavaScript component.
 fn review_agent_with(url: &str, reviews: std::path::PathBuf) -> Agent {
     Agent::builder("product-reviews")
         .component("reviews", reviews)
@@ -139,10 +139,11 @@ fn scripted_replies() -> Vec<Reply> {
 }
 
 /// The Flink Agents quickstart scenario with its actions written in Python
-/// (`skills/review-analysis-py`): the same outputs, error events and model
-/// requests as the Rust skill's, from the same replies.
+/// (`skills/review-analysis-py`) and in JavaScript (`-js`): the same
+/// outputs, error events and model requests as the Rust skill's, from the
+/// same replies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_review_analysis_gives_the_rust_ones_outputs_and_prompts() {
+async fn the_python_and_javascript_review_analyses_give_the_rust_ones_outputs_and_prompts() {
     let events = vec![
         review("r1", "The battery dies in an hour and it weighs a ton."),
         review("r2", "meh"),
@@ -153,6 +154,7 @@ async fn the_python_review_analysis_gives_the_rust_ones_outputs_and_prompts() {
     for reviews in [
         component("skill_review_analysis.wasm"),
         python_component("skill_review_analysis_py.wasm"),
+        js_component("skill_review_analysis_js.wasm"),
     ] {
         let server = ModelServer::start().await;
         server.script(scripted_replies());
@@ -165,6 +167,7 @@ async fn the_python_review_analysis_gives_the_rust_ones_outputs_and_prompts() {
         let asked: Vec<_> = server.received().into_iter().map(|r| r.body).collect();
         results.push((outputs, asked));
     }
+    let js = results.pop().unwrap();
     let (python, rust) = (results.pop().unwrap(), results.pop().unwrap());
     assert_eq!(rust.0.len(), 5, "{:#?}", rust.0);
     assert!(
@@ -176,4 +179,6 @@ async fn the_python_review_analysis_gives_the_rust_ones_outputs_and_prompts() {
     );
     assert_eq!(python.0, rust.0);
     assert_eq!(python.1, rust.1);
+    assert_eq!(js.0, rust.0);
+    assert_eq!(js.1, rust.1);
 }

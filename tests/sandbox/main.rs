@@ -12,6 +12,7 @@
 #[path = "../it/support/mod.rs"]
 mod support;
 
+mod js;
 mod python;
 
 use crate::support::*;
@@ -36,6 +37,28 @@ fn hostile(attack: ActionBuilder) -> AgentBuilder {
         .component("h", component("guest_hostile.wasm"))
         .action(ActionBuilder::new("echo", "h").listen(types::INPUT))
         .action(attack.listen("attack"))
+}
+
+/// Runs `export` of an interpreter's hostile component (Python or
+/// JavaScript: `echo` is its bystander action) as the attack, as `attack`
+/// does; the evil key's events.
+async fn interpreter_attack(
+    component: std::path::PathBuf,
+    export: &str,
+    limits: LimitSettings,
+    payload: Value,
+) -> Vec<Event> {
+    let agent = Agent::builder("hostile-interpreter")
+        .component("h", component)
+        .action(ActionBuilder::new("echo", "h").listen(types::INPUT))
+        .action(
+            ActionBuilder::new("attack", "h")
+                .export(export)
+                .limits(limits)
+                .listen("attack"),
+        )
+        .build();
+    attack(plan(&agent).await, payload).await.0
 }
 
 /// Runs the attack (key `evil`) among bystander events, checks every

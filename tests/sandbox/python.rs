@@ -4,21 +4,9 @@
 
 use super::*;
 
-/// An agent with the Python hostile component: `echo` on input events, the
-/// attacking action on `attack` events.
-fn hostile_py(attack: ActionBuilder) -> AgentBuilder {
-    Agent::builder("hostile-py")
-        .component("h", python_component("skill_hostile_py.wasm"))
-        .action(ActionBuilder::new("echo", "h").listen(types::INPUT))
-        .action(attack.listen("attack"))
-}
-
 async fn python_attack(export: &str, limits: LimitSettings, payload: Value) -> Vec<Event> {
-    let action = ActionBuilder::new("attack", "h")
-        .export(export)
-        .limits(limits);
-    let plan = self::plan(&hostile_py(action).build()).await;
-    attack(plan, payload).await.0
+    let component = python_component("skill_hostile_py.wasm");
+    interpreter_attack(component, export, limits, payload).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -289,23 +289,37 @@ def action(
     return register(fn) if fn is not None else register
 
 
-_TOOLS: Dict[str, Tuple[Callable[..., Any], str, str]] = {}
+#: A tool's reconciler: the call's arguments and idempotency key in, the
+#: tool's result if the call took effect (None if it did not) out.
+Reconcile = Callable[[Dict[str, Any], str], Any]
+
+_TOOLS: Dict[str, Tuple[Callable[..., Any], str, str, Optional[Reconcile]]] = {}
 
 
-def tool(fn: Optional[Callable[..., Any]] = None, *, name: Optional[str] = None) -> Any:
+def tool(
+    fn: Optional[Callable[..., Any]] = None,
+    *,
+    name: Optional[str] = None,
+    reconcile: Optional[Reconcile] = None,
+) -> Any:
     """Registers ``fn`` as a tool models (and actions granted it) may call,
     named ``name`` (default: the function's name). Its arguments' JSON
     Schema comes from its type hints, its description and the parameters'
     from its docstring (see ``weir_sdk._schema``); weir checks every call's
     arguments against the schema before the tool runs. It returns anything
-    JSON can hold."""
+    JSON can hold.
+
+    A tool with ``reconcile`` has external effects (a payment, an email):
+    after a crash weir asks ``reconcile(arguments, idempotency_key)`` what
+    became of an interrupted call (the tool's result, or None if it did not
+    take effect) instead of calling again."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         tool_name = name or fn.__name__
         if tool_name in _TOOLS:
             raise ValueError(f"two tools are named `{tool_name}`")
         description, parameters = tool_schema(fn)
-        _TOOLS[tool_name] = (fn, description, json.dumps(parameters))
+        _TOOLS[tool_name] = (fn, description, json.dumps(parameters), reconcile)
         return fn
 
     return register(fn) if fn is not None else register
@@ -350,7 +364,7 @@ class ToolProvider(exports.ToolProvider):
 
     def tools(self) -> List[_types.ToolSpec]:
         return [
-            _types.ToolSpec(name=n, description=d, parameters=p) for n, (_, d, p) in _TOOLS.items()
+            _types.ToolSpec(name=n, description=d, parameters=p) for n, (_, d, p, _) in _TOOLS.items()
         ]
 
     def call(self, name: str, arguments: str) -> str:
@@ -365,10 +379,19 @@ class ToolProvider(exports.ToolProvider):
 
 
 class Reconciler(exports.Reconciler):
-    """The component's `reconciler` export: no tools with effects yet."""
+    """The component's `reconciler` export: the tools registered with ``reconcile``."""
 
     def effects(self) -> List[str]:
-        return []
+        return [n for n, entry in _TOOLS.items() if entry[3] is not None]
 
     def reconcile(self, name: str, arguments: str, idempotency_key: str) -> _reconciler.Reconciled:
-        raise Err(_types.ActionError(code="no-reconciler", message=f"no tool `{name}` has effects"))
+        entry = _TOOLS.get(name)
+        if entry is None or entry[3] is None:
+            raise Err(_types.ActionError(code="no-reconciler", message=f"no tool `{name}` has effects"))
+        try:
+            result = entry[3](json.loads(arguments), idempotency_key)
+            if result is None:
+                return _reconciler.Reconciled_NotDone()
+            return _reconciler.Reconciled_Done(json.dumps(result))
+        except Exception as exc:  # every failure becomes the reconciler's error
+            raise Err(_failure(exc)) from None

@@ -37,11 +37,23 @@ pub fn component(file: &str) -> PathBuf {
 /// componentize-py from weir's tools cache) and returns a component's path.
 pub fn python_component(file: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = std::process::Command::new(repo().join("scripts/build-python-skills"))
+    built_by("scripts/build-python-skills", &BUILT, file)
+}
+
+/// Builds the JavaScript skills and test guests (once per test binary, with
+/// componentize-qjs from weir's tools cache) and returns a component's path.
+pub fn js_component(file: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    built_by("scripts/build-js-skills", &BUILT, file)
+}
+
+/// Runs the build `script` once (per `built`); the path of its `file`.
+fn built_by(script: &str, built: &OnceLock<()>, file: &str) -> PathBuf {
+    built.get_or_init(|| {
+        let status = std::process::Command::new(repo().join(script))
             .status()
-            .expect("run scripts/build-python-skills");
-        assert!(status.success(), "building the Python components failed");
+            .unwrap_or_else(|e| panic!("run {script}: {e}"));
+        assert!(status.success(), "{script} failed");
     });
     repo().join("build/components").join(file)
 }
