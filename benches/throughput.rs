@@ -7,7 +7,10 @@
 //! fresh-task floor). `WEIR_BENCH_ONLY=journal` runs only the journal tables (`journal-latency`
 //! only its one-event-at-a-time latency); `trivial-on` or
 //! `trivial-off` only the trivial agent with the journal on or off (to run
-//! under a profiler); `WEIR_BENCH_ROUNDS` sets the rounds.
+//! under a profiler); `WEIR_BENCH_ONLY=langs` only the per-task cost of the
+//! same action in Rust, Python and JavaScript (`WEIR_BENCH_STARLINGMONKEY`
+//! adds a componentize-js component exporting `single`);
+//! `WEIR_BENCH_ROUNDS` sets the rounds.
 
 #[path = "../tests/it/support/model_server.rs"]
 #[allow(dead_code)]
@@ -245,6 +248,9 @@ async fn bench() -> anyhow::Result<()> {
     if only == "journal-latency" {
         return journal_latency(&dir).await;
     }
+    if only == "langs" {
+        return langs_cost(&dir).await;
+    }
     if only == "journal" {
         if std::env::var("WEIR_EXP").is_err() {
             journal_cost(&dir, n, keys).await?;
@@ -378,6 +384,124 @@ async fn bench() -> anyhow::Result<()> {
     journal_cost(&dir, n, keys).await?;
     journal_latency(&dir).await?;
     recovery_time(&dir).await
+}
+
+/// The cost of a task in each guest language: the side-by-side agents'
+/// `single` action (upper-case a sentence, count its words) as a Rust,
+/// Python (componentize-py) and JavaScript (componentize-qjs) component, and
+/// a StarlingMonkey one (componentize-js) when `WEIR_BENCH_STARLINGMONKEY`
+/// names it. Compiling (empty cache) and loading from the compile cache
+/// once; then, in interleaved rounds of about a second each, CPU time per
+/// fresh instance (no call), per full fresh task and per call on one warm
+/// instance; the median round.
+async fn langs_cost(dir: &std::path::Path) -> anyhow::Result<()> {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for script in ["scripts/build-python-skills", "scripts/build-js-skills"] {
+        let status = std::process::Command::new(repo.join(script)).status()?;
+        anyhow::ensure!(status.success(), "{script} failed");
+    }
+    let mut guests = vec![
+        ("Rust (cargo, wasm32-wasip2)", dir.join("guest_bench.wasm")),
+        (
+            "Python (componentize-py 0.25.1)",
+            dir.join("skill_bench_py.wasm"),
+        ),
+        (
+            "JavaScript (componentize-qjs 0.4.5, QuickJS)",
+            dir.join("skill_bench_js.wasm"),
+        ),
+    ];
+    if let Ok(path) = std::env::var("WEIR_BENCH_STARLINGMONKEY") {
+        guests.push((
+            "JavaScript (componentize-js, StarlingMonkey)",
+            PathBuf::from(path),
+        ));
+    }
+    let cache = tempfile::tempdir()?;
+    let sandbox = || {
+        Sandbox::new(SandboxConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..SandboxConfig::default()
+        })
+        .map(Arc::new)
+    };
+    let (compiling, cached) = (sandbox()?, sandbox()?);
+    let mut loaded = Vec::new();
+    println!("\n| guest | component | compile (empty cache) | load (compile cache) |");
+    println!("|---|---|---|---|");
+    for (name, path) in &guests {
+        let size = std::fs::metadata(path)?.len();
+        let started = Instant::now();
+        compiling.load_component(path).await?;
+        let compile = started.elapsed();
+        let started = Instant::now();
+        let component = cached.load_component(path).await?;
+        let load = started.elapsed();
+        println!(
+            "| {name} | {:.2} MB | {:.2} s | {:.0} ms |",
+            size as f64 / 1e6,
+            compile.as_secs_f64(),
+            load.as_secs_f64() * 1e3
+        );
+        probe::fresh_tasks(&component, "single", 20).await?; // warm up
+        loaded.push((name, component, [Vec::new(), Vec::new(), Vec::new()]));
+    }
+    let rounds = env_usize("WEIR_BENCH_ROUNDS", 3);
+    let budget = Duration::from_millis(700);
+    for _ in 0..rounds {
+        for (_, component, samples) in loaded.iter_mut() {
+            for (op, samples) in samples.iter_mut().enumerate() {
+                samples.push(cpu_per_op(component, op, budget).await?);
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut rows = Vec::new();
+    for (name, _, [instantiate, fresh, warm]) in loaded {
+        rows.push((name, median(instantiate), median(fresh), median(warm)));
+    }
+    let rust_fresh = rows[0].2;
+    println!(
+        "\n| guest (`single`, CPU us per operation; median of {rounds} interleaved rounds) | fresh instance | fresh task (instance + call) | warm call | fresh task vs Rust's |"
+    );
+    println!("|---|---|---|---|---|");
+    for (name, instantiate, fresh, warm) in rows {
+        println!(
+            "| {name} | {instantiate:.1} | {fresh:.1} | {warm:.1} | {:.1}x |",
+            fresh / rust_fresh
+        );
+    }
+    Ok(())
+}
+
+/// CPU us per operation `op` of `component` (0: a fresh instance, 1: a
+/// fresh task, 2: a warm call of `single`), repeated for about `budget` of
+/// wall time: a trial run grows until it takes a quarter of the budget, then
+/// a run sized to the whole budget is measured.
+async fn cpu_per_op(
+    component: &weir::sandbox::ActionComponent,
+    op: usize,
+    budget: Duration,
+) -> anyhow::Result<f64> {
+    let run = async |n: u32| match op {
+        0 => probe::instantiate(component, n).await,
+        1 => probe::fresh_tasks(component, "single", n).await,
+        _ => probe::warm_calls(component, "single", n).await,
+    };
+    let mut n = 1u32;
+    loop {
+        let took = run(n).await?;
+        if took >= budget / 4 || n >= 1 << 24 {
+            let more = ((budget.as_secs_f64() / took.as_secs_f64()) as u32).max(1) * n;
+            let before = cpu_time(false);
+            run(more).await?;
+            return Ok(micros(cpu_time(false) - before, more));
+        }
+        n *= 4;
+    }
 }
 
 /// An agent whose action asks a chat model on a loopback server that

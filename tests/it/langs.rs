@@ -187,6 +187,85 @@ async fn javascript_random_numbers_differ_between_fresh_instances() {
     }
 }
 
+/// The interpreters' components (19 MB for Python) are compiled once: a
+/// second sandbox on the same compile cache loads them, and they run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_components_load_from_the_compile_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let sandbox = || {
+        std::sync::Arc::new(
+            weir::Sandbox::new(weir::SandboxConfig {
+                cache_dir: Some(cache.path().to_path_buf()),
+                ..weir::SandboxConfig::default()
+            })
+            .unwrap(),
+        )
+    };
+    for lang in [Lang::Python, Lang::Js] {
+        let path = lang.component("word-stats");
+        let first = sandbox().load_component(&path).await.unwrap();
+        assert_eq!(
+            first.compile_source(),
+            weir::sandbox::CompileSource::Compiled
+        );
+        let again = sandbox();
+        let second = again.load_component(&path).await.unwrap();
+        assert_eq!(
+            second.compile_source(),
+            weir::sandbox::CompileSource::Cached,
+            "{lang:?}"
+        );
+        let plan = weir::AgentPlan::from_agent_in(&only(path, "count"), again)
+            .await
+            .unwrap();
+        let (outputs, _) = run(plan, vec![Event::input("k", json!({ "words": ["a"] }))]).await;
+        assert_eq!(
+            outputs[0].payload["total_words"], 1,
+            "{lang:?}: {outputs:#?}"
+        );
+    }
+}
+
+/// The benchmark's actions (benches/langs.sh) do the same work in the three
+/// languages: the same outputs for the single, chain and memory agents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_actions_give_the_same_outputs_in_every_language() {
+    let agent = |component: PathBuf, variant: &str| {
+        let builder = Agent::builder("bench").component("b", component);
+        match variant {
+            "chain" => builder
+                .action(ActionBuilder::new("first", "b").listen(types::INPUT))
+                .action(ActionBuilder::new("second", "b").listen("bench_processed")),
+            _ => builder.action(ActionBuilder::new(variant, "b").listen(types::INPUT)),
+        }
+        .build()
+    };
+    let events: Vec<Event> = ["the quick brown fox", "over  the lazy dog", "fox"]
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Event::input(format!("k{}", i % 2), json!(text)))
+        .collect();
+    for variant in ["single", "chain", "memory"] {
+        let mut outputs = Vec::new();
+        for component in [
+            component("guest_bench.wasm"),
+            Lang::Python.component("bench"),
+            Lang::Js.component("bench"),
+        ] {
+            let (out, _) = run(plan(&agent(component, variant)).await, events.clone()).await;
+            outputs.push(sorted(out));
+        }
+        assert_eq!(outputs[0].len(), 3, "{variant}: {:#?}", outputs[0]);
+        let words: u64 = outputs[0]
+            .iter()
+            .map(|e| e.payload["words"].as_u64().unwrap())
+            .sum();
+        assert_eq!(words, 9, "{variant}: {:#?}", outputs[0]);
+        assert_eq!(outputs[1], outputs[0], "{variant}: Python");
+        assert_eq!(outputs[2], outputs[0], "{variant}: JavaScript");
+    }
+}
+
 /// A Rust action (`use-tool`) granted the text tools of `text`.
 fn tools_agent(text: PathBuf) -> Agent {
     Agent::builder("text-tools")
