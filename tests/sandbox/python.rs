@@ -62,6 +62,20 @@ async fn python_sees_no_host_files_and_no_environment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sockets_reach_nothing() {
+    let recorder = Recorder::start();
+    let addr = format!("127.0.0.1:{}", recorder.port);
+    let evil = python_attack("connect", LimitSettings::default(), json!({ "addr": addr })).await;
+    // componentize-py's CPython has no `socket` module (weir links no
+    // wasi:sockets either): the attempt fails inside the guest, and nothing
+    // reaches the listener.
+    assert_eq!(evil.len(), 1, "{evil:#?}");
+    let error = evil[0].payload["error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty(), "{:?}", evil[0].payload);
+    recorder.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_emit_storm_is_stopped_at_max_emits() {
     let evil = python_attack("emit_storm", limits(|l| l.max_emits = Some(100)), json!({})).await;
     assert_limit(&evil, "max_emits", 100);

@@ -63,6 +63,21 @@ def read_env(event: Event, ctx: RunnerContext) -> None:
 
 
 @action
+def connect(event: Event, ctx: RunnerContext) -> None:
+    """Tries to open a TCP connection to `addr` (host:port) and send bytes;
+    outputs how far it got."""
+    host, port = event.payload["addr"].rsplit(":", 1)
+    try:
+        import socket
+
+        with socket.create_connection((host, int(port)), timeout=2) as conn:
+            conn.sendall(b"stolen")
+        ctx.send_output({"connected": True})
+    except Exception as exc:
+        ctx.send_output({"error": f"{type(exc).__name__}: {exc}"})
+
+
+@action
 def emit_storm(event: Event, ctx: RunnerContext) -> None:
     """Emits events without end."""
     while True:
