@@ -20,7 +20,7 @@ pub(crate) const COMPONENTIZE_PY: Pinned = Pinned {
 };
 
 /// The SDK, as weir was built with it.
-const SDK: [(&str, &str); 2] = [
+const SDK: [(&str, &str); 3] = [
     (
         "__init__.py",
         include_str!("../../sdk/python/weir_sdk/__init__.py"),
@@ -28,6 +28,44 @@ const SDK: [(&str, &str); 2] = [
     (
         "_schema.py",
         include_str!("../../sdk/python/weir_sdk/_schema.py"),
+    ),
+    ("http.py", include_str!("../../sdk/python/weir_sdk/http.py")),
+];
+
+/// The SDK's world (`skill` and wasi:http's outgoing handler) and the WASI
+/// packages it needs, as wasmtime-wasi-http ships them (staged by build.rs).
+const WORLD: [(&str, &str); 8] = [
+    (
+        "skill-py.wit",
+        include_str!("../../sdk/python/wit/skill-py.wit"),
+    ),
+    (
+        "deps/http.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/http.wit")),
+    ),
+    (
+        "deps/io.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/io.wit")),
+    ),
+    (
+        "deps/clocks.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/clocks.wit")),
+    ),
+    (
+        "deps/random.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/random.wit")),
+    ),
+    (
+        "deps/cli.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/cli.wit")),
+    ),
+    (
+        "deps/filesystem.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/filesystem.wit")),
+    ),
+    (
+        "deps/sockets.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/sockets.wit")),
     ),
 ];
 
@@ -76,6 +114,9 @@ pub fn build(dir: &Path, skill: &str, target_dir: &Path) -> anyhow::Result<PathB
     for (file, text) in SDK {
         stage.write(&Path::new("sdk/weir_sdk").join(file), text)?;
     }
+    for (file, text) in WORLD {
+        stage.write(&Path::new("wit").join(file), text)?;
+    }
     stage.write(
         Path::new("weir_app.py"),
         &format!(
@@ -88,7 +129,7 @@ pub fn build(dir: &Path, skill: &str, target_dir: &Path) -> anyhow::Result<PathB
     command
         .arg("-d")
         .arg(stage.path().join("wit"))
-        .args(["-w", "skill", "componentize", "weir_app", "-p"])
+        .args(["-w", "skill-py", "componentize", "weir_app", "-p"])
         .arg(stage.path())
         .arg("-p")
         .arg(stage.path().join("sdk"))

@@ -6,12 +6,23 @@
 
 use crate::support::durable::{StateRun, kill, until};
 use crate::support::payments::{Mode, PaymentServer};
-use crate::support::{component, write};
+use crate::support::{component, python_component, write};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn payments_agent(dir: &std::path::Path, service: &str) -> std::path::PathBuf {
+/// The payments component: the Rust guest, or its Python twin
+/// (`tests/python-guests/payments-py`, wasi:http through `weir_sdk.http`).
+fn rust() -> PathBuf {
+    component("guest_payments.wasm")
+}
+
+fn python() -> PathBuf {
+    python_component("skill_payments_py.wasm")
+}
+
+fn payments_agent(dir: &Path, service: &str, payments: &Path) -> PathBuf {
     write(
         dir,
         "payments.toml",
@@ -32,31 +43,46 @@ tools = ["charge"]
 [runtime]
 max_concurrency = 8
 "#,
-            component = component("guest_payments.wasm").display()
+            component = payments.display()
         ),
     )
 }
 
-/// The payments agent over `orders` (key, order, amount), with the
-/// service's URL granted as `PAYMENTS_URL`.
-fn payments_run(
-    dir: &std::path::Path,
+/// The payments agent (with the Rust guest) over `orders` (key, order,
+/// amount), with the service's URL granted as `PAYMENTS_URL`.
+fn payments_run(dir: &Path, service: &str, orders: &[(String, String, u64)]) -> StateRun {
+    payments_run_with(dir, service, orders, &rust())
+}
+
+/// [`payments_run`] with the `payments` component.
+fn payments_run_with(
+    dir: &Path,
     service: &str,
     orders: &[(String, String, u64)],
+    payments: &Path,
 ) -> StateRun {
     let lines: Vec<_> = orders
         .iter()
         .map(|(key, order, amount)| json!({ "key": key, "payload": { "order": order, "amount": amount } }))
         .collect();
-    StateRun::new(dir, payments_agent(dir, service), &lines).env("PAYMENTS_URL", service)
+    StateRun::new(dir, payments_agent(dir, service, payments), &lines).env("PAYMENTS_URL", service)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_charge_made_before_a_crash_is_reconciled_not_repeated() {
+    charge_made_before_a_crash_is_reconciled(&rust()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_charge_made_before_a_crash_is_reconciled_not_repeated() {
+    charge_made_before_a_crash_is_reconciled(&python()).await;
+}
+
+async fn charge_made_before_a_crash_is_reconciled(payments: &Path) {
     let service = PaymentServer::start(Mode::StallAfterCharging).await;
     let tmp = tempfile::tempdir().unwrap();
     let orders = vec![("alice".to_string(), "o-1".to_string(), 250)];
-    let run = payments_run(tmp.path(), &service.url, &orders);
+    let run = payments_run_with(tmp.path(), &service.url, &orders, payments);
 
     // The charge is made, and weir dies before hearing back.
     let child = run.spawn();
@@ -80,10 +106,19 @@ async fn a_charge_made_before_a_crash_is_reconciled_not_repeated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_charge_lost_before_a_crash_is_made_again_once() {
+    charge_lost_before_a_crash_is_made_again(&rust()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_charge_lost_before_a_crash_is_made_again_once() {
+    charge_lost_before_a_crash_is_made_again(&python()).await;
+}
+
+async fn charge_lost_before_a_crash_is_made_again(payments: &Path) {
     let service = PaymentServer::start(Mode::StallBeforeCharging).await;
     let tmp = tempfile::tempdir().unwrap();
     let orders = vec![("bob".to_string(), "o-9".to_string(), 40)];
-    let run = payments_run(tmp.path(), &service.url, &orders);
+    let run = payments_run_with(tmp.path(), &service.url, &orders, payments);
 
     // The request is out, but the service never charged.
     let child = run.spawn();
@@ -187,10 +222,19 @@ async fn payments_killed_at_random_moments_charge_every_order_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconciler_that_cannot_tell_fails_the_task_and_repeats_nothing() {
+    reconciler_that_cannot_tell_repeats_nothing(&rust()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_reconciler_that_cannot_tell_fails_the_task_and_repeats_nothing() {
+    reconciler_that_cannot_tell_repeats_nothing(&python()).await;
+}
+
+async fn reconciler_that_cannot_tell_repeats_nothing(payments: &Path) {
     let service = PaymentServer::start(Mode::StallAfterCharging).await;
     let tmp = tempfile::tempdir().unwrap();
     let orders = vec![("carol".to_string(), "o-5".to_string(), 70)];
-    let run = payments_run(tmp.path(), &service.url, &orders);
+    let run = payments_run_with(tmp.path(), &service.url, &orders, payments);
     let child = run.spawn();
     until(|| service.charges().len() == 1).await;
     kill(child);

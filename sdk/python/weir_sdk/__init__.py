@@ -36,7 +36,7 @@ from wit_world.imports import log as _log
 from wit_world.imports import memory as _memory
 from wit_world.imports import model as _model
 from wit_world.imports import tools as _tools
-from wit_world.imports import types as _types
+from wit_world.imports import weir_agent_types as _types
 
 from ._schema import tool_schema
 

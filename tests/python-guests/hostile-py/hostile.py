@@ -4,7 +4,7 @@ break out of the sandbox or exhaust it (tests/sandbox/python.rs)."""
 import os
 import sys
 
-from weir_sdk import Event, RunnerContext, action
+from weir_sdk import Event, RunnerContext, action, http
 
 
 @action
@@ -75,6 +75,13 @@ def connect(event: Event, ctx: RunnerContext) -> None:
         ctx.send_output({"connected": True})
     except Exception as exc:
         ctx.send_output({"error": f"{type(exc).__name__}: {exc}"})
+
+
+@action
+def http_get(event: Event, ctx: RunnerContext) -> None:
+    """GETs `url` through wasi:http; outputs the status and body."""
+    response = http.get(event.payload["url"])
+    ctx.send_output({"status": response.status, "body": response.text()[:200]})
 
 
 @action
