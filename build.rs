@@ -1,7 +1,8 @@
-//! Stages the WASI 0.2 WIT that Python skills are built against (their
-//! world imports wasi:http's outgoing handler) from the wasmtime-wasi-http
-//! crate weir links, so that a guest's contract is exactly what this host
-//! serves. `src/skill/python.rs` embeds them from `$OUT_DIR/wasi-wit`.
+//! Stages the WASI 0.2 WIT that Python and JavaScript skills are built
+//! against (their worlds import wasi:http's outgoing handler, and
+//! JavaScript's wasi:random) from the wasmtime-wasi-http crate weir links,
+//! so that a guest's contract is exactly what this host serves.
+//! `src/skill/toolchain.rs` embeds them from `$OUT_DIR/wasi-wit`.
 
 use std::path::PathBuf;
 

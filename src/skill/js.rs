@@ -30,18 +30,11 @@ const SDK: [(&str, &str); 3] = [
     ("index.d.ts", include_str!("../../sdk/js/index.d.ts")),
 ];
 
-/// The SDK's world (`skill` and the wasi:random it draws `Math.random`
-/// from), staged beside the contract.
-const WORLD: [(&str, &str); 2] = [
-    (
-        "skill-js.wit",
-        include_str!("../../sdk/js/wit/skill-js.wit"),
-    ),
-    (
-        "deps/wasi-random/random.wit",
-        include_str!("../../sdk/js/wit/deps/wasi-random/random.wit"),
-    ),
-];
+/// The SDK's world: `skill` and wasi:random (for `Math.random`).
+const WORLD: (&str, &str) = (
+    "skill-js.wit",
+    include_str!("../../sdk/js/wit/skill-js.wit"),
+);
 
 /// Whether `dir` holds a JavaScript skill named `skill` (its module, and
 /// no Cargo.toml).
@@ -102,12 +95,9 @@ pub fn build(dir: &Path, skill: &str, target_dir: &Path) -> anyhow::Result<PathB
     // sources, the SDK as the package `weir-sdk`, and an entry module that
     // imports the skill (registering its actions and tools) and re-exports
     // the SDK's exports.
-    let stage = Stage::new()?;
+    let stage = Stage::new(WORLD)?;
     for (file, text) in SDK {
         stage.write(&Path::new("node_modules/weir-sdk").join(file), text)?;
-    }
-    for (file, text) in WORLD {
-        stage.write(&Path::new("wit").join(file), text)?;
     }
     copy_sources(dir, &stage.path().join("skill"))?;
     stage.write(

@@ -32,42 +32,11 @@ const SDK: [(&str, &str); 3] = [
     ("http.py", include_str!("../../sdk/python/weir_sdk/http.py")),
 ];
 
-/// The SDK's world (`skill` and wasi:http's outgoing handler) and the WASI
-/// packages it needs, as wasmtime-wasi-http ships them (staged by build.rs).
-const WORLD: [(&str, &str); 8] = [
-    (
-        "skill-py.wit",
-        include_str!("../../sdk/python/wit/skill-py.wit"),
-    ),
-    (
-        "deps/http.wit",
-        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/http.wit")),
-    ),
-    (
-        "deps/io.wit",
-        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/io.wit")),
-    ),
-    (
-        "deps/clocks.wit",
-        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/clocks.wit")),
-    ),
-    (
-        "deps/random.wit",
-        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/random.wit")),
-    ),
-    (
-        "deps/cli.wit",
-        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/cli.wit")),
-    ),
-    (
-        "deps/filesystem.wit",
-        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/filesystem.wit")),
-    ),
-    (
-        "deps/sockets.wit",
-        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/sockets.wit")),
-    ),
-];
+/// The SDK's world: `skill` and wasi:http's outgoing handler.
+const WORLD: (&str, &str) = (
+    "skill-py.wit",
+    include_str!("../../sdk/python/wit/skill-py.wit"),
+);
 
 /// Whether `dir` holds a Python skill named `skill` (its module, and no
 /// Cargo.toml).
@@ -110,12 +79,9 @@ pub fn build(dir: &Path, skill: &str, target_dir: &Path) -> anyhow::Result<PathB
     let module = module_name(skill);
     // The contract, the SDK and an entry module that imports the skill
     // (registering its actions and tools) and the SDK's exports.
-    let stage = Stage::new()?;
+    let stage = Stage::new(WORLD)?;
     for (file, text) in SDK {
         stage.write(&Path::new("sdk/weir_sdk").join(file), text)?;
-    }
-    for (file, text) in WORLD {
-        stage.write(&Path::new("wit").join(file), text)?;
     }
     stage.write(
         Path::new("weir_app.py"),

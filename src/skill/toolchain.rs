@@ -11,6 +11,40 @@ pub(crate) const WIT: [(&str, &str); 2] = [
     ("model.wit", include_str!("../../wit/model.wit")),
 ];
 
+/// The WASI 0.2 packages the Python and JavaScript worlds import from
+/// (wasi:http and what it uses, wasi:random), as the wasmtime-wasi-http
+/// crate weir links ships them (staged by build.rs), for `wit/deps/`.
+pub(crate) const WASI_WIT: [(&str, &str); 7] = [
+    (
+        "http.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/http.wit")),
+    ),
+    (
+        "io.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/io.wit")),
+    ),
+    (
+        "clocks.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/clocks.wit")),
+    ),
+    (
+        "random.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/random.wit")),
+    ),
+    (
+        "cli.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/cli.wit")),
+    ),
+    (
+        "filesystem.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/filesystem.wit")),
+    ),
+    (
+        "sockets.wit",
+        include_str!(concat!(env!("OUT_DIR"), "/wasi-wit/sockets.wit")),
+    ),
+];
+
 /// The module a Python or JavaScript skill named `skill` keeps its actions
 /// and tools in, without its extension: dashes as underscores.
 pub fn module_name(skill: &str) -> String {
@@ -77,13 +111,17 @@ pub(crate) struct Stage {
 }
 
 impl Stage {
-    /// A new stage holding the WIT contract.
-    pub fn new() -> anyhow::Result<Stage> {
+    /// A new stage holding the WIT contract, the SDK's `world` (its file
+    /// name and text) and the WASI packages it imports from.
+    pub fn new(world: (&str, &str)) -> anyhow::Result<Stage> {
         let stage = Stage {
             dir: tempfile::tempdir()?,
         };
-        for (file, text) in WIT {
+        for (file, text) in WIT.into_iter().chain([world]) {
             stage.write(&Path::new("wit").join(file), text)?;
+        }
+        for (file, text) in WASI_WIT {
+            stage.write(&Path::new("wit/deps").join(file), text)?;
         }
         Ok(stage)
     }
