@@ -33,7 +33,8 @@ fn main() {
 
 /// The `wit` directory of the wasmtime-wasi-http package this build uses:
 /// its version from Cargo.lock, its source where cargo unpacked it from
-/// crates.io (`$CARGO_HOME/registry/src/*/wasmtime-wasi-http-VERSION`).
+/// crates.io (`$CARGO_HOME/registry/src/*/wasmtime-wasi-http-VERSION`), or
+/// a `cargo vendor` directory beside the manifest (`vendor/`).
 fn wasi_http_wit() -> PathBuf {
     let manifest_dir = PathBuf::from(
         std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
@@ -57,10 +58,20 @@ fn wasi_http_wit() -> PathBuf {
         .expect("CARGO_HOME or HOME");
     let registry = cargo_home.join("registry").join("src");
     let package = format!("wasmtime-wasi-http-{version}");
+    let vendored = ["wasmtime-wasi-http", package.as_str()]
+        .map(|name| manifest_dir.join("vendor").join(name).join("wit"));
     std::fs::read_dir(&registry)
-        .unwrap_or_else(|e| panic!("read {}: {e}", registry.display()))
+        .into_iter()
+        .flatten()
         .filter_map(Result::ok)
         .map(|index| index.path().join(&package).join("wit"))
+        .chain(vendored)
         .find(|wit| wit.is_dir())
-        .unwrap_or_else(|| panic!("no {package} under {}", registry.display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {package} under {} or {}/vendor",
+                registry.display(),
+                manifest_dir.display()
+            )
+        })
 }
