@@ -387,61 +387,17 @@ async fn javascript_tools_match_the_python_ones_in_schema_and_results() {
     assert_eq!(payloads(from_js), payloads(from_python));
 }
 
-/// The README's flow for a skill in `lang`: new, build (componentize-py or
-/// componentize-qjs), push, install from the registry, run.
+/// The README's flow (tests/it/skills.rs) for a skill in `lang`, built with
+/// componentize-py or componentize-qjs from weir's tools cache.
 fn a_new_skill_goes_through_build_push_install_and_run(lang: Lang) {
-    // The toolchain in weir's tools cache (scripts/python-tools, js-tools).
-    lang.component("word-stats");
-    let registry = crate::support::registry::Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let weir = |store: &str, args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(args)
-            .current_dir(tmp.path())
-            .env("WEIR_SKILLS_DIR", tmp.path().join(store))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "weir {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    weir("dev", &["skill", "new", "hello-py", "--lang", lang.flag()]);
-    assert!(
-        tmp.path()
-            .join("hello-py")
-            .join(lang.source("hello_py"))
-            .is_file()
+    lang.component("word-stats"); // the toolchain installed, as scripts/test does
+    let name = format!("hello-{}", lang.flag());
+    let module = name.replace('-', "_");
+    crate::skills::new_skill_builds_pushes_installs_and_runs(
+        &name,
+        &["--lang", lang.flag()],
+        &lang.source(&module),
     );
-    let said = weir("dev", &["skill", "build", "hello-py"]);
-    assert!(said.contains("built hello-py@0.1.0"), "{said}");
-    assert!(
-        said.contains("actions [shout], tools [count_words]"),
-        "{said}"
-    );
-    let reference = format!("{}/acme/hello-py:0.1.0", registry.host);
-    weir(
-        "dev",
-        &[
-            "skill",
-            "push",
-            "hello-py/target/skill/hello-py",
-            &reference,
-        ],
-    );
-    weir("user", &["skill", "install", &reference]);
-
-    std::fs::write(
-        tmp.path().join("agent.toml"),
-        "[agent]\nname = \"shouter\"\n\n[skills.hello-py]\nversion = \"0.1.0\"\n\n[actions.shout]\ncomponent = \"hello-py\"\nlisten = [\"_input_event\"]\nconfig = { prefix = \"> \" }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        tmp.path().join("in.jsonl"),
-        "{\"key\": \"k\", \"payload\": {\"text\": \"quiet please\"}}\n",
-    )
-    .unwrap();
-    let out = weir("user", &["run", "agent.toml", "--input", "in.jsonl"]);
-    let event: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    assert_eq!(event["payload"]["text"], "> QUIET PLEASE");
 }
 
 #[test]
@@ -508,91 +464,18 @@ fn building_a_javascript_skill_without_componentize_qjs_says_how_to_install_it()
     );
 }
 
-/// An action in `lang` under `--state`, killed with -9 while its second
-/// model call is in flight: the re-run reads the recorded clock and random
-/// values, so its first call is answered from the journal, not asked again,
-/// and the output appears once.
-async fn a_killed_task_re_runs_with_its_recorded_clock_random_and_calls(lang: Lang) {
-    use crate::support::durable::{StateRun, kill, until};
-    use crate::support::model_server::{ModelServer, Reply, openai_text};
-    use std::time::Duration;
-
-    let server = ModelServer::start().await;
-    server.script([Reply::Json(openai_text("first", 1, 1))]);
-    server.fallback(Reply::Delayed(
-        Duration::from_secs(3600),
-        Box::new(Reply::Json(openai_text("late", 1, 1))),
-    ));
-    let tmp = tempfile::tempdir().unwrap();
-    let manifest = write(
-        tmp.path(),
-        "stamp.toml",
-        &format!(
-            "[agent]\nname = \"stamp\"\n\n[components.p]\npath = \"{}\"\n\n\
-             [actions.stamp]\ncomponent = \"p\"\nlisten = [\"_input_event\"]\nmodels = [\"assistant\"]\n\n\
-             [resources.conn]\nkind = \"chat-model-connection\"\nprovider = \"openai\"\n\
-             base_url = \"{}/v1\"\nmax_retries = 0\n\n\
-             [resources.assistant]\nkind = \"chat-model\"\nconnection = \"conn\"\nmodel = \"m\"\n",
-            lang.component("durable").display(),
-            server.url
-        ),
-    );
-    // Compiled into the compile cache first: compiling a 19 MB component
-    // takes longer than the wait below on a busy machine.
-    let planned = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("plan")
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    assert!(planned.status.success(), "{planned:?}");
-    let run = StateRun::new(
-        tmp.path(),
-        manifest,
-        &[json!({ "key": "k", "payload": { "model": "assistant" } })],
-    );
-    let child = run.spawn();
-    until(|| server.count() == 2).await;
-    // The first call's record goes to disk with the next group commit.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    kill(child);
-
-    server.fallback(Reply::Json(openai_text("second", 1, 1)));
-    let outputs = run.finish().await;
-    let asked: Vec<String> = server
-        .received()
-        .iter()
-        .map(|r| {
-            r.body["messages"][0]["content"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
-    // Stamped once (replayed on the re-run); the second question asked by
-    // the killed run and by the re-run.
-    assert_eq!(asked.len(), 3, "{asked:?}");
-    assert_eq!(asked[1..], ["second k", "second k"]);
-    assert_eq!(outputs.len(), 1, "{outputs:?}");
-    let out = &outputs[0]["payload"];
-    assert_eq!(
-        asked[0],
-        format!(
-            "stamp {} {}",
-            out["stamp"].as_str().unwrap(),
-            out["random"].as_str().unwrap()
-        )
-    );
-}
-
+/// The replay test (tests/it/replay.rs) with the `stamp` action written in
+/// Python: `time.time_ns()` and `os.urandom` recorded and replayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_python_task_re_runs_with_its_recorded_clock_random_and_calls() {
-    a_killed_task_re_runs_with_its_recorded_clock_random_and_calls(Lang::Python).await;
+    let durable = Lang::Python.component("durable");
+    crate::replay::re_run_reads_the_same_clock_and_random_numbers(&durable).await;
 }
 
-/// In JavaScript the clock is `Date.now()` and the random number
-/// `Math.random()`, whose generator QuickJS seeds from wasi:random's
-/// insecure seed: recorded too.
+/// The same in JavaScript: `Date.now()` and `Math.random()`, which the SDK
+/// draws from wasi:random.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_javascript_task_re_runs_with_its_recorded_clock_random_and_calls() {
-    a_killed_task_re_runs_with_its_recorded_clock_random_and_calls(Lang::Js).await;
+    let durable = Lang::Js.component("durable");
+    crate::replay::re_run_reads_the_same_clock_and_random_numbers(&durable).await;
 }

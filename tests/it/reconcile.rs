@@ -65,16 +65,9 @@ fn payments_run_with(
         .iter()
         .map(|(key, order, amount)| json!({ "key": key, "payload": { "order": order, "amount": amount } }))
         .collect();
-    let manifest = payments_agent(dir, service, payments);
-    // Compiled into the compile cache first: compiling the 19 MB Python
-    // component takes longer than the waits below on a busy machine.
-    let planned = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("plan")
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    assert!(planned.status.success(), "{planned:?}");
-    StateRun::new(dir, manifest, &lines).env("PAYMENTS_URL", service)
+    StateRun::new(dir, payments_agent(dir, service, payments), &lines)
+        .warm()
+        .env("PAYMENTS_URL", service)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

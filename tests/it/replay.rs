@@ -2,9 +2,10 @@
 //! and random values, and gets the HTTP responses, that the interrupted run
 //! got, so its recorded model calls match and are not made again.
 
-use crate::support::durable::{StateRun, kill, model_agent, until};
+use crate::support::durable::{StateRun, kill, model_agent, model_agent_with, until};
 use crate::support::model_server::{ModelServer, Reply, openai_text, serve};
 use serde_json::{Value, json};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -38,17 +39,29 @@ fn questions(server: &ModelServer) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_re_run_reads_the_same_clock_and_random_numbers() {
+    let misbehave = crate::support::component("guest_misbehave.wasm");
+    re_run_reads_the_same_clock_and_random_numbers(&misbehave).await;
+}
+
+/// The `stamp` action of `component` (the Rust misbehave guest, or its
+/// Python and JavaScript twins: tests/it/langs.rs) reads the clock and a
+/// random number into a model question, then asks a second one; killed
+/// during the second, its re-run reads the recorded values, so the first
+/// question is answered from the journal, not asked again, and the output
+/// appears once.
+pub(crate) async fn re_run_reads_the_same_clock_and_random_numbers(component: &Path) {
     // The stamped question is answered; the second stalls until the kill.
     let server = answers_once_then_stalls(Some("first")).await;
     let tmp = tempfile::tempdir().unwrap();
     let actions =
         "[actions.stamp]\ncomponent = \"m\"\nlisten = [\"_input_event\"]\nmodels = [\"assistant\"]";
-    let manifest = model_agent(tmp.path(), "stamp", actions, &server.url);
+    let manifest = model_agent_with(tmp.path(), "stamp", actions, &server.url, component);
     let run = StateRun::new(
         tmp.path(),
         manifest,
         &[json!({ "key": "k", "payload": { "model": "assistant" } })],
-    );
+    )
+    .warm();
     let child = run.spawn();
     until(|| server.count() == 2).await;
     // The first call's record goes to disk with the next group commit,
@@ -64,6 +77,7 @@ async fn a_re_run_reads_the_same_clock_and_random_numbers() {
     assert_eq!(asked.len(), 3, "{asked:?}");
     assert!(asked[0].starts_with("stamp "), "{asked:?}");
     assert_eq!(asked[1..], ["second k", "second k"]);
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
     let out = &outputs[0]["payload"];
     let stamped = format!(
         "stamp {} {}",

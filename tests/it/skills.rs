@@ -569,6 +569,23 @@ config = { greeting = "Welcome" }
 /// The README's flow: new, build, push, install from the registry, run.
 #[test]
 fn a_new_skill_goes_through_build_push_install_and_run() {
+    let sdk = repo().join("sdk");
+    new_skill_builds_pushes_installs_and_runs(
+        "hello",
+        &["--sdk", sdk.to_str().unwrap()],
+        "src/lib.rs",
+    );
+}
+
+/// The README's flow for a skill `name` that `weir skill new name NEW_ARGS`
+/// scaffolds (its source file `source` among what it writes): build, push,
+/// install from the registry, run its `shout` action. For every language
+/// (tests/it/langs.rs runs it for Python and JavaScript).
+pub(crate) fn new_skill_builds_pushes_installs_and_runs(
+    name: &str,
+    new_args: &[&str],
+    source: &str,
+) {
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -585,27 +602,22 @@ fn a_new_skill_goes_through_build_push_install_and_run() {
         assert!(out.status.success(), "weir {args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let sdk = repo().join("sdk");
-    weir(
-        "dev",
-        &["skill", "new", "hello", "--sdk", sdk.to_str().unwrap()],
-    );
-    let said = weir("dev", &["skill", "build", "hello"]);
-    assert!(said.contains("built hello@0.1.0"), "{said}");
+    weir("dev", &[&["skill", "new", name][..], new_args].concat());
+    assert!(tmp.path().join(name).join(source).is_file(), "{source}");
+    let said = weir("dev", &["skill", "build", name]);
+    assert!(said.contains(&format!("built {name}@0.1.0")), "{said}");
     assert!(
         said.contains("actions [shout], tools [count_words]"),
         "{said}"
     );
-    let reference = format!("{}/acme/hello:0.1.0", registry.host);
-    weir(
-        "dev",
-        &["skill", "push", "hello/target/skill/hello", &reference],
-    );
+    let reference = format!("{}/acme/{name}:0.1.0", registry.host);
+    let package = format!("{name}/target/skill/{name}");
+    weir("dev", &["skill", "push", &package, &reference]);
     weir("user", &["skill", "install", &reference]);
 
     std::fs::write(
         tmp.path().join("agent.toml"),
-        "[agent]\nname = \"shouter\"\n\n[skills.hello]\nversion = \"0.1.0\"\n\n[actions.shout]\ncomponent = \"hello\"\nlisten = [\"_input_event\"]\nconfig = { prefix = \"> \" }\n",
+        format!("[agent]\nname = \"shouter\"\n\n[skills.{name}]\nversion = \"0.1.0\"\n\n[actions.shout]\ncomponent = \"{name}\"\nlisten = [\"_input_event\"]\nconfig = {{ prefix = \"> \" }}\n"),
     )
     .unwrap();
     std::fs::write(

@@ -9,6 +9,18 @@ use std::time::Duration;
 /// An agent manifest whose component `m` is the misbehave guest, with
 /// `actions` (TOML) and a chat model `assistant` on `server`.
 pub fn model_agent(dir: &Path, name: &str, actions: &str, server: &str) -> PathBuf {
+    let misbehave = super::component("guest_misbehave.wasm");
+    model_agent_with(dir, name, actions, server, &misbehave)
+}
+
+/// [`model_agent`] with `component` as `m`.
+pub fn model_agent_with(
+    dir: &Path,
+    name: &str,
+    actions: &str,
+    server: &str,
+    component: &Path,
+) -> PathBuf {
     super::write(
         dir,
         &format!("{name}.toml"),
@@ -32,7 +44,7 @@ kind = "chat-model"
 connection = "conn"
 model = "m"
 "#,
-            component = super::component("guest_misbehave.wasm").display()
+            component = component.display()
         ),
     )
 }
@@ -57,6 +69,20 @@ impl StateRun {
             state: dir.join("state"),
             env: Vec::new(),
         }
+    }
+
+    /// Compiles the agent's components into the compile cache with
+    /// `weir plan`, so that a run's start is not a compile: a test that
+    /// waits a bounded time for the run to reach a server would otherwise
+    /// wait out the compilation of a big (19 MB Python) component.
+    pub fn warm(self) -> Self {
+        let planned = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("plan")
+            .arg(&self.manifest)
+            .output()
+            .unwrap();
+        assert!(planned.status.success(), "{planned:?}");
+        self
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
