@@ -27,14 +27,14 @@ impl Language {
     /// The language of the skill `name` in `dir`: a crate (`Cargo.toml`),
     /// else a module named after the skill (`NAME.py`, `NAME.js`).
     pub fn of(dir: &Path, name: &str) -> anyhow::Result<Language> {
+        let module = super::toolchain::module_name(name);
         if dir.join("Cargo.toml").is_file() {
             Ok(Language::Rust)
-        } else if super::python::is_python_skill(dir, name) {
+        } else if dir.join(format!("{module}.py")).is_file() {
             Ok(Language::Python)
-        } else if super::js::is_js_skill(dir, name) {
+        } else if dir.join(format!("{module}.js")).is_file() {
             Ok(Language::JavaScript)
         } else {
-            let module = super::toolchain::module_name(name);
             anyhow::bail!(
                 "{} holds no skill named {name}: a Rust skill has a Cargo.toml, a Python one \
                  {module}.py, a JavaScript one {module}.js",

@@ -23,11 +23,14 @@ pub(crate) const COMPONENTIZE_QJS: Pinned = Pinned {
     script: "scripts/js-tools",
 };
 
+/// The SDK's types, for editors (`index.d.ts`).
+const TYPES: &str = include_str!("../../sdk/js/index.d.ts");
+
 /// The SDK (an npm-style package, `weir-sdk`), as weir was built with it.
 const SDK: [(&str, &str); 3] = [
     ("package.json", include_str!("../../sdk/js/package.json")),
     ("index.js", include_str!("../../sdk/js/index.js")),
-    ("index.d.ts", include_str!("../../sdk/js/index.d.ts")),
+    ("index.d.ts", TYPES),
 ];
 
 /// The SDK's world: `skill` and wasi:random (for `Math.random`).
@@ -35,12 +38,6 @@ const WORLD: (&str, &str) = (
     "skill-js.wit",
     include_str!("../../sdk/js/wit/skill-js.wit"),
 );
-
-/// Whether `dir` holds a JavaScript skill named `skill` (its module, and
-/// no Cargo.toml).
-pub fn is_js_skill(dir: &Path, skill: &str) -> bool {
-    !dir.join("Cargo.toml").exists() && dir.join(format!("{}.js", module_name(skill))).is_file()
-}
 
 /// The files of a new JavaScript skill: its module (one action and one
 /// tool), and the SDK's types with a `jsconfig.json` that has editors
@@ -82,7 +79,7 @@ tool(
     vec![
         (format!("{}.js", module_name(skill)), module),
         ("jsconfig.json".to_string(), jsconfig.to_string()),
-        ("types/weir-sdk.d.ts".to_string(), SDK[2].1.to_string()),
+        ("types/weir-sdk.d.ts".to_string(), TYPES.to_string()),
     ]
 }
 

@@ -38,12 +38,6 @@ const WORLD: (&str, &str) = (
     include_str!("../../sdk/python/wit/skill-py.wit"),
 );
 
-/// Whether `dir` holds a Python skill named `skill` (its module, and no
-/// Cargo.toml).
-pub fn is_python_skill(dir: &Path, skill: &str) -> bool {
-    !dir.join("Cargo.toml").exists() && dir.join(format!("{}.py", module_name(skill))).is_file()
-}
-
 /// The files of a new Python skill: its module, with one action and one tool.
 pub fn scaffold(skill: &str) -> Vec<(String, String)> {
     let module = format!(
