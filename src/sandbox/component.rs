@@ -328,73 +328,60 @@ pub(super) fn load(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ActionComponen
         path: path.to_path_buf(),
         message: format!("{e:#}"),
     };
-    let handle = find_handle(sandbox, &instance_pre).map_err(exports_error)?;
     let pre = ActionInstancePre::new(instance_pre).map_err(exports_error)?;
-    let mut component = ActionComponent {
+    let (handle, (actions, tools, effects)) = describe(sandbox, &pre, reconciler.as_ref())
+        .map_err(|message| ComponentError::Describe {
+            path: path.to_path_buf(),
+            message,
+        })?;
+    Ok(ActionComponent {
         path: path.to_path_buf(),
         digest,
         source,
-        actions: Vec::new(),
-        tools: Vec::new(),
-        effects: Vec::new(),
+        actions,
+        tools,
+        effects,
         imports,
         pre,
         handle,
         reconciler,
         sandbox: sandbox.clone(),
-    };
-    (component.actions, component.tools, component.effects) =
-        describe(&component).map_err(|message| ComponentError::Describe {
-            path: path.to_path_buf(),
-            message,
-        })?;
-    Ok(component)
-}
-
-/// Finds and type-checks the `handle` export, in an instance of its own.
-fn find_handle(
-    sandbox: &Arc<Sandbox>,
-    pre: &wasmtime::component::InstancePre<InstanceState>,
-) -> wasmtime::Result<HandleExport> {
-    let mut store = sandbox.new_store(InstanceState::describe(DESCRIBE_CPU_MS));
-    crate::util::block_on(async {
-        let instance = pre.instantiate_async(&mut store).await?;
-        HandleExport::find(pre, &mut store, &instance)
     })
 }
 
 type Description = (Vec<ActionInfo>, Vec<ToolSpec>, Vec<String>);
 
-/// Calls the component's `actions`, `tools` and `effects` exports in a
-/// fresh, capability-less store.
-fn describe(component: &ActionComponent) -> Result<Description, String> {
-    let sandbox = &component.sandbox;
+/// In one fresh, capability-less instance: finds and type-checks the
+/// `handle` export, and calls the component's `actions`, `tools` and
+/// `effects` exports.
+fn describe(
+    sandbox: &Arc<Sandbox>,
+    pre: &ActionInstancePre<InstanceState>,
+    reconciler: Option<&ReconcilerIndices>,
+) -> Result<(HandleExport, Description), String> {
     let mut store = sandbox.new_store(InstanceState::describe(DESCRIBE_CPU_MS));
     let run = async {
-        let instance = component.pre.instantiate_async(&mut store).await?;
-        let actions: Vec<_> = instance
+        let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+        let handle = HandleExport::find(pre.instance_pre(), &mut store, &instance)?;
+        let bindings = crate::host::bindings::SkillCore::new(&mut store, &instance)?;
+        let actions: Vec<_> = bindings
             .weir_agent_handler()
             .call_actions(&mut store)
             .await?;
-        let tools: Vec<_> = instance
+        let tools: Vec<_> = bindings
             .weir_agent_tool_provider()
             .call_tools(&mut store)
             .await?;
-        let effects = match &component.reconciler {
+        let effects = match reconciler {
             Some(indices) => {
-                let instance = component
-                    .pre
-                    .instance_pre()
-                    .instantiate_async(&mut store)
-                    .await?;
                 let reconciler = indices.load(&mut store, &instance)?;
                 reconciler.call_effects(&mut store).await?
             }
             None => Vec::new(),
         };
-        wasmtime::Result::Ok((actions, tools, effects))
+        wasmtime::Result::Ok((handle, actions, tools, effects))
     };
-    let (actions, tools, effects) =
+    let (handle, actions, tools, effects) =
         crate::util::block_on(run).map_err(|e: wasmtime::Error| format!("{e:#}"))?;
     let actions = actions
         .into_iter()
@@ -427,5 +414,5 @@ fn describe(component: &ActionComponent) -> Result<Description, String> {
             "its reconciler names `{unknown}` among its effects, but it provides no tool of that name"
         ));
     }
-    Ok((actions, tools, effects))
+    Ok((handle, (actions, tools, effects)))
 }
