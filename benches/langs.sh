@@ -35,15 +35,7 @@ for lang in rust python js; do
   done
   "$weir" plan "$work/$lang-single.toml" >/dev/null   # warm the compile cache
 done
-python3 - "$work" "$n" <<'PY'
-import json, random, sys
-work, n = sys.argv[1], int(sys.argv[2])
-random.seed(1)
-words = "the quick brown fox jumps over a lazy dog while cats sleep near warm fires".split()
-with open(f"{work}/in.jsonl", "w") as f:
-    for i in range(n):
-        f.write(json.dumps({"key": f"k{i % 100}", "payload": " ".join(random.choice(words) for _ in range(10))}) + "\n")
-PY
+"$repo/benches/sbs-input.py" "$n" "$work/in.jsonl"
 for r in $(seq "$rounds"); do
   for v in ${VARIANTS:-single chain memory reuse}; do
     if [ -n "${FA_VENV:-}" ] && [ "$v" != reuse ]; then

@@ -25,15 +25,7 @@ for v in single chain memory; do
     fi
   } > "$work/$v.toml"
 done
-python3 - "$work" 100000 <<'PY'
-import json, random, sys
-work, n = sys.argv[1], int(sys.argv[2])
-random.seed(1)
-words = "the quick brown fox jumps over a lazy dog while cats sleep near warm fires".split()
-with open(f"{work}/in.jsonl", "w") as f:
-    for i in range(n):
-        f.write(json.dumps({"key": f"k{i % 100}", "payload": " ".join(random.choice(words) for _ in range(10))}) + "\n")
-PY
+"$repo/benches/sbs-input.py" 100000 "$work/in.jsonl"
 for b in "$@"; do "$b" plan "$work/single.toml" >/dev/null; done   # warm the compile cache
 for r in $(seq "$rounds"); do
   for v in ${VARIANTS:-single chain memory}; do
