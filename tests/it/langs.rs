@@ -410,6 +410,55 @@ fn a_new_javascript_skill_goes_through_build_push_install_and_run() {
     a_new_skill_goes_through_build_push_install_and_run(Lang::Js);
 }
 
+/// A skill directory whose module is misnamed, and a JavaScript module that
+/// does not parse: each build fails with an error that says what is wrong
+/// and where, and lays out no package.
+#[test]
+fn a_skill_that_cannot_be_built_says_why() {
+    Lang::Js.component("word-stats"); // componentize-qjs installed
+    let tmp = tempfile::tempdir().unwrap();
+    let weir = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
+    assert!(
+        weir(&["skill", "new", "odd", "--lang", "js"])
+            .status
+            .success()
+    );
+    std::fs::rename(
+        tmp.path().join("odd/odd.js"),
+        tmp.path().join("odd/main.js"),
+    )
+    .unwrap();
+    let out = weir(&["skill", "build", "odd"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("holds no skill named odd")
+            && err.contains("odd.js")
+            && err.contains("odd.py"),
+        "{err}"
+    );
+
+    std::fs::write(
+        tmp.path().join("odd/odd.js"),
+        "action({}, function (event, ctx) {\n",
+    )
+    .unwrap();
+    let out = weir(&["skill", "build", "odd"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("componentize-qjs failed to build") && err.contains("odd.js"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("odd/target/skill/odd").exists());
+}
+
 /// Building a skill in `lang` without its toolchain (variable `env` unset,
 /// an empty tools cache) fails with an error that says `marks`: what is
 /// missing and the command that installs it.
