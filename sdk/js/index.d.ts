@@ -145,6 +145,44 @@ export class RunnerContext {
   availableTools(): ToolSpec[];
 }
 
+/** An HTTP response, read whole. */
+export class Response {
+  /** The status code. */
+  readonly status: number;
+  /** Header names and values, in the order received. */
+  readonly headers: [string, string][];
+  /** The body. */
+  readonly body: Uint8Array;
+  /** The first value of header `name` (any case), or `null`. */
+  header(name: string): string | null;
+  /** The body as UTF-8 text. */
+  text(): string;
+  /** The body decoded from JSON; throws ActionError `bad-response` if it is not JSON. */
+  json(): any;
+}
+
+/** What an HTTP request may add to its method and URL. */
+export interface RequestOptions {
+  /** Header names and values. */
+  headers?: Record<string, string>;
+  /** Give up when connecting, the first byte or any later byte takes longer (default 600 s). */
+  timeoutMs?: number | null;
+}
+
+/**
+ * Outbound HTTP through weir: only to the hosts the agent grants
+ * (`http = ["https://api.example.com"]`), with the task's idempotency key,
+ * recorded under durable execution. Calls block until the whole response is
+ * read. A refused request throws HostError `denied`; a failed one HostError
+ * `host-failed`.
+ */
+export const http: {
+  request(method: string, url: string, options?: RequestOptions & { body?: string | Uint8Array | null }): Response;
+  get(url: string, options?: RequestOptions): Response;
+  /** `json` is sent as JSON (content-type application/json); `data` as it is. */
+  post(url: string, options?: RequestOptions & { json?: Json | object; data?: string | Uint8Array | null }): Response;
+};
+
 /** How an action is registered. */
 export interface ActionOptions {
   /** The name agent manifests map events to (default: the function's name). */
@@ -183,3 +221,8 @@ export interface ToolOptions<A> {
 
 /** Registers `fn` as a tool models (and actions granted it) may call; returns it. */
 export function tool<A extends Record<string, any>>(options: ToolOptions<A>, fn: (args: A) => Json | object): (args: A) => Json | object;
+
+declare global {
+  /** The environment variables the agent grants (`env = [...]`), read on first use. */
+  var process: { readonly env: Readonly<Record<string, string>> };
+}

@@ -8,11 +8,13 @@
 
 import context from "weir:agent/context@0.1.0";
 import events from "weir:agent/events@0.1.0";
+import fetch from "weir:agent/fetch@0.1.0";
 import log from "weir:agent/log@0.1.0";
 import memory from "weir:agent/memory@0.1.0";
 import model from "weir:agent/model@0.1.0";
 import tools from "weir:agent/tools@0.1.0";
 import wasiRandom from "wasi:random/random@0.2.12";
+import environment from "wasi:cli/environment@0.2.12";
 
 /** The event type that leaves the agent (Flink Agents' OutputEvent). */
 export const OUTPUT = "_output_event";
@@ -85,15 +87,33 @@ globalThis.crypto ??= {
   },
 };
 
-// Calls a host function, turning its error (a host-error variant, which the
-// bindings throw) into a HostError.
+/**
+ * `process.env`: the environment variables the agent grants (`env = [...]`),
+ * read on first use (not at build time, whose snapshot every instance shares).
+ */
+globalThis.process ??= {};
+if (!("env" in globalThis.process)) {
+  Object.defineProperty(globalThis.process, "env", {
+    configurable: true,
+    enumerable: true,
+    get() {
+      const env = Object.freeze(Object.fromEntries(environment.getEnvironment()));
+      Object.defineProperty(this, "env", { value: env, enumerable: true });
+      return env;
+    },
+  });
+}
+
+// Calls a host function, turning its error into a HostError. The bindings
+// throw an Error whose `payload` is the host-error variant ({tag, val}).
 function host(call, ...args) {
   try {
     return call(...args);
   } catch (err) {
-    if (err && typeof err === "object" && typeof err.tag === "string" && !(err instanceof Error)) {
-      const code = err.tag === "failed" ? "host-failed" : err.tag;
-      throw new HostError(code, String(err.val));
+    const variant = err instanceof Error ? err.payload : err;
+    if (variant && typeof variant === "object" && typeof variant.tag === "string") {
+      const code = variant.tag === "failed" ? "host-failed" : variant.tag;
+      throw new HostError(code, String(variant.val));
     }
     throw err;
   }
@@ -285,6 +305,137 @@ export class RunnerContext {
 const ACTIONS = new Map();
 const TOOLS = new Map();
 const CONTEXT = new RunnerContext();
+
+// QuickJS has no TextEncoder/TextDecoder: UTF-8 by hand, for HTTP bodies.
+function utf8Encode(string) {
+  const bytes = [];
+  for (const char of string) {
+    const c = char.codePointAt(0);
+    if (c < 0x80) bytes.push(c);
+    else if (c < 0x800) bytes.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+    else if (c < 0x10000) bytes.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+    else bytes.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+  }
+  return new Uint8Array(bytes);
+}
+
+// Malformed sequences become U+FFFD, one per maximal bad subpart, as
+// TextDecoder does.
+function utf8Decode(bytes) {
+  const parts = [];
+  let points = [];
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i++];
+    let c = b;
+    if (b >= 0x80) {
+      let need = 0;
+      let lo = 0x80;
+      let hi = 0xbf;
+      if (b >= 0xc2 && b <= 0xdf) [need, c] = [1, b & 0x1f];
+      else if (b >= 0xe0 && b <= 0xef) {
+        [need, c] = [2, b & 0x0f];
+        if (b === 0xe0) lo = 0xa0;
+        if (b === 0xed) hi = 0x9f;
+      } else if (b >= 0xf0 && b <= 0xf4) {
+        [need, c] = [3, b & 0x07];
+        if (b === 0xf0) lo = 0x90;
+        if (b === 0xf4) hi = 0x8f;
+      } else need = -1;
+      for (; need > 0; need--, lo = 0x80, hi = 0xbf) {
+        const next = bytes[i];
+        if (next === undefined || next < lo || next > hi) break;
+        c = (c << 6) | (next & 0x3f);
+        i++;
+      }
+      if (need !== 0) c = 0xfffd;
+    }
+    points.push(c);
+    if (points.length === 8192) {
+      parts.push(String.fromCodePoint(...points));
+      points = [];
+    }
+  }
+  parts.push(String.fromCodePoint(...points));
+  return parts.join("");
+}
+
+/** An HTTP response, read whole: its status, headers ([name, value] pairs) and body. */
+export class Response {
+  constructor(wit) {
+    this.status = wit.status;
+    this.headers = wit.headers;
+    this.body = wit.body instanceof Uint8Array ? wit.body : Uint8Array.from(wit.body);
+  }
+
+  /** The first value of header `name` (any case), or `null`. */
+  header(name) {
+    const lower = text(name, "a header name").toLowerCase();
+    const found = this.headers.find(([key]) => key.toLowerCase() === lower);
+    return found ? found[1] : null;
+  }
+
+  /** The body as UTF-8 text. */
+  text() {
+    return utf8Decode(this.body);
+  }
+
+  /** The body decoded from JSON; a body that is not JSON throws ActionError `bad-response`. */
+  json() {
+    try {
+      return JSON.parse(this.text());
+    } catch (e) {
+      throw new ActionError("bad-response", `the response is not JSON: ${e.message}`);
+    }
+  }
+}
+
+/**
+ * Outbound HTTP: requests go only to the hosts the agent grants
+ * (`http = ["https://api.example.com"]`), carry the task's idempotency key and
+ * are recorded under durable execution. Calls block until the whole response
+ * is read (other keys run meanwhile). A refused request throws HostError
+ * `denied`; a failed one (no connection, a timeout) HostError `host-failed`.
+ */
+export const http = {
+  /** Sends `method url` with `headers` (an object), `body` (a string or Uint8Array) and `timeoutMs`. */
+  request(method, url, { headers = {}, body = null, timeoutMs = null } = {}) {
+    const pairs = Object.entries(headers).map(([name, value]) => [name, text(value, `header \`${name}\``)]);
+    let bytes;
+    if (body === null || body === undefined) bytes = new Uint8Array(0);
+    else if (typeof body === "string") bytes = utf8Encode(body);
+    else if (body instanceof Uint8Array) bytes = body;
+    else throw new TypeError("an HTTP body must be a string or a Uint8Array");
+    if (timeoutMs !== null && !(Number.isInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs < 2 ** 32)) {
+      throw new TypeError("timeoutMs must be a whole number of milliseconds");
+    }
+    const request = {
+      method: text(method, "the method"),
+      url: text(url, "the URL"),
+      headers: pairs,
+      body: bytes,
+      timeoutMs,
+    };
+    return new Response(host(fetch.send, request));
+  },
+
+  /** `GET url`. */
+  get(url, { headers = {}, timeoutMs = null } = {}) {
+    return http.request("GET", url, { headers, timeoutMs });
+  },
+
+  /** `POST url` with a JSON body (`json`) or raw `data` (a string or Uint8Array). */
+  post(url, { json, data = null, headers = {}, timeoutMs = null } = {}) {
+    const all = { ...headers };
+    if (json !== undefined) {
+      data = JSON.stringify(json);
+      if (!Object.keys(all).some((h) => h.toLowerCase() === "content-type")) {
+        all["content-type"] = "application/json";
+      }
+    }
+    return http.request("POST", url, { headers: all, body: data, timeoutMs });
+  },
+};
 
 /**
  * Registers `fn(event, ctx)` as an action, named `options.name` (default: the

@@ -17,13 +17,17 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 pub(super) const CAPABILITY: super::HostCapability = super::HostCapability {
     interface: "wasi:http/outgoing-handler",
     link: |linker| wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker),
-    lacks: |grants| {
-        grants
-            .http
-            .is_empty()
-            .then_some("HTTP destination (`http = [...]`)")
-    },
+    lacks: lacks_http,
 };
+
+/// What an action with no `http` grant lacks to send a request (wasi:http
+/// or `weir:agent/fetch`).
+pub(super) fn lacks_http(grants: &super::Grants) -> Option<&'static str> {
+    grants
+        .http
+        .is_empty()
+        .then_some("HTTP destination (`http = [...]`)")
+}
 
 /// One allowed destination: `scheme://host:port`, where the scheme may be
 /// `*`, the host `*` or `*.suffix`, and the port `*` (no port means the
@@ -254,7 +258,7 @@ struct RecordedResponse {
     body: String,
 }
 
-fn full_body(bytes: bytes::Bytes) -> WasiBody {
+pub(super) fn full_body(bytes: bytes::Bytes) -> WasiBody {
     use http_body_util::BodyExt;
     http_body_util::Full::new(bytes)
         .map_err(|never| match never {})

@@ -53,11 +53,7 @@ impl WasiView for InstanceState {
 
 impl WasiHttpView for InstanceState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        // Derived on the task's first wasi:http call, not for every task.
-        if self.http.idempotency.is_empty() {
-            self.http.idempotency = self.task.idempotency_key().to_string();
-            self.http.journal = self.task.http_journal();
-        }
+        self.ready_http();
         WasiHttpCtxView {
             ctx: &mut self.http_ctx,
             table: &mut self.table,
@@ -123,6 +119,21 @@ impl InstanceState {
         let mut input = TaskInput::idle();
         input.limits.cpu_ms = cpu_ms;
         InstanceState::new(input).unwrap_or_else(|_| unreachable!("no dirs are granted"))
+    }
+
+    /// The task's HTTP hooks, ready to send: what wasi:http and
+    /// `weir:agent/fetch` send their requests through.
+    pub(super) fn http_policy(&mut self) -> &mut HttpPolicy {
+        self.ready_http();
+        &mut self.http
+    }
+
+    fn ready_http(&mut self) {
+        // Derived on the task's first request, not for every task.
+        if self.http.idempotency.is_empty() {
+            self.http.idempotency = self.task.idempotency_key().to_string();
+            self.http.journal = self.task.http_journal();
+        }
     }
 
     pub(crate) fn limiter(&mut self) -> &mut MemoryLimiter {

@@ -20,6 +20,7 @@ mod context;
 mod durable;
 mod error;
 mod events;
+mod fetch;
 mod grants;
 pub mod http;
 mod instance;
@@ -83,6 +84,7 @@ pub(crate) const CAPABILITIES: &[HostCapability] = &[
     model::CAPABILITY,
     tools::CAPABILITY,
     http::CAPABILITY,
+    fetch::CAPABILITY,
 ];
 
 /// Adds WASI p2, the contract's shared types and every capability to

@@ -6,20 +6,26 @@
 
 use crate::support::durable::{StateRun, kill, until};
 use crate::support::payments::{Mode, PaymentServer};
-use crate::support::{component, python_component, write};
+use crate::support::{component, js_component, python_component, write};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The payments component: the Rust guest, or its Python twin
-/// (`tests/python-guests/payments-py`, wasi:http through `weir_sdk.http`).
+/// The payments component: the Rust guest, its Python twin
+/// (`tests/python-guests/payments-py`, wasi:http through `weir_sdk.http`)
+/// or its JavaScript twin (`tests/js-guests/payments-js`, weir:agent/fetch
+/// through the SDK's `http`).
 fn rust() -> PathBuf {
     component("guest_payments.wasm")
 }
 
 fn python() -> PathBuf {
     python_component("skill_payments_py.wasm")
+}
+
+fn js() -> PathBuf {
+    js_component("skill_payments_js.wasm")
 }
 
 fn payments_agent(dir: &Path, service: &str, payments: &Path) -> PathBuf {
@@ -80,6 +86,11 @@ async fn a_python_charge_made_before_a_crash_is_reconciled_not_repeated() {
     charge_made_before_a_crash_is_reconciled(&python()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_charge_made_before_a_crash_is_reconciled_not_repeated() {
+    charge_made_before_a_crash_is_reconciled(&js()).await;
+}
+
 async fn charge_made_before_a_crash_is_reconciled(payments: &Path) {
     let service = PaymentServer::start(Mode::StallAfterCharging).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -114,6 +125,11 @@ async fn a_charge_lost_before_a_crash_is_made_again_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_charge_lost_before_a_crash_is_made_again_once() {
     charge_lost_before_a_crash_is_made_again(&python()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_charge_lost_before_a_crash_is_made_again_once() {
+    charge_lost_before_a_crash_is_made_again(&js()).await;
 }
 
 async fn charge_lost_before_a_crash_is_made_again(payments: &Path) {
@@ -230,6 +246,11 @@ async fn a_reconciler_that_cannot_tell_fails_the_task_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_reconciler_that_cannot_tell_fails_the_task_and_repeats_nothing() {
     reconciler_that_cannot_tell_repeats_nothing(&python()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_reconciler_that_cannot_tell_fails_the_task_and_repeats_nothing() {
+    reconciler_that_cannot_tell_repeats_nothing(&js()).await;
 }
 
 async fn reconciler_that_cannot_tell_repeats_nothing(payments: &Path) {

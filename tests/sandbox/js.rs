@@ -43,7 +43,6 @@ async fn javascript_finds_no_way_to_host_files_the_environment_or_the_network() 
     for global in [
         "std",
         "os",
-        "process",
         "require",
         "Deno",
         "fetch",
@@ -53,11 +52,17 @@ async fn javascript_finds_no_way_to_host_files_the_environment_or_the_network() 
     ] {
         assert_eq!(seen[global], "undefined", "{global}: {seen:?}");
     }
-    for attempt in ["passwd", "env"] {
-        let result = seen[attempt].as_str().unwrap();
-        assert!(result != "loaded", "{attempt}: {seen:?}");
-    }
+    let passwd = seen["passwd"].as_str().unwrap();
+    assert!(passwd != "loaded", "{seen:?}");
+    // `process.env` is the SDK's, and holds only granted variables: none.
+    assert_eq!(seen["env"], json!({}), "{seen:?}");
     assert!(!evil[0].payload.to_string().contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_http_reaches_only_granted_hosts() {
+    // The SDK's `http` (weir:agent/fetch) throws HostError("denied").
+    interpreter_http_reaches_only_granted_hosts(js_component("skill_hostile_js.wasm")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

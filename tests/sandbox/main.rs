@@ -61,6 +61,33 @@ async fn interpreter_attack(
     attack(plan(&agent).await, payload).await.0
 }
 
+/// An interpreter's hostile component's `http_get` (Python: wasi:http;
+/// JavaScript: weir:agent/fetch) sent to a loopback port it is not granted
+/// (another one is): refused before any connection, and the SDK's
+/// HostError fails the action with code `denied`.
+async fn interpreter_http_reaches_only_granted_hosts(component: std::path::PathBuf) {
+    let recorder = Recorder::start();
+    let agent = Agent::builder("hostile-interpreter-http")
+        .component("h", component)
+        .action(ActionBuilder::new("echo", "h").listen(types::INPUT))
+        .action(
+            ActionBuilder::new("attack", "h")
+                .export("http_get")
+                .listen("attack")
+                .http(format!(
+                    "http://127.0.0.1:{}",
+                    recorder.port.wrapping_add(1)
+                )),
+        )
+        .build();
+    let url = format!("http://127.0.0.1:{}/steal", recorder.port);
+    let (evil, summary) = attack(plan(&agent).await, json!({ "url": url })).await;
+    let error = the_error(&evil);
+    assert_eq!(error["code"], "denied", "{error}");
+    assert_eq!(summary.actions["attack"].denials["http"], 1);
+    recorder.assert_untouched();
+}
+
 /// Runs the attack (key `evil`) among bystander events, checks every
 /// bystander's output and the host's memory, and returns the evil key's
 /// events and the summary.

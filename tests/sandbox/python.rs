@@ -77,29 +77,8 @@ async fn python_sockets_reach_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_http_reaches_only_granted_hosts() {
-    let recorder = Recorder::start();
-    let component = python_component("skill_hostile_py.wasm");
-    // Another loopback port is granted, not the recorder's.
-    let agent = Agent::builder("hostile-py-http")
-        .component("h", component)
-        .action(ActionBuilder::new("echo", "h").listen(types::INPUT))
-        .action(
-            ActionBuilder::new("attack", "h")
-                .export("http_get")
-                .listen("attack")
-                .http(format!(
-                    "http://127.0.0.1:{}",
-                    recorder.port.wrapping_add(1)
-                )),
-        )
-        .build();
-    let url = format!("http://127.0.0.1:{}/steal", recorder.port);
-    let (evil, summary) = attack(plan(&agent).await, json!({ "url": url })).await;
-    let error = the_error(&evil);
-    // weir_sdk.http raises HostError("denied"), which fails the action.
-    assert_eq!(error["code"], "denied", "{error}");
-    assert_eq!(summary.actions["attack"].denials["http"], 1);
-    recorder.assert_untouched();
+    // weir_sdk.http (wasi:http) raises HostError("denied").
+    interpreter_http_reaches_only_granted_hosts(python_component("skill_hostile_py.wasm")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

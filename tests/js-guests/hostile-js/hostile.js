@@ -1,7 +1,7 @@
 // The hostile-guest suite's attacks, written in JavaScript: each action tries
 // to break out of the sandbox or exhaust it (tests/sandbox/js.rs).
 
-import { action } from "weir-sdk";
+import { action, http } from "weir-sdk";
 
 action({ description: "A well-behaved bystander: outputs its payload." }, function echo(event, ctx) {
   ctx.sendOutput(event.payload);
@@ -25,21 +25,21 @@ action({ description: "Recurses without end." }, function recurse() {
 action({ description: "Looks for a way to host files, the environment or the network; outputs what it found." }, function read_file(event, ctx) {
   const seen = {};
   // Every global that would reach outside in Node, Deno, QuickJS's shell or a browser.
-  for (const name of ["std", "os", "process", "require", "Deno", "fetch", "XMLHttpRequest", "WebSocket", "scriptArgs"]) {
+  for (const name of ["std", "os", "require", "Deno", "fetch", "XMLHttpRequest", "WebSocket", "scriptArgs"]) {
     seen[name] = typeof globalThis[name];
   }
-  // The runtime's module loader, asked for a host file and for WASI itself.
-  for (const [attempt, specifier] of [["passwd", "/etc/passwd"], ["env", "wasi:cli/environment@0.2.12"]]) {
-    try {
-      import(specifier).then(
-        () => (seen[attempt] = "loaded"),
-        (e) => (seen[attempt] = `refused: ${e}`),
-      );
-      seen[attempt] ??= "pending";
-    } catch (e) {
-      seen[attempt] = `refused: ${e}`;
-    }
+  // The runtime's module loader, asked for a host file.
+  try {
+    import("/etc/passwd").then(
+      () => (seen.passwd = "loaded"),
+      (e) => (seen.passwd = `refused: ${e}`),
+    );
+    seen.passwd ??= "pending";
+  } catch (e) {
+    seen.passwd = `refused: ${e}`;
   }
+  // The SDK's process.env: the granted variables only.
+  seen.env = { ...process.env };
   ctx.sendOutput(seen);
 });
 
@@ -49,4 +49,9 @@ action({ description: "Emits events without end." }, function emit_storm(event, 
 
 action({ description: "Builds `mb` MiB of text and emits it." }, function big_output(event, ctx) {
   ctx.sendOutput({ text: "x".repeat(event.payload.mb << 20) });
+});
+
+action({ description: "GETs `url` through the SDK's http; outputs the status and body." }, function http_get(event, ctx) {
+  const response = http.get(event.payload.url);
+  ctx.sendOutput({ status: response.status, body: response.text().slice(0, 200) });
 });
