@@ -19,7 +19,7 @@ rounds=${2:-3}
 n=${3:-20000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$repo" && scripts/build-skills && scripts/build-python-skills && scripts/build-js-skills)
+(cd "$repo" && scripts/build-skills && WEIR=$weir scripts/build-python-skills && WEIR=$weir scripts/build-js-skills)
 components=$repo/build/components
 declare -A wasm=([rust]=$components/guest_bench.wasm [python]=$components/skill_bench_py.wasm [js]=$components/skill_bench_js.wasm)
 for lang in rust python js; do

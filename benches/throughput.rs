@@ -397,7 +397,9 @@ async fn bench() -> anyhow::Result<()> {
 async fn langs_cost(dir: &std::path::Path) -> anyhow::Result<()> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     for script in ["scripts/build-python-skills", "scripts/build-js-skills"] {
-        let status = std::process::Command::new(repo.join(script)).status()?;
+        let status = std::process::Command::new(repo.join(script))
+            .env("WEIR", env!("CARGO_BIN_EXE_weir"))
+            .status()?;
         anyhow::ensure!(status.success(), "{script} failed");
     }
     let mut guests = vec![

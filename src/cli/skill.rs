@@ -49,6 +49,20 @@ pub enum SkillCommand {
         #[arg(long, env = "CARGO_TARGET_DIR")]
         target_dir: Option<PathBuf>,
     },
+    /// Build a module to one component file, without a package: a Python module (MODULE.py), a JavaScript one (MODULE.js) or a Rust crate, for an agent manifest's `[components.NAME] path`.
+    Component {
+        /// The directory holding the module.
+        dir: PathBuf,
+        /// The component file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// The module's name (MODULE.py or MODULE.js; default: the skill's name in DIR/weir-skill.toml, else DIR's name, dashes as underscores).
+        #[arg(long)]
+        module: Option<String>,
+        /// Where builds write (Cargo's target dir; Python and JavaScript components go under wasm32-wasip2/).
+        #[arg(long, env = "CARGO_TARGET_DIR")]
+        target_dir: Option<PathBuf>,
+    },
     /// Check a skill directory's SKILL.md (strictly, every violation with its place).
     Validate {
         /// The skill directory.
@@ -224,6 +238,32 @@ impl SkillCommand {
                         c.tools.join(", ")
                     );
                 }
+                Ok(ExitCode::SUCCESS)
+            }
+            SkillCommand::Component {
+                dir,
+                out,
+                module,
+                target_dir,
+            } => {
+                let module = match module {
+                    Some(module) => module,
+                    None if dir.join(weir::skill::package::MANIFEST_FILE).is_file() => {
+                        weir::skill::package::PackageManifest::read(&dir)?
+                            .skill
+                            .name
+                    }
+                    None => std::path::absolute(&dir)?
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .context("give the module's name with --module")?,
+                };
+                let (dir2, out2) = (dir.clone(), out.clone());
+                tokio::task::spawn_blocking(move || {
+                    build::build_component(&dir2, &module, &out2, target_dir.as_deref())
+                })
+                .await??;
+                println!("built {}", out.display());
                 Ok(ExitCode::SUCCESS)
             }
             SkillCommand::Validate { dir } => validate(&dir),

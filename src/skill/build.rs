@@ -9,6 +9,7 @@ use super::package::{
     MANIFEST_FILE, PackageManifest, PackagedCommand, PackagedComponent, SKILL_MD_FILE,
 };
 use crate::sandbox::Sandbox;
+use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -202,23 +203,7 @@ pub fn build_skill(
         anyhow::bail!("{}", lines.join("\n"));
     }
 
-    let module_target = || target_dir.map_or_else(|| dir.join("target"), Path::to_path_buf);
-    let (wasm_files, command_files) = match Language::of(dir, &name)? {
-        Language::Rust => cargo_build(dir, target_dir)?,
-        Language::Python => (
-            vec![super::python::build(dir, &name, &module_target())?],
-            Vec::new(),
-        ),
-        Language::JavaScript => (
-            vec![super::js::build(dir, &name, &module_target())?],
-            Vec::new(),
-        ),
-    };
-    anyhow::ensure!(
-        !wasm_files.is_empty(),
-        "cargo built no cdylib in {} (a skill crate has `crate-type = [\"cdylib\"]`)",
-        dir.display()
-    );
+    let (wasm_files, command_files) = compile(dir, &name, target_dir)?;
 
     if out.exists() {
         // Replace only a package we laid out before, never another directory.
@@ -286,6 +271,62 @@ pub fn build_skill(
     manifest.commands.retain(|_, c| !c.path.is_empty());
     std::fs::write(out.join(MANIFEST_FILE), manifest.to_toml())?;
     Ok(manifest)
+}
+
+/// Compiles the skill `name` in `dir` (its language decided by its files):
+/// its components, then its commands (a Rust crate's binaries).
+fn compile(
+    dir: &Path,
+    name: &str,
+    target_dir: Option<&Path>,
+) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let module_target = || target_dir.map_or_else(|| dir.join("target"), Path::to_path_buf);
+    let built = match Language::of(dir, name)? {
+        Language::Rust => cargo_build(dir, target_dir)?,
+        Language::Python => (
+            vec![super::python::build(dir, name, &module_target())?],
+            Vec::new(),
+        ),
+        Language::JavaScript => (
+            vec![super::js::build(dir, name, &module_target())?],
+            Vec::new(),
+        ),
+    };
+    anyhow::ensure!(
+        !built.0.is_empty(),
+        "cargo built no cdylib in {} (a skill crate has `crate-type = [\"cdylib\"]`)",
+        dir.display()
+    );
+    Ok(built)
+}
+
+/// Builds the module `module` in `dir` (`MODULE.py`, `MODULE.js`, or a
+/// crate) to one component file at `out`, without a package or SKILL.md:
+/// what an agent manifest's `[components.NAME] path` names. `out` is
+/// written whole or not at all.
+pub fn build_component(
+    dir: &Path,
+    module: &str,
+    out: &Path,
+    target_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let (mut wasm_files, _) = compile(dir, module, target_dir)?;
+    anyhow::ensure!(
+        wasm_files.len() == 1,
+        "{} builds {} components; build it as a skill package (`weir skill build`)",
+        dir.display(),
+        wasm_files.len()
+    );
+    let built = wasm_files.remove(0);
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::copy(&built, &partial)
+        .with_context(|| format!("cannot write {}", Path::new(&partial).display()))?;
+    std::fs::rename(&partial, out)?;
+    Ok(())
 }
 
 /// Runs `cargo build --release --target wasm32-wasip2` in `dir`; returns

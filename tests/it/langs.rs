@@ -443,6 +443,23 @@ fn a_skill_that_cannot_be_built_says_why() {
             && err.contains("odd.py"),
         "{err}"
     );
+    // The module built alone, by the name it has now: one component file.
+    let out = weir(&[
+        "skill",
+        "component",
+        "odd",
+        "--module",
+        "main",
+        "-o",
+        "odd.wasm",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wasm = std::fs::read(tmp.path().join("odd.wasm")).unwrap();
+    assert_eq!(&wasm[..8], b"\0asm\x0d\0\x01\0", "a component's header");
 
     std::fs::write(
         tmp.path().join("odd/odd.js"),
@@ -457,6 +474,11 @@ fn a_skill_that_cannot_be_built_says_why() {
         "{err}"
     );
     assert!(!tmp.path().join("odd/target/skill/odd").exists());
+    // Alone (the module named after the skill by default): no file at all.
+    let out = weir(&["skill", "component", "odd", "-o", "broken.wasm"]);
+    assert!(!out.status.success());
+    assert!(!tmp.path().join("broken.wasm").exists());
+    assert!(!tmp.path().join("broken.wasm.partial").exists());
 }
 
 /// Building a skill in `lang` without its toolchain (variable `env` unset,

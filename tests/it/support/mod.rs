@@ -50,7 +50,9 @@ pub fn js_component(file: &str) -> PathBuf {
 /// Runs the build `script` once (per `built`); the path of its `file`.
 fn built_by(script: &str, built: &OnceLock<()>, file: &str) -> PathBuf {
     built.get_or_init(|| {
+        // The Python and JavaScript builds go through this build's weir.
         let status = std::process::Command::new(repo().join(script))
+            .env("WEIR", env!("CARGO_BIN_EXE_weir"))
             .status()
             .unwrap_or_else(|e| panic!("run {script}: {e}"));
         assert!(status.success(), "{script} failed");
