@@ -35,6 +35,7 @@ mod host;
 pub mod journal;
 pub mod limits;
 pub mod memory;
+pub mod observe;
 pub mod plan;
 pub mod resources;
 pub mod runtime;

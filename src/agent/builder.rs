@@ -43,6 +43,7 @@ impl AgentBuilder {
                 resources: BTreeMap::new(),
                 config: Map::new(),
                 runtime: RuntimeSettings::default(),
+                event_log: Default::default(),
                 limits: LimitSettings::default(),
                 react: None,
                 manifest: None,

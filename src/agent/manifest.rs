@@ -34,6 +34,11 @@
 //! max_concurrency = 64
 //! max_depth = 32
 //!
+//! [event_log]                    # optional: what `--event-log` keeps
+//! level = "STANDARD"             # OFF | STANDARD | VERBOSE
+//! types = { "com.acme.order" = "VERBOSE" }   # by event type or dotted prefix
+//! standard = { max_string_length = 2000, max_array_elements = 20, max_depth = 5 }
+//!
 //! [limits]                       # optional: every task's limits
 //! cpu_ms = 10000
 //! ```
@@ -88,6 +93,8 @@ struct RawManifest {
     resources: BTreeMap<String, Spanned<toml::Table>>,
     #[serde(default)]
     runtime: Option<RuntimeSettings>,
+    #[serde(default)]
+    event_log: Option<crate::observe::eventlog::EventLogSettings>,
     #[serde(default)]
     limits: Option<LimitSettings>,
     #[serde(default)]
@@ -514,6 +521,7 @@ pub(super) fn parse(path: PathBuf, text: &str) -> Result<Agent, ManifestError> {
         resources,
         config: to_json(raw.config),
         runtime: raw.runtime.unwrap_or_default(),
+        event_log: raw.event_log.unwrap_or_default(),
         limits: raw.limits.unwrap_or_default(),
         manifest: Some(path),
     })

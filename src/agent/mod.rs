@@ -213,6 +213,8 @@ pub struct Agent {
     pub config: Map<String, Value>,
     /// Runtime settings.
     pub runtime: RuntimeSettings,
+    /// What the event log keeps, when one is written (`[event_log]`).
+    pub event_log: crate::observe::eventlog::EventLogSettings,
     /// Limits of every task, unless an action or component sets its own.
     pub limits: LimitSettings,
     /// The built-in ReAct agent, if used.

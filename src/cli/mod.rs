@@ -6,7 +6,9 @@ mod skill;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
+use weir::observe::eventlog::EventLog;
 use weir::{Agent, AgentPlan, RunSummary, Runtime, RuntimeSettings};
 
 /// Run event-driven AI agents with every action sandboxed in WebAssembly.
@@ -92,6 +94,12 @@ struct RunArgs {
     /// still skipped).
     #[arg(long, requires = "state")]
     from_start: bool,
+    /// Write every event and execution as a JSON line (Flink Agents' event-log records) to this file, or to a new file in this directory; the manifest's `[event_log]` says what it keeps.
+    #[arg(long, value_name = "FILE|DIR")]
+    event_log: Option<PathBuf>,
+    /// The event log's default level (overrides the manifest's `event_log.level`).
+    #[arg(long, value_name = "OFF|STANDARD|VERBOSE", value_parser = weir::observe::eventlog::LogLevel::parse, requires = "event_log")]
+    event_log_level: Option<weir::observe::eventlog::LogLevel>,
     /// The longest input line read (bytes); a longer one is a bad line,
     /// skipped without being held in memory.
     #[arg(long, default_value_t = MAX_LINE_BYTES)]
@@ -280,6 +288,7 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         ("--errors", &args.errors),
         ("--summary-json", &args.summary_json),
         ("--state", &args.state),
+        ("--event-log", &args.event_log),
     ];
     for (what, path) in own_files {
         if let Some(path) = path {
@@ -341,7 +350,17 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         Box::new(file)
     };
 
+    let event_log = args.event_log.as_ref().map(|path| {
+        let mut log_settings = plan.event_log.clone();
+        if let Some(level) = args.event_log_level {
+            log_settings.level = level;
+        }
+        Arc::new(EventLog::open(path, &log_settings, &plan.name))
+    });
     let mut runtime = Runtime::new(plan).with_settings(settings);
+    if let Some(log) = &event_log {
+        runtime = runtime.with_event_log(log.clone());
+    }
     if let Some(state) = &state {
         runtime = runtime.with_journal(state.clone());
     }

@@ -62,16 +62,20 @@ impl Task {
     /// same request) is answered from the record instead; a call made is
     /// recorded. A call whose intent was recorded but not its result is
     /// handed to `prepare` as interrupted, to reconcile.
+    /// `entity` names what is called (the model resource, the tool), for
+    /// the event log.
     pub(crate) async fn call_async<R, F>(
         &mut self,
         op: Op,
+        entity: &str,
         request: &impl serde::Serialize,
         prepare: impl FnOnce(&mut Task, CallSite) -> Result<F, HostError>,
     ) -> Result<R, HostError>
     where
         F: std::future::Future<Output = Result<R, HostError>> + Send + 'static,
-        R: serde::Serialize + serde::de::DeserializeOwned,
+        R: CallReply + serde::Serialize + serde::de::DeserializeOwned,
     {
+        let started = std::time::Instant::now();
         self.enter(op)?;
         let position = format!("{}/{}", self.position(), self.host_calls);
         let mut journaled =
@@ -82,6 +86,7 @@ impl Task {
             && let Some(result) = call.recorded()
         {
             self.trace(op, &result);
+            self.log_call(op, entity, started, &result, true);
             return result;
         }
         let site = CallSite {
@@ -99,7 +104,63 @@ impl Task {
             call.record(&result);
         }
         self.trace(op, &result);
+        self.log_call(op, entity, started, &result, false);
         result
+    }
+
+    /// Logs a waiting call as it ended, when an event log is written.
+    fn log_call<R: CallReply>(
+        &self,
+        op: Op,
+        entity: &str,
+        started: std::time::Instant,
+        result: &Result<R, HostError>,
+        replayed: bool,
+    ) {
+        use crate::observe::eventlog::ExecutionOutcome;
+        let Some(scope) = &self.input.log else {
+            return;
+        };
+        let (entity_type, category) = match op.name {
+            "model.chat" => ("llm", "model_call_failed"),
+            "model.embed" => ("embedding", "model_call_failed"),
+            "tools.call" => ("tool", "tool_call_failed"),
+            _ => ("host", "host_call_failed"),
+        };
+        let mut attributes = serde_json::Map::new();
+        let mut metadata = serde_json::Map::new();
+        let outcome = match result {
+            Ok(reply) => {
+                if let Some(model) = reply.model() {
+                    metadata.insert("model".into(), model.into());
+                }
+                if let Some((input, output)) = reply.usage() {
+                    attributes.insert("inputTokens".into(), input.into());
+                    attributes.insert("outputTokens".into(), output.into());
+                }
+                if replayed {
+                    ExecutionOutcome::Reused
+                } else {
+                    ExecutionOutcome::Succeeded
+                }
+            }
+            Err(error) => ExecutionOutcome::Failed {
+                category,
+                kind: error.kind().to_string(),
+                message: error.message().to_string(),
+            },
+        };
+        scope.call(
+            self.host_calls,
+            crate::observe::eventlog::CallRecord {
+                entity_type,
+                entity_name: entity.to_string(),
+                duration: started.elapsed(),
+                outcome,
+                metadata,
+                attributes,
+            },
+        );
     }
 
     /// A model's or tool's reply, refused if it nests deeper than the
@@ -117,6 +178,33 @@ impl Task {
         )))
     }
 }
+
+/// A waiting call's reply, as the event log sees it.
+pub(crate) trait CallReply {
+    /// Tokens in and out, for a model's reply.
+    fn usage(&self) -> Option<(u64, u64)> {
+        None
+    }
+
+    /// The model that answered.
+    fn model(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl CallReply for crate::resources::api::ChatReply {
+    fn usage(&self) -> Option<(u64, u64)> {
+        Some((self.usage.input_tokens, self.usage.output_tokens))
+    }
+
+    fn model(&self) -> Option<&str> {
+        Some(&self.model)
+    }
+}
+
+impl CallReply for serde_json::Value {}
+
+impl CallReply for Vec<Vec<f32>> {}
 
 /// Where a waiting host call stands, for the work [`Task::call_async`] runs.
 pub(crate) struct CallSite {

@@ -142,7 +142,8 @@ impl Task {
             call.use_tools,
         );
         let request = super::durable::request_digest(CHAT.name, &request);
-        self.call_async(CHAT, &request, |task, _site| {
+        let model = call.model.clone();
+        self.call_async(CHAT, &model, &request, |task, _site| {
             task.granted_model(&call.model)?;
             let env = task.input.env.clone();
             let resource = env
@@ -183,7 +184,7 @@ impl Task {
         texts: Vec<String>,
     ) -> Result<Vec<Vec<f32>>, HostError> {
         let request = super::durable::request_digest(EMBED.name, &(&model, &texts));
-        self.call_async(EMBED, &request, |task, _site| {
+        self.call_async(EMBED, &model.clone(), &request, |task, _site| {
             task.granted_model(&model)?;
             let resource = task
                 .input

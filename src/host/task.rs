@@ -80,6 +80,8 @@ pub(crate) struct TaskInput {
     /// The action a built-in chat-model or tool-call task acts for; its
     /// grants are then this action's.
     pub on_behalf: Option<Arc<Authority>>,
+    /// Where its host calls are logged, when an event log is written.
+    pub log: Option<Arc<crate::observe::eventlog::Scope>>,
 }
 
 impl TaskInput {
@@ -115,6 +117,7 @@ impl TaskInput {
             journal: None,
             idempotency: None,
             on_behalf: None,
+            log: None,
         }
     }
 }

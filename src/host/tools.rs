@@ -157,7 +157,7 @@ impl Task {
     ) -> Result<Value, HostError> {
         let request = (&name, &arguments);
         let request = super::durable::request_digest(CALL.name, &request);
-        self.call_async(CALL, &request, |task, site| {
+        self.call_async(CALL, &name.clone(), &request, |task, site| {
             if task.input.env.tools.spec(&name).is_none() {
                 return Err(HostError::Invalid(format!("no tool named `{name}`")));
             }

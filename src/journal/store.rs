@@ -316,7 +316,7 @@ impl Journal {
     }
 
     /// True if a crash left call records of run `run`.
-    fn recovered_calls_of(&self, run: &str) -> bool {
+    pub(crate) fn recovered_calls_of(&self, run: &str) -> bool {
         let prefix = format!("{run}/");
         self.recovered_calls
             .range(prefix.clone()..)

@@ -48,6 +48,8 @@ pub struct AgentPlan {
     pub components: BTreeMap<String, ComponentPlan>,
     /// Runtime settings.
     pub runtime: RuntimeSettings,
+    /// What the event log keeps, when one is written.
+    pub event_log: crate::observe::eventlog::EventLogSettings,
     /// What the planner found allowed but likely a mistake, each with its
     /// manifest location (also logged as warnings).
     #[serde(skip_serializing_if = "Vec::is_empty")]

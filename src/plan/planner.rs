@@ -98,6 +98,7 @@ pub(super) fn build(agent: &Agent, sandbox: &Arc<Sandbox>) -> Result<AgentPlan, 
         config: agent.config.clone(),
         components,
         runtime: agent.runtime,
+        event_log: agent.event_log.clone(),
         warnings,
         routes,
     })

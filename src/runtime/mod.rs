@@ -26,6 +26,7 @@ use crate::event::{Event, types};
 use crate::host::ModelUsage;
 use crate::journal::{InFlight, InputPosition, Journal};
 use crate::memory::MemoryObject;
+use crate::observe::eventlog::EventLog;
 use crate::plan::AgentPlan;
 use run::{Release, release_committed};
 use scheduler::schedule;
@@ -43,6 +44,7 @@ pub struct Runtime {
     memory: HashMap<String, MemoryObject>,
     journal: Option<Arc<Journal>>,
     committed: HashMap<String, u64>,
+    event_log: Option<Arc<EventLog>>,
 }
 
 /// Sends input events into a running agent. Dropping every clone (or calling
@@ -150,7 +152,16 @@ impl Runtime {
             memory: HashMap::new(),
             journal: None,
             committed: HashMap::new(),
+            event_log: None,
         }
+    }
+
+    /// Writes every event and execution of the run to `log` (see
+    /// [`EventLog::open`]; the plan's `event_log` settings say what it
+    /// keeps).
+    pub fn with_event_log(mut self, log: Arc<EventLog>) -> Self {
+        self.event_log = Some(log);
+        self
     }
 
     /// Overrides the runtime settings.
@@ -220,6 +231,7 @@ impl Runtime {
             releases: std::sync::Mutex::new(release_tx),
             in_flight: std::sync::Mutex::default(),
             journal: self.journal,
+            event_log: self.event_log,
         });
         let releaser = release_rx.map(|rx| tokio::spawn(release_committed(shared.clone(), rx)));
         let done = tokio::spawn(schedule(
@@ -246,6 +258,7 @@ struct Shared {
     permits: Semaphore,
     usage: Arc<ModelUsage>,
     journal: Option<Arc<Journal>>,
+    event_log: Option<Arc<EventLog>>,
     /// Why the run had to stop taking input (the journal failed); set
     /// through [`Shared::stop_intake`].
     fatal: std::sync::Mutex<Option<String>>,

@@ -10,6 +10,7 @@ use crate::host::bindings::weir::agent::types::Event as WitEvent;
 use crate::host::{Authority, KeyMemory};
 use crate::journal::JournalError;
 use crate::memory::MemoryObject;
+use crate::observe::eventlog::{EventLog, ExecutionOutcome, ExecutionRecord};
 use crate::plan::{ActionKind, ActionPlan};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
@@ -33,6 +34,8 @@ pub(super) async fn agent_run(
     };
     let run_id: Arc<str> = Arc::from(input.id.as_str());
     let key = input.key.clone();
+    let log = RunLog::new(shared, &run_id);
+    log.event(&input);
     let mut held: Option<Vec<Event>> = shared.journal.as_ref().map(|_| Vec::new());
     // Each event with its depth and whom it acts for (see `host::Authority`).
     let mut queue: VecDeque<(Event, usize, Option<Arc<Authority>>)> =
@@ -44,6 +47,10 @@ pub(super) async fn agent_run(
             .journal
             .clone()
             .map(|journal| (journal, run_id.clone())),
+        event_log: shared
+            .event_log
+            .clone()
+            .map(|event_log| (event_log, run_id.clone())),
     };
     let mut budget = RunBudget::default();
     'run: while let Some((event, depth, authority)) = queue.pop_front() {
@@ -58,7 +65,7 @@ pub(super) async fn agent_run(
         for action in routes {
             if let Some(cut) = budget.start_task(&shared.settings) {
                 let error = run_limit_error(shared, action, &event, cut);
-                release(shared, &mut held, error).await;
+                release(shared, &log, &mut held, error).await;
                 break 'run;
             }
             let started = Instant::now();
@@ -72,6 +79,7 @@ pub(super) async fn agent_run(
             )
             .await;
             memory = outcome.memory;
+            log.action(action, &event, started.elapsed(), &outcome.result);
             let counters = &shared.counters.actions[&action.name];
             counters.runs.fetch_add(1, Relaxed);
             counters
@@ -91,7 +99,7 @@ pub(super) async fn agent_run(
                         // What this task emitted is dropped with the rest
                         // of the run: the run is cut where it overran.
                         let error = run_limit_error(shared, action, &event, cut);
-                        release(shared, &mut held, error).await;
+                        release(shared, &log, &mut held, error).await;
                         break 'run;
                     }
                     for e in emitted {
@@ -112,11 +120,12 @@ pub(super) async fn agent_run(
                             attributes: e.attributes.into_iter().collect(),
                         };
                         if next.event_type == types::OUTPUT {
-                            release(shared, &mut held, next).await;
+                            release(shared, &log, &mut held, next).await;
                         } else if depth + 1 > shared.settings.max_depth {
                             let error = depth_error(shared, action, &event, &next);
-                            release(shared, &mut held, error).await;
+                            release(shared, &log, &mut held, error).await;
                         } else {
+                            log.event(&next);
                             queue.push_back((next, depth + 1, acts_for));
                         }
                     }
@@ -137,7 +146,7 @@ pub(super) async fn agent_run(
                     if route_again {
                         queue.push_back((error.clone(), depth + 1, None));
                     }
-                    release(shared, &mut held, error).await;
+                    release(shared, &log, &mut held, error).await;
                 }
             }
         }
@@ -188,7 +197,8 @@ pub(super) async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::R
 }
 
 /// Sends an output or error event now, or holds it until the run commits.
-async fn release(shared: &Shared, held: &mut Option<Vec<Event>>, event: Event) {
+async fn release(shared: &Shared, log: &RunLog, held: &mut Option<Vec<Event>>, event: Event) {
+    log.event(&event);
     match held {
         Some(held) => held.push(event),
         None => deliver(shared, event).await,
@@ -327,6 +337,76 @@ fn run_limit_error(shared: &Shared, action: &ActionPlan, event: &Event, cut: Run
             "value": cut.value,
         }),
     )
+}
+
+/// A run's side of the event log: its events and action executions.
+struct RunLog {
+    log: Option<Arc<EventLog>>,
+    run: Arc<str>,
+    /// Re-done after a crash (the crash left call records of it).
+    recovered: bool,
+}
+
+impl RunLog {
+    fn new(shared: &Shared, run: &Arc<str>) -> RunLog {
+        let log = shared.event_log.clone();
+        let recovered = log.is_some()
+            && shared
+                .journal
+                .as_ref()
+                .is_some_and(|journal| journal.recovered_calls_of(run));
+        RunLog {
+            log,
+            run: run.clone(),
+            recovered,
+        }
+    }
+
+    fn event(&self, event: &Event) {
+        if let Some(log) = &self.log {
+            log.event(&self.run, self.recovered, event);
+        }
+    }
+
+    /// Logs `action`'s task on `event` as it ended.
+    fn action(
+        &self,
+        action: &ActionPlan,
+        event: &Event,
+        duration: std::time::Duration,
+        result: &Result<Vec<crate::host::Emitted>, Failure>,
+    ) {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let outcome = match result {
+            Ok(_) => ExecutionOutcome::Succeeded,
+            Err(failure) => ExecutionOutcome::Failed {
+                category: "action_execution_failed",
+                kind: failure.kind().to_string(),
+                message: failure.details()["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            },
+        };
+        log.execution(
+            &self.run,
+            &event.key,
+            ExecutionRecord {
+                id: task::execution_id(event, action),
+                parent: None,
+                entity_type: "action",
+                entity_name: action.name.clone(),
+                metadata: serde_json::Map::new(),
+                event_id: Some(event.id.clone()),
+                upstream_action: event.upstream_action.clone(),
+                duration,
+                outcome,
+                attributes: serde_json::Map::new(),
+            },
+        );
+    }
 }
 
 fn to_wit(event: &Event) -> WitEvent {

@@ -167,6 +167,15 @@ pub(super) async fn schedule(
     }
     let mut summary = shared.counters.summary(started.elapsed());
     summary.models = shared.usage.snapshot();
+    if let Some(log) = shared.event_log.clone() {
+        // What the run logged is written before the summary counts it.
+        summary.event_log = tokio::task::spawn_blocking(move || {
+            log.flush();
+            log.stats()
+        })
+        .await
+        .ok();
+    }
     let memory = keys
         .into_iter()
         .filter_map(|(key, state)| {

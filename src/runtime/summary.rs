@@ -125,6 +125,7 @@ impl Counters {
             runs_cut: names(&self.runs_cut),
             actions,
             models: BTreeMap::new(),
+            event_log: None,
             elapsed_secs: elapsed.as_secs_f64(),
         }
     }
@@ -159,6 +160,9 @@ pub struct RunSummary {
     pub actions: BTreeMap<String, ActionSummary>,
     /// Model calls per action and model: calls, failures, tokens, time.
     pub models: BTreeMap<String, BTreeMap<String, ModelStats>>,
+    /// What the event log wrote, lost and cut, when one was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<crate::observe::eventlog::EventLogStats>,
     /// Wall time of the run in seconds.
     pub elapsed_secs: f64,
 }
@@ -202,6 +206,20 @@ impl fmt::Display for RunSummary {
             self.elapsed_secs,
             rate
         )?;
+        if let Some(log) = &self.event_log {
+            write!(f, "  event log: {} records written", log.written)?;
+            if log.truncated > 0 {
+                write!(f, " ({} with values cut)", log.truncated)?;
+            }
+            if log.failed + log.dropped > 0 {
+                write!(
+                    f,
+                    "; {} not written (the log failed), {} dropped (the writer fell behind)",
+                    log.failed, log.dropped
+                )?;
+            }
+            writeln!(f)?;
+        }
         if self.inputs_already_done > 0 {
             writeln!(
                 f,

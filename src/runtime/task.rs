@@ -148,6 +148,14 @@ pub(crate) struct TaskContext<'a> {
     pub usage: &'a Arc<ModelUsage>,
     /// The journal and the run's id, when the runtime keeps state.
     pub journal: Option<(Arc<crate::journal::Journal>, Arc<str>)>,
+    /// The event log and the run's id, when one is written.
+    pub event_log: Option<(Arc<crate::observe::eventlog::EventLog>, Arc<str>)>,
+}
+
+/// The id of `action`'s task on `event` in the event log: the same when a
+/// run is re-done.
+pub(crate) fn execution_id(event: &Event, action: &ActionPlan) -> String {
+    format!("{}/{}", event.id, action.name)
 }
 
 /// Runs `action` on `event`; `authority` is whom the event acts for (see
@@ -181,6 +189,15 @@ pub(crate) async fn run(
         journal: context.journal.clone(),
         idempotency: None,
         on_behalf,
+        log: context.event_log.as_ref().map(|(log, run)| {
+            Arc::new(crate::observe::eventlog::Scope {
+                log: log.clone(),
+                run: run.clone(),
+                key: event.key.clone(),
+                execution: execution_id(event, action),
+                event_id: event.id.clone(),
+            })
+        }),
     };
     let (task, result) = if wit_event.payload.len() > limits.max_payload_bytes {
         let exceeded = limits.exceeded(

@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod durable;
+mod eventlog;
 mod fuzz_corpus;
 mod langs;
 mod layers;

@@ -1,0 +1,322 @@
+//! The records' shape: Flink Agents' flat event-log record (`timestamp`,
+//! `logLevel`, the trace fields, `eventId`, `eventType`, the lineage,
+//! `eventAttributes`), with weir's payload beside the attributes; and the
+//! counts of what was written, lost and cut.
+
+use super::{LogLevel, Truncation};
+use crate::event::Event;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime};
+
+/// One queued record.
+pub(super) enum Entry {
+    Event(Box<EventEntry>),
+    Execution(Box<Execution>),
+    /// Write what came before, then stop.
+    Close,
+    /// Write what came before, then say so.
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// An event, queued.
+pub(super) struct EventEntry {
+    pub at: SystemTime,
+    pub level: LogLevel,
+    pub agent: Arc<str>,
+    pub run: Arc<str>,
+    pub recovered: bool,
+    pub event: Event,
+}
+
+/// A finished execution, queued.
+pub(super) struct Execution {
+    pub at: SystemTime,
+    pub level: LogLevel,
+    pub agent: Arc<str>,
+    pub run: Arc<str>,
+    pub key: String,
+    pub record: ExecutionRecord,
+}
+
+/// An execution (an action's task, a model or tool call) as it ended: a
+/// Flink Agents lifecycle record (`_execution_finished_event`,
+/// `_execution_failed_event`, or `_execution_reused_event` for a call
+/// answered from the journal).
+pub(crate) struct ExecutionRecord {
+    /// Its id, unique in the run and the same when the run is re-done.
+    pub id: String,
+    /// The execution it is part of (a call's action).
+    pub parent: Option<String>,
+    /// `action`, `llm`, `embedding` or `tool`.
+    pub entity_type: &'static str,
+    /// The action, model resource or tool.
+    pub entity_name: String,
+    /// What identifies it further (a model's `model`).
+    pub metadata: Map<String, Value>,
+    /// The event it handled, and the action that emitted that event.
+    pub event_id: Option<String>,
+    pub upstream_action: Option<String>,
+    pub duration: Duration,
+    pub outcome: ExecutionOutcome,
+    /// More about it (token usage).
+    pub attributes: Map<String, Value>,
+}
+
+/// How an execution ended.
+pub(crate) enum ExecutionOutcome {
+    Succeeded,
+    /// Answered from the journal: not run again.
+    Reused,
+    Failed {
+        /// Flink Agents' problem category (`action_execution_failed`,
+        /// `model_call_failed`, `tool_call_failed`).
+        category: &'static str,
+        /// The error's kind (weir's failure or host-error kind).
+        kind: String,
+        message: String,
+    },
+}
+
+impl ExecutionOutcome {
+    pub(crate) fn event_type(&self) -> &'static str {
+        match self {
+            ExecutionOutcome::Succeeded => "_execution_finished_event",
+            ExecutionOutcome::Reused => "_execution_reused_event",
+            ExecutionOutcome::Failed { .. } => "_execution_failed_event",
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        match self {
+            ExecutionOutcome::Succeeded => "success",
+            ExecutionOutcome::Reused => "reused",
+            ExecutionOutcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// One line, in Flink Agents' field order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Line<'a> {
+    timestamp: &'a str,
+    log_level: &'static str,
+    input_run_id: &'a str,
+    business_key: &'a str,
+    agent_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_execution_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_metadata: Option<&'a Map<String, Value>>,
+    event_id: &'a str,
+    event_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_event_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_action_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem_category: Option<&'a str>,
+    /// A run re-done after a crash: its events were logged before.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    recovered: bool,
+    event_attributes: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Value>,
+}
+
+impl Entry {
+    /// Writes the record's JSON to `out`; true if STANDARD cut anything.
+    pub(super) fn write_line(&self, out: &mut Vec<u8>, truncation: &Truncation) -> bool {
+        let mut cut = false;
+        let mut keep = |level: LogLevel, value: Value| {
+            if level == LogLevel::Standard {
+                let (value, was_cut) = truncation.apply(&value);
+                cut |= was_cut;
+                value
+            } else {
+                value
+            }
+        };
+        let line = match self {
+            Entry::Event(entry) => {
+                let EventEntry {
+                    at,
+                    level,
+                    agent,
+                    run,
+                    recovered,
+                    event,
+                } = &**entry;
+                let attributes = Value::Object(
+                    event
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect(),
+                );
+                let timestamp = timestamp(*at);
+                let line = Line {
+                    timestamp: &timestamp,
+                    log_level: level.name(),
+                    input_run_id: run,
+                    business_key: &event.key,
+                    agent_name: agent,
+                    execution_id: None,
+                    parent_execution_id: None,
+                    entity_type: None,
+                    entity_name: None,
+                    entity_metadata: None,
+                    event_id: &event.id,
+                    event_type: &event.event_type,
+                    upstream_event_id: event.upstream_id.as_deref(),
+                    upstream_action_name: event.upstream_action.as_deref(),
+                    status: None,
+                    problem_category: None,
+                    recovered: *recovered,
+                    event_attributes: keep(*level, attributes),
+                    payload: Some(keep(*level, event.payload.clone())),
+                };
+                serde_json::to_writer(&mut *out, &line)
+            }
+            Entry::Execution(execution) => {
+                let Execution {
+                    at,
+                    level,
+                    agent,
+                    run,
+                    key,
+                    record,
+                } = &**execution;
+                let mut attributes = record.attributes.clone();
+                attributes.insert(
+                    "durationMs".into(),
+                    Value::from(record.duration.as_secs_f64() * 1e3),
+                );
+                let (category, status) = match &record.outcome {
+                    ExecutionOutcome::Failed {
+                        category,
+                        kind,
+                        message,
+                    } => {
+                        attributes.insert("errorType".into(), Value::from(kind.as_str()));
+                        attributes.insert("errorMessage".into(), Value::from(message.as_str()));
+                        (Some(*category), record.outcome.status())
+                    }
+                    other => (None, other.status()),
+                };
+                let timestamp = timestamp(*at);
+                let event_id = format!("{}!{status}", record.id);
+                let line = Line {
+                    timestamp: &timestamp,
+                    log_level: level.name(),
+                    input_run_id: run,
+                    business_key: key,
+                    agent_name: agent,
+                    execution_id: Some(&record.id),
+                    parent_execution_id: record.parent.as_deref(),
+                    entity_type: Some(record.entity_type),
+                    entity_name: Some(&record.entity_name),
+                    entity_metadata: (!record.metadata.is_empty()).then_some(&record.metadata),
+                    event_id: &event_id,
+                    event_type: record.outcome.event_type(),
+                    upstream_event_id: record.event_id.as_deref(),
+                    upstream_action_name: record.upstream_action.as_deref(),
+                    status: Some(status),
+                    problem_category: category,
+                    recovered: false,
+                    event_attributes: keep(*level, Value::Object(attributes)),
+                    payload: None,
+                };
+                serde_json::to_writer(&mut *out, &line)
+            }
+            Entry::Close | Entry::Flush(_) => return false,
+        };
+        line.expect("records serialise");
+        cut
+    }
+}
+
+/// RFC 3339 UTC with microseconds, as Flink Agents' `Instant.toString()`.
+fn timestamp(at: SystemTime) -> String {
+    humantime::format_rfc3339_micros(at).to_string()
+}
+
+/// What an event log wrote, lost and cut.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EventLogStats {
+    /// Records written.
+    pub written: u64,
+    /// Records lost to a log that could not be opened or written.
+    pub failed: u64,
+    /// Records dropped because the writer fell behind.
+    pub dropped: u64,
+    /// Records written with a value cut (STANDARD level).
+    pub truncated: u64,
+}
+
+/// The counts, shared with the writer; each kind of fault is reported once.
+#[derive(Default)]
+pub(super) struct Stats {
+    written: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    truncated: AtomicU64,
+    reported_failure: AtomicBool,
+    reported_drop: AtomicBool,
+}
+
+impl Stats {
+    pub(super) fn written(&self, n: u64) {
+        self.written.fetch_add(n, Relaxed);
+    }
+
+    pub(super) fn failed(&self, n: u64) {
+        self.failed.fetch_add(n, Relaxed);
+    }
+
+    pub(super) fn truncated(&self) {
+        self.truncated.fetch_add(1, Relaxed);
+    }
+
+    pub(super) fn dropped(&self, path: &Path) {
+        self.dropped.fetch_add(1, Relaxed);
+        if !self.reported_drop.swap(true, Relaxed) {
+            tracing::warn!(
+                log = %path.display(),
+                "the event log's writer fell behind: records are dropped (and counted) rather than holding up the run"
+            );
+        }
+    }
+
+    /// Reports a failure to open or write the log, the first time only.
+    pub(super) fn fail_once(&self, path: &Path, error: &dyn std::fmt::Display) {
+        if !self.reported_failure.swap(true, Relaxed) {
+            tracing::warn!(
+                log = %path.display(),
+                error = %error,
+                "cannot write the event log; the run goes on, and records not written are counted"
+            );
+        }
+    }
+
+    pub(super) fn snapshot(&self) -> EventLogStats {
+        EventLogStats {
+            written: self.written.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            truncated: self.truncated.load(Relaxed),
+        }
+    }
+}

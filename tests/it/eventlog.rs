@@ -1,0 +1,306 @@
+//! The event log: every event and execution of a run as a JSON line in
+//! Flink Agents' record shape, its levels and STANDARD cuts, model calls as
+//! records of their own, and a log that cannot be written never failing the
+//! run.
+
+use crate::support::model_server::*;
+use crate::support::*;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+use weir::event::types;
+use weir::observe::eventlog::{EventLog, EventLogSettings, LogLevel};
+use weir::{ActionBuilder, Agent, Event};
+
+/// `weir run` of the word-stats example over its events, with `args`.
+fn word_stats(args: &[&str]) -> Output {
+    components();
+    std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "examples/word-stats/agent.toml"])
+        .args(["-i", "examples/word-stats/events.jsonl"])
+        .args(args)
+        .current_dir(repo())
+        .env_remove("WEIR_LOG")
+        .output()
+        .unwrap()
+}
+
+/// Every record of the log files in `dir` (or of the file `dir`).
+fn records(path: &Path) -> Vec<Value> {
+    let files: Vec<_> = if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files
+        .iter()
+        .flat_map(|file| {
+            std::fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+/// The first record of `event_type` for key `key` (a key's runs are in order).
+fn first_of<'a>(records: &'a [Value], event_type: &str, key: &str) -> &'a Value {
+    records
+        .iter()
+        .find(|r| r["eventType"] == event_type && r["businessKey"] == key)
+        .unwrap_or_else(|| panic!("no {event_type} of {key}"))
+}
+
+fn of_type<'a>(records: &'a [Value], event_type: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["eventType"] == event_type)
+        .collect()
+}
+
+#[test]
+fn every_event_and_action_of_a_run_is_a_record_linked_to_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs/");
+    let out = word_stats(&[
+        "-o",
+        dir.path().join("out.jsonl").to_str().unwrap(),
+        "--event-log",
+        logs.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // One new file in the directory, named after the agent.
+    let files: Vec<_> = std::fs::read_dir(&logs).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let name = files[0].as_ref().unwrap().file_name();
+    assert!(
+        name.to_string_lossy().starts_with("events-word-stats-"),
+        "{name:?}"
+    );
+    let records = records(&logs);
+    // Per input: the input, tokenize's task, words_tokenized, count's task,
+    // the output.
+    assert_eq!(records.len(), 30, "{records:#?}");
+    assert!(stderr.contains("event log: 30 records written"), "{stderr}");
+    for record in &records {
+        assert_eq!(record["agentName"], "word-stats");
+        assert_eq!(record["logLevel"], "STANDARD");
+        let at = record["timestamp"].as_str().unwrap();
+        humantime::parse_rfc3339(at).unwrap_or_else(|e| panic!("{at}: {e}"));
+    }
+    let inputs = of_type(&records, "_input_event");
+    assert_eq!(inputs.len(), 6);
+    for input in inputs {
+        let run = input["eventId"].as_str().unwrap();
+        assert_eq!(input["inputRunId"], run);
+        assert!(input.get("upstreamEventId").is_none());
+        let of_run: Vec<&Value> = records.iter().filter(|r| r["inputRunId"] == run).collect();
+        assert_eq!(of_run.len(), 5, "{of_run:#?}");
+        assert!(
+            of_run
+                .iter()
+                .all(|r| r["businessKey"] == input["businessKey"])
+        );
+        let find = |event_type: &str, name: Option<&str>| -> &Value {
+            of_run
+                .iter()
+                .find(|r| r["eventType"] == event_type && name.is_none_or(|n| r["entityName"] == n))
+                .unwrap_or_else(|| panic!("no {event_type} in {of_run:#?}"))
+        };
+        let tokenize = find("_execution_finished_event", Some("tokenize"));
+        assert_eq!(tokenize["entityType"], "action");
+        assert_eq!(tokenize["status"], "success");
+        assert_eq!(tokenize["executionId"], format!("{run}/tokenize"));
+        assert_eq!(tokenize["upstreamEventId"], run);
+        assert!(tokenize["eventAttributes"]["durationMs"].as_f64().unwrap() > 0.0);
+        let words = find("words_tokenized", None);
+        assert_eq!(words["upstreamEventId"], run);
+        assert_eq!(words["upstreamActionName"], "tokenize");
+        let count = find("_execution_finished_event", Some("count"));
+        assert_eq!(count["upstreamEventId"], words["eventId"]);
+        assert_eq!(count["upstreamActionName"], "tokenize");
+        let output = find("_output_event", None);
+        assert_eq!(output["upstreamEventId"], words["eventId"]);
+        assert_eq!(output["upstreamActionName"], "count");
+        assert!(output["payload"]["total_words"].is_u64(), "{output}");
+    }
+}
+
+#[test]
+fn levels_by_event_type_and_standard_cuts_come_from_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = std::fs::read_to_string(repo().join("examples/word-stats/agent.toml"))
+        .unwrap()
+        .replace(
+            "../../build/components",
+            &components().display().to_string(),
+        );
+    let manifest = format!(
+        "{manifest}\n[event_log]\ntypes = {{ words_tokenized = \"OFF\" }}\nstandard = {{ max_array_elements = 2, max_string_length = 10 }}\n"
+    );
+    let agent = write(dir.path(), "agent.toml", &manifest);
+    let run = |extra: &[&str], log: &str| {
+        let log = dir.path().join(log);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", agent.to_str().unwrap(), "-o"])
+            .arg(dir.path().join("out.jsonl"))
+            .arg("--event-log")
+            .arg(&log)
+            .args(extra)
+            .current_dir(repo())
+            .stdin(std::fs::File::open(repo().join("examples/word-stats/events.jsonl")).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            records(&log),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (standard, stderr) = run(&[], "standard.log");
+    // The type turned off is not logged; the rest is.
+    assert!(of_type(&standard, "words_tokenized").is_empty());
+    assert_eq!(standard.len(), 24);
+    let input = first_of(&standard, "_input_event", "alice");
+    assert_eq!(
+        input["payload"]["text"],
+        json!({ "truncatedString": "The quick ...", "omittedChars": 33 })
+    );
+    // Identifying fields are never cut.
+    assert_eq!(input["eventId"].as_str().unwrap().len(), 32);
+    let output = first_of(&standard, "_output_event", "alice");
+    let top = &output["payload"]["top_words"];
+    assert_eq!(top["omittedElements"], 1, "{output}");
+    assert_eq!(top["truncatedList"].as_array().unwrap().len(), 2);
+    assert!(stderr.contains("with values cut"), "{stderr}");
+
+    // VERBOSE keeps values whole (the type turned off stays off).
+    let (verbose, _) = run(&["--event-log-level", "verbose"], "verbose.log");
+    assert!(of_type(&verbose, "words_tokenized").is_empty());
+    let input = first_of(&verbose, "_input_event", "alice");
+    assert_eq!(
+        input["payload"]["text"],
+        "The quick brown fox jumps over the lazy dog"
+    );
+    assert_eq!(input["logLevel"], "VERBOSE");
+}
+
+#[test]
+fn a_log_that_cannot_be_written_is_reported_once_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // Its parent is a file: the log cannot be created.
+    let blocker = write(dir.path(), "not-a-dir", "x");
+    let out = word_stats(&[
+        "-o",
+        dir.path().join("out.jsonl").to_str().unwrap(),
+        "--event-log",
+        blocker.join("events.log").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let outputs = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    assert_eq!(outputs.lines().count(), 6, "every output still written");
+    assert_eq!(
+        stderr.matches("cannot write the event log").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("0 records written; 30 not written"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_calls_are_records_with_their_model_usage_and_failures() {
+    let server = ModelServer::start().await;
+    server.script([
+        Reply::Json(openai_text("4", 40, 1)),
+        Reply::Json(openai_text("none", 12, 2)),
+        Reply::Status(500, None, "the model is down".into()),
+    ]);
+    let agent = Agent::builder("reviews-logged")
+        .component("reviews", component("skill_review_analysis.wasm"))
+        .resource(
+            "conn",
+            "chat-model-connection",
+            json!({ "provider": "openai", "base_url": format!("{}/v1", server.url), "max_retries": 0 }),
+        )
+        .resource(
+            "review-model",
+            "chat-model",
+            json!({ "connection": "conn", "model": "m" }),
+        )
+        .action(
+            ActionBuilder::new("analyze", "reviews")
+                .listen(types::INPUT)
+                .model("review-model"),
+        )
+        .config("model", json!("review-model"))
+        .config("suggest_every", json!(100))
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let settings = EventLogSettings {
+        level: LogLevel::Verbose,
+        ..EventLogSettings::default()
+    };
+    let log = Arc::new(EventLog::open(&path, &settings, "reviews-logged"));
+    let runtime = weir::Runtime::new(plan(&agent).await).with_event_log(log.clone());
+    let events = vec![
+        Event::input("p1", json!({ "review_id": "r1", "review": "Good." })),
+        Event::input("p1", json!({ "review_id": "r2", "review": "Bad." })),
+    ];
+    let (_, summary) = run_with(runtime, events).await;
+    let stats = summary.event_log.expect("the summary counts the log");
+    let records = records(&path);
+    assert_eq!(stats.written, records.len() as u64);
+    assert_eq!(stats.failed + stats.dropped, 0);
+
+    let llm: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["entityType"] == "llm")
+        .collect();
+    assert_eq!(llm.len(), 3, "{records:#?}");
+    let first = llm[0];
+    assert_eq!(first["eventType"], "_execution_finished_event");
+    assert_eq!(first["entityName"], "review-model");
+    assert_eq!(first["entityMetadata"]["model"], "scripted-model");
+    assert_eq!(first["eventAttributes"]["inputTokens"], 40);
+    assert_eq!(first["eventAttributes"]["outputTokens"], 1);
+    let run = first["inputRunId"].as_str().unwrap();
+    assert_eq!(first["parentExecutionId"], format!("{run}/analyze"));
+    // The second review's call failed, and so did its action.
+    let failed = llm[2];
+    assert_eq!(failed["eventType"], "_execution_failed_event");
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["problemCategory"], "model_call_failed");
+    assert!(
+        failed["eventAttributes"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{failed}"
+    );
+    let action = records
+        .iter()
+        .find(|r| r["executionId"] == failed["parentExecutionId"] && r["entityType"] == "action")
+        .unwrap();
+    assert_eq!(action["eventType"], "_execution_failed_event");
+    assert_eq!(action["problemCategory"], "action_execution_failed");
+    // And its error event is a record too.
+    assert_eq!(of_type(&records, "_error_event").len(), 1);
+}
