@@ -37,6 +37,27 @@ enum Command {
     /// Inspect or compact a durable-execution state directory.
     #[command(subcommand)]
     State(StateCommand),
+    /// Read an event log (`weir run --event-log`, or Flink Agents').
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Rebuild each input's run as a tree: event -> actions (status, time, model and tool calls) -> emitted events.
+    Tree {
+        /// The log file, or a directory of them (`events-*.log`).
+        path: PathBuf,
+        /// Only the run of this input event id.
+        #[arg(long)]
+        run: Option<String>,
+        /// Only the runs of this key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Print the trees as one JSON object instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +219,26 @@ impl Cli {
             Command::State(StateCommand::Compact { dir }) => {
                 let (before, after) = weir::journal::compact(&dir)?;
                 println!("compacted: {before} -> {after} bytes");
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Command::Log(LogCommand::Tree {
+                path,
+                run,
+                key,
+                json,
+            }) => {
+                use weir::observe::tree;
+                let filter = tree::Filter { run, key };
+                let (records, warnings) = tree::read(&path, &filter)?;
+                let forest = tree::build(&records, warnings);
+                for warning in &forest.warnings {
+                    eprintln!("weir: {warning}");
+                }
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&forest)?);
+                } else {
+                    print!("{forest}");
+                }
                 Ok(std::process::ExitCode::SUCCESS)
             }
         }

@@ -2,3 +2,4 @@
 //! as a JSON line, in Apache Flink Agents' record shape).
 
 pub mod eventlog;
+pub mod tree;

@@ -90,6 +90,7 @@ fn every_event_and_action_of_a_run_is_a_record_linked_to_its_input() {
     // the output.
     assert_eq!(records.len(), 30, "{records:#?}");
     assert!(stderr.contains("event log: 30 records written"), "{stderr}");
+    tree_of_word_stats(&logs);
     for record in &records {
         assert_eq!(record["agentName"], "word-stats");
         assert_eq!(record["logLevel"], "STANDARD");
@@ -132,6 +133,67 @@ fn every_event_and_action_of_a_run_is_a_record_linked_to_its_input() {
         assert_eq!(output["upstreamActionName"], "count");
         assert!(output["payload"]["total_words"].is_u64(), "{output}");
     }
+}
+
+/// `weir log tree` rebuilds the word-stats runs in `logs`: each input,
+/// tokenize, words_tokenized, count, the output.
+fn tree_of_word_stats(logs: &Path) {
+    let tree = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["log", "tree"])
+            .arg(logs)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let forest: Value = serde_json::from_str(&tree(&["--json"])).unwrap();
+    let runs = forest["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6);
+    for run in runs {
+        let input = &run["input"];
+        assert_eq!(input["event_type"], "_input_event");
+        assert_eq!(input["event_id"], run["run"]);
+        let tokenize = &input["actions"][0];
+        assert_eq!(
+            (&tokenize["name"], &tokenize["status"]),
+            (&json!("tokenize"), &json!("success"))
+        );
+        let words = &tokenize["emitted"][0];
+        assert_eq!(words["event_type"], "words_tokenized");
+        let count = &words["actions"][0];
+        assert_eq!(count["name"], "count");
+        assert!(count["duration_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(count["emitted"][0]["event_type"], "_output_event");
+    }
+    // One key's runs, as text.
+    let text = tree(&["--key", "alice"]);
+    assert_eq!(
+        text.matches("(key alice, agent word-stats)").count(),
+        3,
+        "{text}"
+    );
+    assert_eq!(text.matches("key bob").count(), 0, "{text}");
+    assert!(text.contains("\n    [action tokenize] success "), "{text}");
+    assert!(text.contains("\n        [action count] success "), "{text}");
+    assert!(text.contains("\n          _output_event ("), "{text}");
+    let one = runs[0]["run"].as_str().unwrap();
+    let text = tree(&["--run", one]);
+    assert_eq!(
+        text.matches("\nrun ").count() + usize::from(text.starts_with("run ")),
+        1,
+        "{text}"
+    );
 }
 
 #[test]
@@ -303,4 +365,17 @@ async fn model_calls_are_records_with_their_model_usage_and_failures() {
     assert_eq!(action["problemCategory"], "action_execution_failed");
     // And its error event is a record too.
     assert_eq!(of_type(&records, "_error_event").len(), 1);
+
+    // The tree shows the failed run: the call, the action, the error event.
+    let forest = weir::observe::tree::build(&records, Vec::new());
+    assert!(forest.warnings.is_empty(), "{:?}", forest.warnings);
+    assert_eq!(forest.runs.len(), 2);
+    let analyze = &forest.runs[1].input.actions[0];
+    assert_eq!(analyze.status, "failed");
+    assert_eq!(analyze.calls.len(), 1);
+    assert_eq!(analyze.calls[0].status, "failed");
+    assert_eq!(analyze.emitted[0].event_type, "_error_event");
+    let first = &forest.runs[0].input.actions[0];
+    assert_eq!(first.calls.len(), 2);
+    assert_eq!(first.calls[0].input_tokens, Some(40));
 }
