@@ -27,6 +27,14 @@ const fn op(name: &'static str) -> Op {
     }
 }
 
+/// The event-log note of a write to `scope` (Flink Agents' names).
+fn write_note(scope: Scope) -> &'static str {
+    match scope {
+        Scope::ShortTerm => "_short_term_write_event",
+        Scope::Sensory => "_sensory_write_event",
+    }
+}
+
 fn invalid(e: PathError) -> HostError {
     HostError::Invalid(e.to_string())
 }
@@ -50,6 +58,7 @@ impl Task {
         self.check_nesting(segments + crate::limits::nesting(&value), || {
             format!("the memory value at `{}`", crate::util::head(path, 64))
         })?;
+        let logged = self.input.log.is_some().then(|| value.clone());
         let undo = self.scope(scope).set(path, value).map_err(invalid)?;
         // A key's short-term memory outlives the run, and under a journal
         // every commit writes it whole: bounded at the write.
@@ -63,6 +72,12 @@ impl Task {
             return Err(self.exceed(crate::limits::Limit::MaxKeyMemoryBytes, detail));
         }
         self.undo.push((scope, undo));
+        if let Some(value) = logged {
+            self.note(
+                write_note(scope),
+                || serde_json::json!({ "path": path, "value": value }),
+            );
+        }
         Ok(())
     }
 
@@ -114,6 +129,10 @@ impl Host for InstanceState {
         let removed = self.task.call(op("memory.remove"), |task| {
             let (removed, undo) = task.scope(scope).remove(&path).map_err(invalid)?;
             task.undo.push((scope, undo));
+            task.note(
+                write_note(scope),
+                || serde_json::json!({ "path": path, "removed": removed.is_some() }),
+            );
             Ok(removed.is_some())
         })?;
         Ok(removed)

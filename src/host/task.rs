@@ -274,8 +274,23 @@ impl Task {
     ) -> HostError {
         let denial = Denial::new(capability, target);
         tracing::debug!(action = %self.input.action_name, capability, target = %denial.target, "denied");
+        self.note("_denial_event", || {
+            serde_json::json!({ "capability": capability, "target": denial.target, "message": message })
+        });
         self.denials.record(denial);
         HostError::Denied(message)
+    }
+
+    /// Logs a note of this task (a memory write, a denial) as a record of
+    /// its own, when an event log is written.
+    pub(crate) fn note(
+        &self,
+        event_type: &'static str,
+        details: impl FnOnce() -> serde_json::Value,
+    ) {
+        if let Some(scope) = &self.input.log {
+            scope.note(self.host_calls, event_type, details());
+        }
     }
 
     /// Takes over the HTTP requests the task's wasi:http hooks refused.

@@ -88,8 +88,19 @@ pub struct ActionNode {
     pub error: Option<String>,
     /// Its host calls, in order.
     pub calls: Vec<CallNode>,
+    /// What else it did (memory writes, denials), in order.
+    pub notes: Vec<Note>,
     /// The events it emitted.
     pub emitted: Vec<EventNode>,
+}
+
+/// A memory write or a denial in an action's task.
+#[derive(Debug, Serialize)]
+pub struct Note {
+    /// Its record's event type (`_short_term_write_event`, ...).
+    pub kind: String,
+    /// What it says (the path and value written, the capability denied).
+    pub details: Value,
 }
 
 /// A model, embedding or tool call an action made.
@@ -207,7 +218,18 @@ pub fn build(records: &[Value], mut warnings: Vec<String>) -> Forest {
     let mut seen: HashMap<&str, (usize, u32)> = HashMap::new();
     let mut executions: HashMap<&str, &Value> = HashMap::new();
     let mut calls: HashMap<&str, Vec<&Value>> = HashMap::new();
+    let mut notes: HashMap<(&str, &str), Vec<&Value>> = HashMap::new();
     for record in records {
+        let event_type = record["eventType"].as_str().unwrap_or_default();
+        if crate::observe::eventlog::NOTE_TYPES.contains(&event_type) {
+            if let (Some(event), Some(action)) = (
+                record["upstreamEventId"].as_str(),
+                record["upstreamActionName"].as_str(),
+            ) {
+                notes.entry((event, action)).or_default().push(record);
+            }
+            continue;
+        }
         if is_execution(record) {
             let id = record["executionId"].as_str().unwrap_or_default();
             match record["parentExecutionId"].as_str() {
@@ -273,6 +295,7 @@ pub fn build(records: &[Value], mut warnings: Vec<String>) -> Forest {
         handled: &handled,
         executions: &executions,
         calls: &calls,
+        notes: &notes,
     };
     let runs = roots
         .into_iter()
@@ -306,6 +329,7 @@ struct Linker<'a> {
     handled: &'a BTreeMap<&'a str, Vec<&'a str>>,
     executions: &'a HashMap<&'a str, &'a Value>,
     calls: &'a HashMap<&'a str, Vec<&'a Value>>,
+    notes: &'a HashMap<(&'a str, &'a str), Vec<&'a Value>>,
 }
 
 impl Linker<'_> {
@@ -354,6 +378,19 @@ impl Linker<'_> {
             .and_then(|id| self.calls.get(id))
             .map(|calls| calls.iter().map(|c| call(c)).collect())
             .unwrap_or_default();
+        let notes = self
+            .notes
+            .get(&(event, name))
+            .map(|notes| {
+                notes
+                    .iter()
+                    .map(|n| Note {
+                        kind: text(n, "eventType"),
+                        details: n["payload"].clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let emitted = self
             .children
             .get(&(event, name))
@@ -365,6 +402,7 @@ impl Linker<'_> {
             duration_ms,
             error,
             calls,
+            notes,
             emitted,
         }
     }
@@ -453,6 +491,15 @@ fn write_event(
                 write!(f, ": {}", crate::util::head(error, 200))?;
             }
             writeln!(f)?;
+        }
+        for note in &action.notes {
+            let details = note.details.to_string();
+            writeln!(
+                f,
+                "{pad}    {} {}",
+                note.kind.trim_start_matches('_').trim_end_matches("_event"),
+                crate::util::head(&details, 160)
+            )?;
         }
         for child in &action.emitted {
             write_event(f, child, depth + 2)?;

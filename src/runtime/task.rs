@@ -195,6 +195,7 @@ pub(crate) async fn run(
                 run: run.clone(),
                 key: event.key.clone(),
                 execution: execution_id(event, action),
+                action: action.name.clone(),
                 event_id: event.id.clone(),
             })
         }),

@@ -87,9 +87,13 @@ fn every_event_and_action_of_a_run_is_a_record_linked_to_its_input() {
     );
     let records = records(&logs);
     // Per input: the input, tokenize's task, words_tokenized, count's task,
-    // the output.
-    assert_eq!(records.len(), 30, "{records:#?}");
-    assert!(stderr.contains("event log: 30 records written"), "{stderr}");
+    // the output; and notes of the memory writes (one sensory write in
+    // tokenize, three short-term writes in count).
+    let notes = |kind: &str| of_type(&records, kind).len();
+    assert_eq!(notes("_sensory_write_event"), 6);
+    assert_eq!(notes("_short_term_write_event"), 18);
+    assert_eq!(records.len(), 30 + 24, "{records:#?}");
+    assert!(stderr.contains("event log: 54 records written"), "{stderr}");
     tree_of_word_stats(&logs);
     for record in &records {
         assert_eq!(record["agentName"], "word-stats");
@@ -104,7 +108,7 @@ fn every_event_and_action_of_a_run_is_a_record_linked_to_its_input() {
         assert_eq!(input["inputRunId"], run);
         assert!(input.get("upstreamEventId").is_none());
         let of_run: Vec<&Value> = records.iter().filter(|r| r["inputRunId"] == run).collect();
-        assert_eq!(of_run.len(), 5, "{of_run:#?}");
+        assert_eq!(of_run.len(), 9, "{of_run:#?}");
         assert!(
             of_run
                 .iter()
@@ -173,6 +177,20 @@ fn tree_of_word_stats(logs: &Path) {
         assert_eq!(words["event_type"], "words_tokenized");
         let count = &words["actions"][0];
         assert_eq!(count["name"], "count");
+        let written: Vec<&Value> = count["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| &n["details"]["path"])
+            .collect();
+        assert_eq!(
+            written,
+            [
+                &json!("stats.counts"),
+                &json!("stats.total_words"),
+                &json!("stats.sentences")
+            ]
+        );
         assert!(count["duration_ms"].as_f64().unwrap() > 0.0);
         assert_eq!(count["emitted"][0]["event_type"], "_output_event");
     }
@@ -235,7 +253,7 @@ fn levels_by_event_type_and_standard_cuts_come_from_the_manifest() {
     let (standard, stderr) = run(&[], "standard.log");
     // The type turned off is not logged; the rest is.
     assert!(of_type(&standard, "words_tokenized").is_empty());
-    assert_eq!(standard.len(), 24);
+    assert_eq!(standard.len(), 24 + 24);
     let input = first_of(&standard, "_input_event", "alice");
     assert_eq!(
         input["payload"]["text"],
@@ -281,7 +299,7 @@ fn a_log_that_cannot_be_written_is_reported_once_and_the_run_goes_on() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("0 records written; 30 not written"),
+        stderr.contains("0 records written; 54 not written"),
         "{stderr}"
     );
 }

@@ -14,6 +14,14 @@ mod record;
 mod truncate;
 
 pub use level::LogLevel;
+
+/// The event types of notes: records of what a task did that are not
+/// events it emitted (Flink Agents' names for memory writes).
+pub const NOTE_TYPES: [&str; 3] = [
+    "_short_term_write_event",
+    "_sensory_write_event",
+    "_denial_event",
+];
 pub use record::EventLogStats;
 pub use truncate::Truncation;
 
@@ -296,11 +304,28 @@ pub(crate) struct Scope {
     pub key: String,
     /// The action's execution id (`EVENT/ACTION`).
     pub execution: String,
+    /// The action.
+    pub action: String,
     /// The event the action handles.
     pub event_id: String,
 }
 
 impl Scope {
+    /// Logs a note of host call number `index` (a memory write, a denial)
+    /// as a record of its own: `event_type` with `details` as its payload.
+    pub(crate) fn note(&self, index: u64, event_type: &str, details: serde_json::Value) {
+        let note = Event {
+            id: format!("{}/{index}/{event_type}", self.execution),
+            event_type: event_type.to_string(),
+            key: self.key.clone(),
+            payload: details,
+            upstream_id: Some(self.event_id.clone()),
+            upstream_action: Some(self.action.clone()),
+            attributes: BTreeMap::new(),
+        };
+        self.log.event(&self.run, false, &note);
+    }
+
     /// Logs host call number `index` of the task as it ended.
     pub(crate) fn call(&self, index: u64, call: CallRecord) {
         self.log.execution(
