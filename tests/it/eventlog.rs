@@ -397,3 +397,57 @@ async fn model_calls_are_records_with_their_model_usage_and_failures() {
     assert_eq!(first.calls.len(), 2);
     assert_eq!(first.calls[0].input_tokens, Some(40));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_re_done_after_a_crash_is_marked_and_its_replayed_calls_are_reused() {
+    use crate::support::durable::{StateRun, kill, model_agent, until};
+    // The first question is answered; the second stalls until the kill.
+    let server = ModelServer::start().await;
+    server.script([Reply::Json(openai_text("first", 3, 1))]);
+    server.fallback(Reply::Delayed(
+        std::time::Duration::from_secs(3600),
+        Box::new(Reply::Json(openai_text("late", 1, 1))),
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let actions =
+        "[actions.stamp]\ncomponent = \"m\"\nlisten = [\"_input_event\"]\nmodels = [\"assistant\"]";
+    let manifest = model_agent(tmp.path(), "stamp", actions, &server.url);
+    let run = StateRun::new(
+        tmp.path(),
+        manifest,
+        &[json!({ "key": "k", "payload": { "model": "assistant" } })],
+    )
+    .warm();
+    let child = run.spawn();
+    until(|| server.count() == 2).await;
+    // The first call's record reaches the disk with the next group commit.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    kill(child);
+
+    server.fallback(Reply::Json(openai_text("second", 5, 2)));
+    let log = tmp.path().join("events.log");
+    let done = run.run(&["--event-log", log.to_str().unwrap()]).await;
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let records = records(&log);
+    let input = of_type(&records, "_input_event")[0];
+    assert_eq!(input["recovered"], true, "{input}");
+    let llm: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["entityType"] == "llm")
+        .collect();
+    assert_eq!(llm.len(), 2, "{records:#?}");
+    // Answered from the journal, not asked again; then asked.
+    assert_eq!(llm[0]["eventType"], "_execution_reused_event");
+    assert_eq!(llm[0]["status"], "reused");
+    assert_eq!(llm[0]["eventAttributes"]["inputTokens"], 3);
+    assert_eq!(llm[1]["eventType"], "_execution_finished_event");
+    assert_eq!(llm[1]["eventAttributes"]["inputTokens"], 5);
+    assert_eq!(server.count(), 3);
+    let forest = weir::observe::tree::build(&records, Vec::new());
+    assert!(forest.runs[0].recovered);
+    assert_eq!(forest.runs[0].input.actions[0].calls[0].status, "reused");
+}
