@@ -32,8 +32,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::time::SystemTime;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::{Duration, Instant, SystemTime};
 
 pub(crate) use record::{ExecutionOutcome, ExecutionRecord};
 
@@ -234,8 +234,18 @@ fn open_file(path: &Path, agent: &str) -> std::io::Result<(std::fs::File, PathBu
     Ok((opened, file))
 }
 
-/// The writer thread: serialises each record as a line, and flushes
-/// whenever the queue runs dry (and at the end).
+/// The writer polls its queue rather than sleeping in `recv`: a sender then
+/// never has to wake it (a futex call per record, which was most of the
+/// log's cost). It naps this long when the queue is empty, doubling up to
+/// [`MAX_NAP`] while it stays empty.
+const MIN_NAP: Duration = Duration::from_millis(1);
+const MAX_NAP: Duration = Duration::from_millis(50);
+/// Lines written to the file at the latest this long after they were
+/// logged (sooner when 64 KiB are buffered, at a flush and at close).
+const MAX_UNFLUSHED: Duration = Duration::from_millis(50);
+
+/// The writer thread: serialises each record as a line, and writes the
+/// lines out in batches.
 fn write_records(
     file: std::fs::File,
     path: PathBuf,
@@ -246,37 +256,41 @@ fn write_records(
     let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
     let mut line = Vec::with_capacity(1024);
     let mut unflushed = 0u64;
-    let mut next = records.recv().ok();
-    while let Some(entry) = next.take() {
-        match entry {
-            Entry::Close => break,
-            Entry::Flush(done) => {
+    let mut flushed_at = Instant::now();
+    let mut nap = MIN_NAP;
+    loop {
+        match records.try_recv() {
+            Ok(Entry::Close) | Err(TryRecvError::Disconnected) => break,
+            Ok(Entry::Flush(done)) => {
                 flush(&mut out, &mut unflushed, &path, &stats);
                 let _ = done.send(());
-                next = records.recv().ok();
-                continue;
             }
-            _ => {}
-        }
-        line.clear();
-        if entry.write_line(&mut line, &truncation) {
-            stats.truncated();
-        }
-        line.push(b'\n');
-        match out.write_all(&line) {
-            Ok(()) => unflushed += 1,
-            Err(e) => {
-                stats.fail_once(&path, &e);
-                stats.failed(1);
+            Ok(entry) => {
+                nap = MIN_NAP;
+                line.clear();
+                if entry.write_line(&mut line, &truncation) {
+                    stats.truncated();
+                }
+                line.push(b'\n');
+                if unflushed == 0 {
+                    flushed_at = Instant::now();
+                }
+                match out.write_all(&line) {
+                    Ok(()) => unflushed += 1,
+                    Err(e) => {
+                        stats.fail_once(&path, &e);
+                        stats.failed(1);
+                    }
+                }
+            }
+            Err(TryRecvError::Empty) => {
+                if unflushed > 0 && flushed_at.elapsed() >= MAX_UNFLUSHED {
+                    flush(&mut out, &mut unflushed, &path, &stats);
+                }
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(MAX_NAP);
             }
         }
-        next = match records.try_recv() {
-            Ok(entry) => Some(entry),
-            Err(_) => {
-                flush(&mut out, &mut unflushed, &path, &stats);
-                records.recv().ok()
-            }
-        };
     }
     flush(&mut out, &mut unflushed, &path, &stats);
 }

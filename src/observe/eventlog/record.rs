@@ -131,24 +131,33 @@ struct Line<'a> {
     /// A run re-done after a crash: its events were logged before.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     recovered: bool,
-    event_attributes: Value,
+    event_attributes: Kept<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<Value>,
+    payload: Option<Kept<'a>>,
+}
+
+/// A logged value: as it is, or the copy STANDARD cut.
+enum Kept<'a> {
+    Whole(&'a Value),
+    Cut(Value),
+    /// An event's attributes, which nothing cut.
+    Strings(&'a std::collections::BTreeMap<String, String>),
+}
+
+impl Serialize for Kept<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Kept::Whole(value) => value.serialize(s),
+            Kept::Cut(value) => value.serialize(s),
+            Kept::Strings(map) => map.serialize(s),
+        }
+    }
 }
 
 impl Entry {
     /// Writes the record's JSON to `out`; true if STANDARD cut anything.
     pub(super) fn write_line(&self, out: &mut Vec<u8>, truncation: &Truncation) -> bool {
         let mut cut = false;
-        let mut keep = |level: LogLevel, value: Value| {
-            if level == LogLevel::Standard {
-                let (value, was_cut) = truncation.apply(&value);
-                cut |= was_cut;
-                value
-            } else {
-                value
-            }
-        };
         let line = match self {
             Entry::Event(entry) => {
                 let EventEntry {
@@ -159,13 +168,28 @@ impl Entry {
                     recovered,
                     event,
                 } = &**entry;
-                let attributes = Value::Object(
-                    event
+                // Attributes are short strings: copied only when one is
+                // long enough to cut.
+                let long = *level == LogLevel::Standard
+                    && truncation.max_string_length != 0
+                    && event
                         .attributes
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                        .collect(),
-                );
+                        .values()
+                        .any(|v| v.len() > truncation.max_string_length);
+                let attributes_cut;
+                let attributes = if long {
+                    attributes_cut = Value::Object(
+                        event
+                            .attributes
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                            .collect(),
+                    );
+                    keep(*level, &attributes_cut, truncation, &mut cut)
+                } else {
+                    Kept::Strings(&event.attributes)
+                };
+                let payload = keep(*level, &event.payload, truncation, &mut cut);
                 let timestamp = timestamp(*at);
                 let line = Line {
                     timestamp: &timestamp,
@@ -185,8 +209,8 @@ impl Entry {
                     status: None,
                     problem_category: None,
                     recovered: *recovered,
-                    event_attributes: keep(*level, attributes),
-                    payload: Some(keep(*level, event.payload.clone())),
+                    event_attributes: attributes,
+                    payload: Some(payload),
                 };
                 serde_json::to_writer(&mut *out, &line)
             }
@@ -216,6 +240,8 @@ impl Entry {
                     }
                     other => (None, other.status()),
                 };
+                let attributes = Value::Object(attributes);
+                let attributes = keep(*level, &attributes, truncation, &mut cut);
                 let timestamp = timestamp(*at);
                 let event_id = format!("{}!{status}", record.id);
                 let line = Line {
@@ -236,7 +262,7 @@ impl Entry {
                     status: Some(status),
                     problem_category: category,
                     recovered: false,
-                    event_attributes: keep(*level, Value::Object(attributes)),
+                    event_attributes: attributes,
                     payload: None,
                 };
                 serde_json::to_writer(&mut *out, &line)
@@ -245,6 +271,22 @@ impl Entry {
         };
         line.expect("records serialise");
         cut
+    }
+}
+
+/// `value` as the record keeps it at `level`; sets `cut` if STANDARD cut
+/// anything.
+fn keep<'v>(
+    level: LogLevel,
+    value: &'v Value,
+    truncation: &Truncation,
+    cut: &mut bool,
+) -> Kept<'v> {
+    if level == LogLevel::Standard && truncation.needs_cut(value, 1) {
+        *cut = true;
+        Kept::Cut(truncation.apply(value).0)
+    } else {
+        Kept::Whole(value)
     }
 }
 

@@ -29,6 +29,30 @@ impl Default for Truncation {
 }
 
 impl Truncation {
+    /// Whether `value` (at `depth`) has anything to cut: most values do
+    /// not, and are then written as they are, not copied.
+    pub(crate) fn needs_cut(&self, value: &Value, depth: usize) -> bool {
+        match value {
+            Value::String(s) => {
+                self.max_string_length != 0
+                    && s.len() > self.max_string_length
+                    && s.chars().count() > self.max_string_length
+            }
+            Value::Array(items) => {
+                (self.max_array_elements != 0 && items.len() > self.max_array_elements)
+                    || items.iter().any(|item| self.needs_cut(item, depth + 1))
+            }
+            Value::Object(fields) => {
+                let deep = self.max_depth != 0 && depth >= self.max_depth;
+                fields.values().any(|v| {
+                    (deep && matches!(v, Value::Array(_) | Value::Object(_)))
+                        || self.needs_cut(v, depth + 1)
+                })
+            }
+            _ => false,
+        }
+    }
+
     /// `value` cut to these bounds (the logged value is at depth 1), and
     /// whether anything was cut.
     pub(crate) fn apply(&self, value: &Value) -> (Value, bool) {
@@ -133,7 +157,24 @@ mod tests {
     #[test]
     fn values_within_bounds_are_kept_whole() {
         let value = json!({"a": "short", "b": [1, 2], "c": {"d": {"e": 1}}, "n": null});
+        assert!(!small().needs_cut(&value, 1));
         assert_eq!(small().apply(&value), (value, false));
+    }
+
+    #[test]
+    fn needs_cut_agrees_with_apply() {
+        for value in [
+            json!("héllo world"),
+            json!([1, 2, 3]),
+            json!({"a": {"b": {"c": [1]}}}),
+            json!({"a": {"b": {"c": 1}}}),
+            json!([["aaaaaaaa"]]),
+            json!({"x": "12345"}),
+            json!({"x": "123456"}),
+        ] {
+            let (_, cut) = small().apply(&value);
+            assert_eq!(small().needs_cut(&value, 1), cut, "{value}");
+        }
     }
 
     #[test]
