@@ -58,6 +58,16 @@ enum LogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a jq filter over every record and print what it outputs, as JSON lines or a table.
+    Query {
+        /// The log file, or a directory of them (`events-*.log`).
+        path: PathBuf,
+        /// The jq filter, e.g. 'select(.eventType == "_execution_failed_event") | {entityName, error: .eventAttributes.errorMessage}'.
+        filter: String,
+        /// Print a table (a column per field) instead of JSON lines.
+        #[arg(long)]
+        table: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,8 +251,65 @@ impl Cli {
                 }
                 Ok(std::process::ExitCode::SUCCESS)
             }
+            Command::Log(LogCommand::Query {
+                path,
+                filter,
+                table,
+            }) => log_query(&path, &filter, table),
         }
     }
+}
+
+/// Rows `weir log query --table` holds at most (a table needs them all
+/// for its widths).
+const MAX_TABLE_ROWS: usize = 100_000;
+
+/// `weir log query`: the filter's outputs for every record, streamed as
+/// JSON lines, or gathered into a table.
+fn log_query(
+    path: &std::path::Path,
+    filter: &str,
+    table: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    use std::io::Write as _;
+    use weir::observe::query::{self, Query};
+    let query = Query::compile(filter).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut rows = Vec::new();
+    let mut errors = 0u64;
+    let warnings = weir::observe::tree::for_each_record(path, |record| {
+        for result in query.run(record) {
+            match result {
+                Ok(value) if table => {
+                    anyhow::ensure!(
+                        rows.len() < MAX_TABLE_ROWS,
+                        "more than {MAX_TABLE_ROWS} rows for a table: narrow the filter, or print JSON lines"
+                    );
+                    rows.push(value);
+                }
+                Ok(value) => writeln!(out, "{value}")?,
+                Err(e) => {
+                    if errors == 0 {
+                        eprintln!("weir: the filter failed on a record: {e}");
+                    }
+                    errors += 1;
+                }
+            }
+        }
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
+    if table {
+        out.write_all(query::table(&rows).as_bytes())?;
+    }
+    out.flush()?;
+    for warning in &warnings {
+        eprintln!("weir: {warning}");
+    }
+    if errors > 1 {
+        eprintln!("weir: the filter failed on {errors} records");
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn init_logging(verbose: u8) {

@@ -156,10 +156,13 @@ pub fn log_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     })
 }
 
-/// Reads the records at `path` that `filter` keeps (at most
-/// [`MAX_RECORDS`]); a record that is not a JSON object is a warning.
-pub fn read(path: &Path, filter: &Filter) -> anyhow::Result<(Vec<Value>, Vec<String>)> {
-    let mut records = Vec::new();
+/// Calls `each` with every record at `path` (a file, or a directory's log
+/// files in name order) until it returns `Break`; what could not be read
+/// is returned as warnings. Records stream: a file is never held whole.
+pub fn for_each_record(
+    path: &Path,
+    mut each: impl FnMut(Value) -> anyhow::Result<std::ops::ControlFlow<()>>,
+) -> anyhow::Result<Vec<String>> {
     let mut warnings = Vec::new();
     for file in log_files(path)? {
         let reader = std::io::BufReader::new(
@@ -170,13 +173,8 @@ pub fn read(path: &Path, filter: &Filter) -> anyhow::Result<(Vec<Value>, Vec<Str
         for (n, value) in stream.enumerate() {
             match value {
                 Ok(record @ Value::Object(_)) => {
-                    if filter.keeps(&record) {
-                        anyhow::ensure!(
-                            records.len() < MAX_RECORDS,
-                            "{}: more than {MAX_RECORDS} records match; narrow with --run or --key",
-                            path.display()
-                        );
-                        records.push(record);
+                    if each(record)?.is_break() {
+                        return Ok(warnings);
                     }
                 }
                 Ok(_) => warnings.push(format!(
@@ -197,6 +195,24 @@ pub fn read(path: &Path, filter: &Filter) -> anyhow::Result<(Vec<Value>, Vec<Str
             }
         }
     }
+    Ok(warnings)
+}
+
+/// Reads the records at `path` that `filter` keeps (at most
+/// [`MAX_RECORDS`]); a record that is not a JSON object is a warning.
+pub fn read(path: &Path, filter: &Filter) -> anyhow::Result<(Vec<Value>, Vec<String>)> {
+    let mut records = Vec::new();
+    let warnings = for_each_record(path, |record| {
+        if filter.keeps(&record) {
+            anyhow::ensure!(
+                records.len() < MAX_RECORDS,
+                "{}: more than {MAX_RECORDS} records match; narrow with --run or --key",
+                path.display()
+            );
+            records.push(record);
+        }
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
     Ok((records, warnings))
 }
 

@@ -95,6 +95,7 @@ fn every_event_and_action_of_a_run_is_a_record_linked_to_its_input() {
     assert_eq!(records.len(), 30 + 24, "{records:#?}");
     assert!(stderr.contains("event log: 54 records written"), "{stderr}");
     tree_of_word_stats(&logs);
+    query_word_stats(&logs);
     for record in &records {
         assert_eq!(record["agentName"], "word-stats");
         assert_eq!(record["logLevel"], "STANDARD");
@@ -211,6 +212,62 @@ fn tree_of_word_stats(logs: &Path) {
         text.matches("\nrun ").count() + usize::from(text.starts_with("run ")),
         1,
         "{text}"
+    );
+}
+
+/// `weir log query` runs jq filters over the word-stats log.
+fn query_word_stats(logs: &Path) {
+    let query = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["log", "query"])
+            .arg(logs)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = query(&[
+        r#"select(.eventType == "_output_event" and .businessKey == "alice") | .payload.total_words"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Alice's running totals, one JSON line per output, in order: those of
+    // the run's output file.
+    let outputs = std::fs::read_to_string(logs.parent().unwrap().join("out.jsonl")).unwrap();
+    let totals: String = outputs
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|o| o["key"] == "alice")
+        .map(|o| format!("{}\n", o["payload"]["total_words"]))
+        .collect();
+    assert_eq!(totals.lines().count(), 3);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), totals);
+    let out = query(&[
+        r#"select(.entityType == "action" and .businessKey == "bob") | {action: .entityName, status}"#,
+        "--table",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["action", "status"]
+    );
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[1..].iter().all(|l| l.ends_with("success")), "{text}");
+    // A filter that does not parse says where.
+    let out = query(&["select(.a == "]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not parse") && err.contains("column 14"),
+        "{err}"
     );
 }
 
