@@ -193,6 +193,11 @@ impl Denials {
         self.kept.extend(other.kept.into_iter().take(room));
     }
 
+    /// The first few requests refused.
+    pub(crate) fn kept(&self) -> &[Denial] {
+        &self.kept
+    }
+
     /// The first request refused.
     pub(crate) fn first(&self) -> Option<&Denial> {
         self.kept.first()

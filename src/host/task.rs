@@ -289,13 +289,19 @@ impl Task {
         details: impl FnOnce() -> serde_json::Value,
     ) {
         if let Some(scope) = &self.input.log {
-            scope.note(self.host_calls, event_type, details());
+            scope.note(event_type, details());
         }
     }
 
     /// Takes over the HTTP requests the task's wasi:http hooks refused.
     pub(super) fn take_http_denials(&mut self, http: HttpPolicy) {
         let (denials, late) = http.into_denials();
+        for denial in denials.kept().iter().chain(late.kept()) {
+            self.note(
+                "_denial_event",
+                || serde_json::json!({ "capability": denial.capability, "target": denial.target }),
+            );
+        }
         self.denials.absorb(denials);
         self.denials.absorb(late);
     }

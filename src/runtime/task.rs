@@ -197,6 +197,7 @@ pub(crate) async fn run(
                 execution: execution_id(event, action),
                 action: action.name.clone(),
                 event_id: event.id.clone(),
+                notes: Default::default(),
             })
         }),
     };

@@ -508,3 +508,49 @@ async fn a_run_re_done_after_a_crash_is_marked_and_its_replayed_calls_are_reused
     assert!(forest.runs[0].recovered);
     assert_eq!(forest.runs[0].input.actions[0].calls[0].status, "reused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_are_notes_of_the_action_that_was_refused() {
+    // The JavaScript hostile guest's http_get, to a port it is not granted
+    // (wasi:http's hook refuses it), and a model it is not granted.
+    let agent = Agent::builder("denied-logged")
+        .component("h", js_component("skill_hostile_js.wasm"))
+        .action(
+            ActionBuilder::new("fetch", "h")
+                .export("http_get")
+                .listen(types::INPUT)
+                .http("http://127.0.0.1:9"),
+        )
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let log = Arc::new(EventLog::open(
+        &path,
+        &EventLogSettings::default(),
+        "denied-logged",
+    ));
+    let runtime = weir::Runtime::new(plan(&agent).await).with_event_log(log);
+    let events = vec![Event::input(
+        "k",
+        json!({ "url": "http://127.0.0.1:1/steal" }),
+    )];
+    let (outputs, _) = run_with(runtime, events).await;
+    assert_eq!(outputs[0].payload["code"], "denied", "{outputs:?}");
+    let records = records(&path);
+    let notes = of_type(&records, "_denial_event");
+    assert_eq!(notes.len(), 1, "{records:#?}");
+    assert_eq!(notes[0]["upstreamActionName"], "fetch");
+    assert_eq!(notes[0]["payload"]["capability"], "http");
+    assert!(
+        notes[0]["payload"]["target"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:1"),
+        "{}",
+        notes[0]
+    );
+    let forest = weir::observe::tree::build(&records, Vec::new());
+    let fetch = &forest.runs[0].input.actions[0];
+    assert_eq!(fetch.status, "failed");
+    assert_eq!(fetch.notes[0].kind, "_denial_event");
+}

@@ -322,14 +322,19 @@ pub(crate) struct Scope {
     pub action: String,
     /// The event the action handles.
     pub event_id: String,
+    /// Notes logged so far.
+    pub notes: std::sync::atomic::AtomicU64,
 }
 
 impl Scope {
-    /// Logs a note of host call number `index` (a memory write, a denial)
-    /// as a record of its own: `event_type` with `details` as its payload.
-    pub(crate) fn note(&self, index: u64, event_type: &str, details: serde_json::Value) {
+    /// Logs a note of the task (a memory write, a denial) as a record of
+    /// its own: `event_type` with `details` as its payload.
+    pub(crate) fn note(&self, event_type: &str, details: serde_json::Value) {
+        let n = self
+            .notes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let note = Event {
-            id: format!("{}/{index}/{event_type}", self.execution),
+            id: format!("{}/note{n}", self.execution),
             event_type: event_type.to_string(),
             key: self.key.clone(),
             payload: details,
