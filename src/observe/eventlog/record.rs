@@ -103,7 +103,7 @@ impl ExecutionOutcome {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Line<'a> {
-    timestamp: &'a str,
+    timestamp: Timestamp,
     log_level: &'static str,
     input_run_id: &'a str,
     business_key: &'a str,
@@ -190,9 +190,8 @@ impl Entry {
                     Kept::Strings(&event.attributes)
                 };
                 let payload = keep(*level, &event.payload, truncation, &mut cut);
-                let timestamp = timestamp(*at);
                 let line = Line {
-                    timestamp: &timestamp,
+                    timestamp: Timestamp(*at),
                     log_level: level.name(),
                     input_run_id: run,
                     business_key: &event.key,
@@ -242,10 +241,9 @@ impl Entry {
                 };
                 let attributes = Value::Object(attributes);
                 let attributes = keep(*level, &attributes, truncation, &mut cut);
-                let timestamp = timestamp(*at);
                 let event_id = format!("{}!{status}", record.id);
                 let line = Line {
-                    timestamp: &timestamp,
+                    timestamp: Timestamp(*at),
                     log_level: level.name(),
                     input_run_id: run,
                     business_key: key,
@@ -290,9 +288,14 @@ fn keep<'v>(
     }
 }
 
-/// RFC 3339 UTC with microseconds, as Flink Agents' `Instant.toString()`.
-fn timestamp(at: SystemTime) -> String {
-    humantime::format_rfc3339_micros(at).to_string()
+/// RFC 3339 UTC with microseconds, as Flink Agents' `Instant.toString()`;
+/// written straight into the line.
+struct Timestamp(SystemTime);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_micros(self.0))
+    }
 }
 
 /// What an event log wrote, lost and cut.
