@@ -8,9 +8,8 @@
 //! two ways out cannot disagree.
 
 use super::bindings::weir::agent::fetch::{Host, Request, Response};
-use super::http::{HttpPolicy, full_body};
+use super::http::{HttpPolicy, full_body, header_pairs, read_whole};
 use super::{CallError, HostError, InstanceState};
-use http_body_util::BodyExt;
 use std::time::Duration;
 use wasmtime::component::HasSelf;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiHttpHooks};
@@ -123,27 +122,12 @@ impl Host for InstanceState {
         let (response, io) = Box::into_pin(sent).await.map_err(|e| failed(e, &url))?;
         // The connection runs while the body is read, and is dropped after.
         let io = tokio::spawn(Box::into_pin(io));
-        let (parts, body) = response.into_parts();
-        let body = http_body_util::Limited::new(body, max_body).collect().await;
+        let read = read_whole(response, max_body).await;
         io.abort();
-        let body = body
-            .map_err(|e| match e.downcast::<HttpError>() {
-                Ok(e) => failed(*e, &url),
-                Err(_) => failed(HttpError::HttpResponseBodySize(Some(max_body as u64)), &url),
-            })?
-            .to_bytes();
+        let (parts, body) = read.map_err(|e| failed(e, &url))?;
         Ok(Response {
             status: parts.status.as_u16(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.to_string(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: header_pairs(&parts.headers),
             body: body.to_vec(),
         })
     }

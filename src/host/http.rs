@@ -258,6 +258,38 @@ struct RecordedResponse {
     body: String,
 }
 
+/// A response's head and its whole body, at most `max` bytes (a longer one
+/// is `HttpResponseBodySize`).
+pub(super) async fn read_whole(
+    response: http::Response<WasiBody>,
+    max: usize,
+) -> Result<(http::response::Parts, bytes::Bytes), HttpError> {
+    use http_body_util::BodyExt;
+    let (parts, body) = response.into_parts();
+    let bytes = http_body_util::Limited::new(body, max)
+        .collect()
+        .await
+        .map_err(|e| match e.downcast::<HttpError>() {
+            Ok(e) => *e,
+            Err(_) => HttpError::HttpResponseBodySize(Some(max as u64)),
+        })?
+        .to_bytes();
+    Ok((parts, bytes))
+}
+
+/// Header names and values, values as lossy UTF-8.
+pub(super) fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 pub(super) fn full_body(bytes: bytes::Bytes) -> WasiBody {
     use http_body_util::BodyExt;
     http_body_util::Full::new(bytes)
@@ -296,31 +328,13 @@ impl HttpJournal {
         digest: String,
         sent: impl Future<Output = Sent>,
     ) -> Sent {
-        use http_body_util::BodyExt;
         let (response, io) = sent.await?;
         // The connection must run while the body is read here.
         let io = tokio::spawn(Box::into_pin(io));
-        let (parts, body) = response.into_parts();
-        let bytes = http_body_util::Limited::new(body, MAX_RECORDED_BODY)
-            .collect()
-            .await
-            .map_err(|e| match e.downcast::<HttpError>() {
-                Ok(e) => *e,
-                Err(_) => HttpError::HttpResponseBodySize(Some(MAX_RECORDED_BODY as u64)),
-            })?
-            .to_bytes();
+        let (parts, bytes) = read_whole(response, MAX_RECORDED_BODY).await?;
         let recorded = RecordedResponse {
             status: parts.status.as_u16(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.to_string(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: header_pairs(&parts.headers),
             body: hex::encode(&bytes),
         };
         if let Some(readings) = &self.readings {

@@ -369,33 +369,16 @@ async fn model_calls_are_records_with_their_model_usage_and_failures() {
         Reply::Json(openai_text("none", 12, 2)),
         Reply::Status(500, None, "the model is down".into()),
     ]);
-    let agent = Agent::builder("reviews-logged")
-        .component("reviews", component("skill_review_analysis.wasm"))
-        .resource(
-            "conn",
-            "chat-model-connection",
-            json!({ "provider": "openai", "base_url": format!("{}/v1", server.url), "max_retries": 0 }),
-        )
-        .resource(
-            "review-model",
-            "chat-model",
-            json!({ "connection": "conn", "model": "m" }),
-        )
-        .action(
-            ActionBuilder::new("analyze", "reviews")
-                .listen(types::INPUT)
-                .model("review-model"),
-        )
-        .config("model", json!("review-model"))
-        .config("suggest_every", json!(100))
-        .build();
+    // The product-reviews agent: two reviews are fewer than its
+    // suggestion needs, so only `analyze` runs.
+    let agent = crate::reviews::review_agent(&server.url);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.log");
     let settings = EventLogSettings {
         level: LogLevel::Verbose,
         ..EventLogSettings::default()
     };
-    let log = Arc::new(EventLog::open(&path, &settings, "reviews-logged"));
+    let log = Arc::new(EventLog::open(&path, &settings, "product-reviews"));
     let runtime = weir::Runtime::new(plan(&agent).await).with_event_log(log.clone());
     let events = vec![
         Event::input("p1", json!({ "review_id": "r1", "review": "Good." })),
@@ -459,12 +442,7 @@ async fn model_calls_are_records_with_their_model_usage_and_failures() {
 async fn a_run_re_done_after_a_crash_is_marked_and_its_replayed_calls_are_reused() {
     use crate::support::durable::{StateRun, kill, model_agent, until};
     // The first question is answered; the second stalls until the kill.
-    let server = ModelServer::start().await;
-    server.script([Reply::Json(openai_text("first", 3, 1))]);
-    server.fallback(Reply::Delayed(
-        std::time::Duration::from_secs(3600),
-        Box::new(Reply::Json(openai_text("late", 1, 1))),
-    ));
+    let server = crate::replay::answers_once_then_stalls(Some("first")).await;
     let tmp = tempfile::tempdir().unwrap();
     let actions =
         "[actions.stamp]\ncomponent = \"m\"\nlisten = [\"_input_event\"]\nmodels = [\"assistant\"]";
@@ -500,7 +478,7 @@ async fn a_run_re_done_after_a_crash_is_marked_and_its_replayed_calls_are_reused
     // Answered from the journal, not asked again; then asked.
     assert_eq!(llm[0]["eventType"], "_execution_reused_event");
     assert_eq!(llm[0]["status"], "reused");
-    assert_eq!(llm[0]["eventAttributes"]["inputTokens"], 3);
+    assert_eq!(llm[0]["eventAttributes"]["inputTokens"], 1);
     assert_eq!(llm[1]["eventType"], "_execution_finished_event");
     assert_eq!(llm[1]["eventAttributes"]["inputTokens"], 5);
     assert_eq!(server.count(), 3);

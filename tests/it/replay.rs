@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A model server that answers `first` and then stalls until the kill.
-async fn answers_once_then_stalls(first: Option<&str>) -> ModelServer {
+pub(crate) async fn answers_once_then_stalls(first: Option<&str>) -> ModelServer {
     let server = ModelServer::start().await;
     if let Some(text) = first {
         server.script([Reply::Json(openai_text(text, 1, 1))]);

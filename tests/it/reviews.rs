@@ -7,7 +7,7 @@ use serde_json::json;
 use weir::event::types;
 use weir::{ActionBuilder, Agent, Event};
 
-fn review_agent(url: &str) -> Agent {
+pub(crate) fn review_agent(url: &str) -> Agent {
     review_agent_with(url, component("skill_review_analysis.wasm"))
 }
 
