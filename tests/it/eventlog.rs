@@ -440,25 +440,8 @@ async fn model_calls_are_records_with_their_model_usage_and_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_re_done_after_a_crash_is_marked_and_its_replayed_calls_are_reused() {
-    use crate::support::durable::{StateRun, kill, model_agent, until};
-    // The first question is answered; the second stalls until the kill.
-    let server = crate::replay::answers_once_then_stalls(Some("first")).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let actions =
-        "[actions.stamp]\ncomponent = \"m\"\nlisten = [\"_input_event\"]\nmodels = [\"assistant\"]";
-    let manifest = model_agent(tmp.path(), "stamp", actions, &server.url);
-    let run = StateRun::new(
-        tmp.path(),
-        manifest,
-        &[json!({ "key": "k", "payload": { "model": "assistant" } })],
-    )
-    .warm();
-    let child = run.spawn();
-    until(|| server.count() == 2).await;
-    // The first call's record reaches the disk with the next group commit.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    kill(child);
-
+    let misbehave = component("guest_misbehave.wasm");
+    let (server, run, tmp) = crate::replay::stamp_killed_in_its_second_call(&misbehave).await;
     server.fallback(Reply::Json(openai_text("second", 5, 2)));
     let log = tmp.path().join("events.log");
     let done = run.run(&["--event-log", log.to_str().unwrap()]).await;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A model server that answers `first` and then stalls until the kill.
-pub(crate) async fn answers_once_then_stalls(first: Option<&str>) -> ModelServer {
+async fn answers_once_then_stalls(first: Option<&str>) -> ModelServer {
     let server = ModelServer::start().await;
     if let Some(text) = first {
         server.script([Reply::Json(openai_text(text, 1, 1))]);
@@ -21,6 +21,33 @@ pub(crate) async fn answers_once_then_stalls(first: Option<&str>) -> ModelServer
         Box::new(Reply::Json(openai_text("late", 1, 1))),
     ));
     server
+}
+
+/// `component`'s `stamp` action under `--state`, killed while its second
+/// model call waits (the first was answered and recorded): the server,
+/// the run to start again, and its directory.
+pub(crate) async fn stamp_killed_in_its_second_call(
+    component: &Path,
+) -> (ModelServer, StateRun, tempfile::TempDir) {
+    // The stamped question is answered; the second stalls until the kill.
+    let server = answers_once_then_stalls(Some("first")).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let actions =
+        "[actions.stamp]\ncomponent = \"m\"\nlisten = [\"_input_event\"]\nmodels = [\"assistant\"]";
+    let manifest = model_agent_with(tmp.path(), "stamp", actions, &server.url, component);
+    let run = StateRun::new(
+        tmp.path(),
+        manifest,
+        &[json!({ "key": "k", "payload": { "model": "assistant" } })],
+    )
+    .warm();
+    let child = run.spawn();
+    until(|| server.count() == 2).await;
+    // The first call's record goes to disk with the next group commit,
+    // right after the call returns; on a loaded machine give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill(child);
+    (server, run, tmp)
 }
 
 /// The user message of every request the server received.
@@ -50,25 +77,7 @@ async fn a_re_run_reads_the_same_clock_and_random_numbers() {
 /// question is answered from the journal, not asked again, and the output
 /// appears once.
 pub(crate) async fn re_run_reads_the_same_clock_and_random_numbers(component: &Path) {
-    // The stamped question is answered; the second stalls until the kill.
-    let server = answers_once_then_stalls(Some("first")).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let actions =
-        "[actions.stamp]\ncomponent = \"m\"\nlisten = [\"_input_event\"]\nmodels = [\"assistant\"]";
-    let manifest = model_agent_with(tmp.path(), "stamp", actions, &server.url, component);
-    let run = StateRun::new(
-        tmp.path(),
-        manifest,
-        &[json!({ "key": "k", "payload": { "model": "assistant" } })],
-    )
-    .warm();
-    let child = run.spawn();
-    until(|| server.count() == 2).await;
-    // The first call's record goes to disk with the next group commit,
-    // right after the call returns; on a loaded machine give it a moment.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    kill(child);
-
+    let (server, run, _tmp) = stamp_killed_in_its_second_call(component).await;
     server.fallback(Reply::Json(openai_text("second", 1, 1)));
     let outputs = run.finish().await;
     let asked = questions(&server);
