@@ -515,3 +515,48 @@ async fn denials_are_notes_of_the_action_that_was_refused() {
     assert_eq!(fetch.status, "failed");
     assert_eq!(fetch.notes[0].kind, "_denial_event");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_are_records_and_an_ungranted_one_is_a_denial_note() {
+    use crate::models::{tool_agent, use_tool};
+    let logged = |agent: Agent, events: Vec<Event>| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let log = Arc::new(EventLog::open(&path, &EventLogSettings::default(), "tools"));
+        let runtime = weir::Runtime::new(plan(&agent).await).with_event_log(log);
+        run_with(runtime, events).await;
+        records(&path)
+    };
+    let records = logged(
+        tool_agent(&["add", "explode"]),
+        vec![
+            use_tool("add", json!({ "a": 2, "b": 40 })),
+            use_tool("explode", json!({})),
+        ],
+    )
+    .await;
+    let tools: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["entityType"] == "tool")
+        .collect();
+    assert_eq!(tools.len(), 2, "{records:#?}");
+    assert_eq!(tools[0]["entityName"], "add");
+    assert_eq!(tools[0]["status"], "success");
+    assert_eq!(tools[1]["entityName"], "explode");
+    assert_eq!(tools[1]["eventType"], "_execution_failed_event");
+    assert_eq!(tools[1]["problemCategory"], "tool_call_failed");
+    let run = tools[1]["inputRunId"].as_str().unwrap();
+    assert_eq!(tools[1]["parentExecutionId"], format!("{run}/use-tool"));
+
+    // Not granted: refused on the host-call path, a note of its action.
+    let records = logged(
+        tool_agent(&[]),
+        vec![use_tool("add", json!({ "a": 1, "b": 2 }))],
+    )
+    .await;
+    let notes = of_type(&records, "_denial_event");
+    assert_eq!(notes.len(), 1, "{records:#?}");
+    assert_eq!(notes[0]["payload"]["capability"], "tool");
+    assert_eq!(notes[0]["payload"]["target"], "add");
+    assert_eq!(notes[0]["upstreamActionName"], "use-tool");
+}

@@ -301,7 +301,7 @@ async fn embeddings_through_an_embedding_model() {
     );
 }
 
-fn tool_agent(grant: &[&str]) -> Agent {
+pub(crate) fn tool_agent(grant: &[&str]) -> Agent {
     let mut action = ActionBuilder::new("use-tool", "m").listen(types::INPUT);
     for tool in grant {
         action = action.tool(*tool);
@@ -312,7 +312,7 @@ fn tool_agent(grant: &[&str]) -> Agent {
         .build()
 }
 
-fn use_tool(tool: &str, arguments: Value) -> Event {
+pub(crate) fn use_tool(tool: &str, arguments: Value) -> Event {
     Event::input("k", json!({ "tool": tool, "arguments": arguments }))
 }
 
