@@ -62,12 +62,11 @@ impl Task {
     /// same request) is answered from the record instead; a call made is
     /// recorded. A call whose intent was recorded but not its result is
     /// handed to `prepare` as interrupted, to reconcile.
-    /// `entity` names what is called (the model resource, the tool), for
-    /// the event log.
+    /// `callee` is what is called, for the event log.
     pub(crate) async fn call_async<R, F>(
         &mut self,
         op: Op,
-        entity: &str,
+        callee: Callee<'_>,
         request: &impl serde::Serialize,
         prepare: impl FnOnce(&mut Task, CallSite) -> Result<F, HostError>,
     ) -> Result<R, HostError>
@@ -86,7 +85,7 @@ impl Task {
             && let Some(result) = call.recorded()
         {
             self.trace(op, &result);
-            self.log_call(op, entity, started, &result, true);
+            self.log_call(callee, started, &result, true);
             return result;
         }
         let site = CallSite {
@@ -104,15 +103,14 @@ impl Task {
             call.record(&result);
         }
         self.trace(op, &result);
-        self.log_call(op, entity, started, &result, false);
+        self.log_call(callee, started, &result, false);
         result
     }
 
     /// Logs a waiting call as it ended, when an event log is written.
     fn log_call<R: CallReply>(
         &self,
-        op: Op,
-        entity: &str,
+        callee: Callee<'_>,
         started: std::time::Instant,
         result: &Result<R, HostError>,
         replayed: bool,
@@ -121,11 +119,10 @@ impl Task {
         let Some(scope) = &self.input.log else {
             return;
         };
-        let (entity_type, category) = match op.name {
-            "model.chat" => ("llm", "model_call_failed"),
-            "model.embed" => ("embedding", "model_call_failed"),
-            "tools.call" => ("tool", "tool_call_failed"),
-            _ => ("host", "host_call_failed"),
+        let (entity_type, category, entity) = match callee {
+            Callee::Chat(model) => ("llm", "model_call_failed", model),
+            Callee::Embed(model) => ("embedding", "model_call_failed", model),
+            Callee::Tool(tool) => ("tool", "tool_call_failed", tool),
         };
         let mut attributes = serde_json::Map::new();
         let mut metadata = serde_json::Map::new();
@@ -177,6 +174,17 @@ impl Task {
             op.name
         )))
     }
+}
+
+/// What a waiting call calls, as the event log names it.
+#[derive(Clone, Copy)]
+pub(crate) enum Callee<'a> {
+    /// A chat model resource.
+    Chat(&'a str),
+    /// An embedding model resource.
+    Embed(&'a str),
+    /// A tool.
+    Tool(&'a str),
 }
 
 /// A waiting call's reply, as the event log sees it.

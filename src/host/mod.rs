@@ -35,7 +35,7 @@ mod tools;
 mod wasi;
 
 pub(crate) use authority::{Authority, Offered};
-pub(crate) use call::Op;
+pub(crate) use call::{Callee, Op};
 pub(crate) use capability::{HostCapability, unusable_imports};
 pub(crate) use error::{CallError, HostError};
 pub use grants::{Capability, Denial, Grants};

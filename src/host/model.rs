@@ -4,7 +4,7 @@
 
 use super::bindings::weir::agent::model as wit;
 use super::tools::{LOAD_SKILL, Offer};
-use super::{CallError, Capability, HostError, InstanceState, Op, Task};
+use super::{CallError, Callee, Capability, HostError, InstanceState, Op, Task};
 use crate::resources::api::{ChatOptions, ChatReply, Message, ModelError, ToolCall};
 use crate::resources::setup::ChatModel;
 use serde::Serialize;
@@ -143,7 +143,7 @@ impl Task {
         );
         let request = super::durable::request_digest(CHAT.name, &request);
         let model = call.model.clone();
-        self.call_async(CHAT, &model, &request, |task, _site| {
+        self.call_async(CHAT, Callee::Chat(&model), &request, |task, _site| {
             task.granted_model(&call.model)?;
             let env = task.input.env.clone();
             let resource = env
@@ -184,30 +184,35 @@ impl Task {
         texts: Vec<String>,
     ) -> Result<Vec<Vec<f32>>, HostError> {
         let request = super::durable::request_digest(EMBED.name, &(&model, &texts));
-        self.call_async(EMBED, &model.clone(), &request, |task, _site| {
-            task.granted_model(&model)?;
-            let resource = task
-                .input
-                .env
-                .resources
-                .embedding_model(&model)
-                .map_err(|e| HostError::Failed(e.to_string()))?;
-            let usage = task.input.usage.clone();
-            let action = task.input.action_name.clone();
-            Ok(async move {
-                let started = Instant::now();
-                let result = resource.embed(texts).await;
-                usage.record(
-                    &action,
-                    &model,
-                    started,
-                    result.as_ref().ok().map(|e| (e.tokens, 0)),
-                );
-                result
-                    .map(|e| e.vectors)
-                    .map_err(|e| model_error(&model, e))
-            })
-        })
+        self.call_async(
+            EMBED,
+            Callee::Embed(&model.clone()),
+            &request,
+            |task, _site| {
+                task.granted_model(&model)?;
+                let resource = task
+                    .input
+                    .env
+                    .resources
+                    .embedding_model(&model)
+                    .map_err(|e| HostError::Failed(e.to_string()))?;
+                let usage = task.input.usage.clone();
+                let action = task.input.action_name.clone();
+                Ok(async move {
+                    let started = Instant::now();
+                    let result = resource.embed(texts).await;
+                    usage.record(
+                        &action,
+                        &model,
+                        started,
+                        result.as_ref().ok().map(|e| (e.tokens, 0)),
+                    );
+                    result
+                        .map(|e| e.vectors)
+                        .map_err(|e| model_error(&model, e))
+                })
+            },
+        )
         .await
     }
 }

@@ -7,7 +7,9 @@
 
 use super::bindings::weir::agent::tools::Host;
 use super::bindings::weir::agent::types::ToolSpec as WitToolSpec;
-use super::{CallError, Capability, Grants, HostError, InstanceState, ModelUsage, Offered, Op};
+use super::{
+    CallError, Callee, Capability, Grants, HostError, InstanceState, ModelUsage, Offered, Op,
+};
 use super::{Task, TaskEnv, TaskInput};
 use crate::limits::{Limit, Limits};
 use crate::resources::api::ToolSpec;
@@ -157,7 +159,7 @@ impl Task {
     ) -> Result<Value, HostError> {
         let request = (&name, &arguments);
         let request = super::durable::request_digest(CALL.name, &request);
-        self.call_async(CALL, &name.clone(), &request, |task, site| {
+        self.call_async(CALL, Callee::Tool(&name.clone()), &request, |task, site| {
             if task.input.env.tools.spec(&name).is_none() {
                 return Err(HostError::Invalid(format!("no tool named `{name}`")));
             }

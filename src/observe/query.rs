@@ -49,24 +49,17 @@ impl Query {
             .load(&arena, File { code, path: () })
             .map_err(|errors| {
                 let mut lines = Vec::new();
+                let expected = |what: &str, rest: &str| format!("expected {what} at {}", at(rest));
                 for (_, error) in errors {
                     match error {
                         jaq_core::load::Error::Lex(errors) => {
-                            for (expected, rest) in errors {
-                                lines.push(format!(
-                                    "expected {} at {}",
-                                    expected.as_str(),
-                                    at(rest)
-                                ));
+                            for (what, rest) in errors {
+                                lines.push(expected(what.as_str(), rest));
                             }
                         }
                         jaq_core::load::Error::Parse(errors) => {
-                            for (expected, rest) in errors {
-                                lines.push(format!(
-                                    "expected {} at {}",
-                                    expected.as_str(),
-                                    at(rest)
-                                ));
+                            for (what, rest) in errors {
+                                lines.push(expected(what.as_str(), rest));
                             }
                         }
                         jaq_core::load::Error::Io(errors) => {

@@ -33,7 +33,8 @@ const SDK: [(&str, &str); 3] = [
     ("index.d.ts", TYPES),
 ];
 
-/// The SDK's world: `skill` and wasi:random (for `Math.random`).
+/// The SDK's world: `skill`, wasi:random (for `Math.random`) and
+/// wasi:cli/environment (for `process.env`).
 const WORLD: (&str, &str) = (
     "skill-js.wit",
     include_str!("../../sdk/js/wit/skill-js.wit"),
