@@ -58,6 +58,21 @@ fn first_of<'a>(records: &'a [Value], event_type: &str, key: &str) -> &'a Value 
         .unwrap_or_else(|| panic!("no {event_type} of {key}"))
 }
 
+/// Runs `events` through `agent` with an event log at `settings`: the
+/// outputs, the summary and the log's records.
+async fn logged_run(
+    agent: &Agent,
+    events: Vec<Event>,
+    settings: &EventLogSettings,
+) -> (Vec<Event>, weir::RunSummary, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let log = Arc::new(EventLog::open(&path, settings, &agent.name));
+    let runtime = weir::Runtime::new(plan(agent).await).with_event_log(log);
+    let (outputs, summary) = run_with(runtime, events).await;
+    (outputs, summary, records(&path))
+}
+
 fn of_type<'a>(records: &'a [Value], event_type: &str) -> Vec<&'a Value> {
     records
         .iter()
@@ -372,21 +387,16 @@ async fn model_calls_are_records_with_their_model_usage_and_failures() {
     // The product-reviews agent: two reviews are fewer than its
     // suggestion needs, so only `analyze` runs.
     let agent = crate::reviews::review_agent(&server.url);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.log");
     let settings = EventLogSettings {
         level: LogLevel::Verbose,
         ..EventLogSettings::default()
     };
-    let log = Arc::new(EventLog::open(&path, &settings, "product-reviews"));
-    let runtime = weir::Runtime::new(plan(&agent).await).with_event_log(log.clone());
     let events = vec![
         Event::input("p1", json!({ "review_id": "r1", "review": "Good." })),
         Event::input("p1", json!({ "review_id": "r2", "review": "Bad." })),
     ];
-    let (_, summary) = run_with(runtime, events).await;
+    let (_, summary, records) = logged_run(&agent, events, &settings).await;
     let stats = summary.event_log.expect("the summary counts the log");
-    let records = records(&path);
     assert_eq!(stats.written, records.len() as u64);
     assert_eq!(stats.failed + stats.dropped, 0);
 
@@ -483,21 +493,12 @@ async fn denials_are_notes_of_the_action_that_was_refused() {
                 .http("http://127.0.0.1:9"),
         )
         .build();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.log");
-    let log = Arc::new(EventLog::open(
-        &path,
-        &EventLogSettings::default(),
-        "denied-logged",
-    ));
-    let runtime = weir::Runtime::new(plan(&agent).await).with_event_log(log);
     let events = vec![Event::input(
         "k",
         json!({ "url": "http://127.0.0.1:1/steal" }),
     )];
-    let (outputs, _) = run_with(runtime, events).await;
+    let (outputs, _, records) = logged_run(&agent, events, &EventLogSettings::default()).await;
     assert_eq!(outputs[0].payload["code"], "denied", "{outputs:?}");
-    let records = records(&path);
     let notes = of_type(&records, "_denial_event");
     assert_eq!(notes.len(), 1, "{records:#?}");
     assert_eq!(notes[0]["upstreamActionName"], "fetch");
@@ -520,12 +521,9 @@ async fn denials_are_notes_of_the_action_that_was_refused() {
 async fn tool_calls_are_records_and_an_ungranted_one_is_a_denial_note() {
     use crate::models::{tool_agent, use_tool};
     let logged = |agent: Agent, events: Vec<Event>| async move {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.log");
-        let log = Arc::new(EventLog::open(&path, &EventLogSettings::default(), "tools"));
-        let runtime = weir::Runtime::new(plan(&agent).await).with_event_log(log);
-        run_with(runtime, events).await;
-        records(&path)
+        logged_run(&agent, events, &EventLogSettings::default())
+            .await
+            .2
     };
     let records = logged(
         tool_agent(&["add", "explode"]),
