@@ -2,6 +2,7 @@
 
 mod sink;
 mod skill;
+mod telemetry;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -135,6 +136,8 @@ struct RunArgs {
     /// skipped without being held in memory.
     #[arg(long, default_value_t = MAX_LINE_BYTES)]
     max_line_bytes: usize,
+    #[command(flatten)]
+    telemetry: telemetry::TelemetryArgs,
 }
 
 /// The default of `--max-line-bytes`: the default limit of an event's
@@ -472,6 +475,10 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(state) = &state {
         runtime = runtime.with_journal(state.clone());
     }
+    let telemetry = args.telemetry.start().await?;
+    if let Some(telemetry) = &telemetry {
+        runtime = runtime.with_telemetry(&telemetry.telemetry);
+    }
     let mut handle = runtime.start();
     let events = handle.events.clone();
     handle.events.close();
@@ -582,6 +589,9 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         state.sync().await?;
     }
     let fed = feeder.await?;
+    if let Some(telemetry) = telemetry {
+        telemetry.finish().await;
+    }
     eprint!("{summary}");
     if let Some(path) = &args.summary_json {
         let mut options = std::fs::OpenOptions::new();

@@ -5,6 +5,8 @@
 
 use super::durable::JournaledCall;
 use super::{Capability, HostError, Task};
+use crate::observe::telemetry::{AgentTelemetry, CallKind, CallSpan, Retries};
+use std::sync::Arc;
 
 /// One host function, as the host-call path sees it.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +19,7 @@ impl Task {
     /// Counts the call and checks its grant.
     fn enter(&mut self, op: Op) -> Result<(), HostError> {
         self.host_calls += 1;
+        self.calls[op.capability as usize] += 1;
         self.check_readings()?;
         if self.input.grants.allows(op.capability) {
             return Ok(());
@@ -81,20 +84,28 @@ impl Task {
             self.input.journal.as_ref().map(|(journal, run)| {
                 JournaledCall::new(journal, run, &position, op.name, request)
             });
+        let observed = self.observe_call(callee);
         if let Some(call) = &mut journaled
             && let Some(result) = call.recorded()
         {
             self.trace(op, &result);
             self.log_call(callee, started, &result, true);
+            if let Some(observed) = observed {
+                observed.end(&result, true);
+            }
             return result;
         }
         let site = CallSite {
             position,
             journal: journaled.clone(),
         };
-        let result = match prepare(self, site) {
-            Ok(work) => work.await,
-            Err(e) => Err(e),
+        let result = match (prepare(self, site), &observed) {
+            (Ok(work), Some(observed)) => {
+                use opentelemetry::context::FutureExt as _;
+                work.with_context(observed.work_context()).await
+            }
+            (Ok(work), None) => work.await,
+            (Err(e), _) => Err(e),
         };
         let result = result.and_then(|reply| self.bounded_reply(op, reply));
         if let Some(call) = journaled {
@@ -104,7 +115,55 @@ impl Task {
         }
         self.trace(op, &result);
         self.log_call(callee, started, &result, false);
+        if let Some(observed) = observed {
+            observed.end(&result, false);
+        }
         result
+    }
+
+    /// Starts a waiting call's span and metrics, when telemetry is on and
+    /// the callee is granted (so that every label comes from the manifest).
+    fn observe_call(&self, callee: Callee<'_>) -> Option<ObservedCall> {
+        let telemetry = self.input.telemetry.as_ref()?;
+        let grants = &self.input.grants;
+        let resources = &self.input.env.resources;
+        let (operation, name, model) = match callee {
+            Callee::Chat(name) if grants.models.contains(name) => {
+                let model = resources.chat_model(name).ok()?;
+                (
+                    "chat",
+                    name,
+                    Some((model.provider(), model.model().to_string())),
+                )
+            }
+            Callee::Embed(name) if grants.models.contains(name) => {
+                let model = resources.embedding_model(name).ok()?;
+                (
+                    "embeddings",
+                    name,
+                    Some((model.provider(), model.model().to_string())),
+                )
+            }
+            Callee::Tool(name) if grants.tools.contains(name) => ("execute_tool", name, None),
+            _ => return None,
+        };
+        let kind = CallKind {
+            operation,
+            name,
+            model: model.as_ref().map(|(p, m)| (*p, m.as_str())),
+        };
+        let span = CallSpan::start(&telemetry.agent, &telemetry.cx, &kind);
+        let retries = Arc::new(Retries::default());
+        Some(ObservedCall {
+            work: span.context().with_value(retries.clone()),
+            agent: telemetry.agent.clone(),
+            span,
+            operation,
+            name: name.to_string(),
+            model,
+            retries,
+            started: std::time::Instant::now(),
+        })
     }
 
     /// Logs a waiting call as it ended, when an event log is written.
@@ -176,6 +235,83 @@ impl Task {
     }
 }
 
+/// A waiting call's span and metrics, from its start to its end.
+struct ObservedCall {
+    agent: Arc<AgentTelemetry>,
+    span: CallSpan,
+    /// The context its work runs in: the span's, with its retry count.
+    work: opentelemetry::Context,
+    operation: &'static str,
+    name: String,
+    /// The provider and its model name, for a model.
+    model: Option<(&'static str, String)>,
+    retries: Arc<Retries>,
+    started: std::time::Instant,
+}
+
+impl ObservedCall {
+    fn work_context(&self) -> opentelemetry::Context {
+        self.work.clone()
+    }
+
+    /// Ends the span with what the reply says, and records the call's
+    /// metrics (a call answered from the journal made no request: its span
+    /// says so, and no metric counts it).
+    fn end<R: CallReply>(self, result: &Result<R, HostError>, replayed: bool) {
+        use opentelemetry::{KeyValue, Value};
+        let seconds = self.started.elapsed().as_secs_f64();
+        let retries = self.retries.0.load(std::sync::atomic::Ordering::Relaxed);
+        let usage = result.as_ref().ok().and_then(CallReply::usage);
+        if self.span.recording() {
+            let mut attributes = Vec::new();
+            if replayed {
+                attributes.push(KeyValue::new("weir.call.replayed", true));
+            }
+            if retries > 0 {
+                attributes.push(KeyValue::new("weir.model.retries", retries as i64));
+            }
+            if let Some((input, output)) = usage {
+                attributes.push(KeyValue::new("gen_ai.usage.input_tokens", input as i64));
+                attributes.push(KeyValue::new("gen_ai.usage.output_tokens", output as i64));
+            }
+            if let Ok(reply) = result {
+                if let Some(model) = reply.model() {
+                    attributes.push(KeyValue::new("gen_ai.response.model", model.to_string()));
+                }
+                if let Some(reason) = reply.finish_reason() {
+                    attributes.push(KeyValue::new(
+                        "gen_ai.response.finish_reasons",
+                        Value::Array(
+                            vec![opentelemetry::StringValue::from(reason.to_string())].into(),
+                        ),
+                    ));
+                }
+                if self.agent.record_content
+                    && let Some((key, content)) = reply.content(self.operation)
+                {
+                    attributes.push(KeyValue::new(key, content));
+                }
+            }
+            self.span.set(attributes);
+        }
+        let error = result.as_ref().err().map(|e| (e.kind(), e.message()));
+        if !replayed && let Some(metrics) = &self.agent.metrics {
+            match &self.model {
+                Some((provider, model)) => metrics.model_call(
+                    self.operation,
+                    (provider, model),
+                    seconds,
+                    usage,
+                    retries,
+                    error.map(|(kind, _)| kind),
+                ),
+                None => metrics.tool_call(&self.name, seconds, error.map(|(kind, _)| kind)),
+            }
+        }
+        self.span.end(error);
+    }
+}
+
 /// What a waiting call calls, as the event log names it.
 #[derive(Clone, Copy)]
 pub(crate) enum Callee<'a> {
@@ -198,6 +334,17 @@ pub(crate) trait CallReply {
     fn model(&self) -> Option<&str> {
         None
     }
+
+    /// Why the model stopped.
+    fn finish_reason(&self) -> Option<&str> {
+        None
+    }
+
+    /// The reply's content as a span attribute (its GenAI name and JSON),
+    /// for spans that record contents; `operation` is the call's.
+    fn content(&self, _operation: &str) -> Option<(&'static str, String)> {
+        None
+    }
 }
 
 impl CallReply for crate::resources::api::ChatReply {
@@ -208,9 +355,22 @@ impl CallReply for crate::resources::api::ChatReply {
     fn model(&self) -> Option<&str> {
         Some(&self.model)
     }
+
+    fn finish_reason(&self) -> Option<&str> {
+        Some(&self.finish_reason)
+    }
+
+    fn content(&self, _operation: &str) -> Option<(&'static str, String)> {
+        let message = serde_json::to_string(&[&self.message]).ok()?;
+        Some(("gen_ai.output.messages", message))
+    }
 }
 
-impl CallReply for serde_json::Value {}
+impl CallReply for serde_json::Value {
+    fn content(&self, _operation: &str) -> Option<(&'static str, String)> {
+        Some(("gen_ai.tool.call.result", self.to_string()))
+    }
+}
 
 impl CallReply for Vec<Vec<f32>> {}
 

@@ -24,6 +24,16 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// Every capability, in declaration order (`ALL[c as usize] == c`).
+    pub const ALL: [Capability; 6] = [
+        Capability::Context,
+        Capability::Events,
+        Capability::Memory,
+        Capability::Log,
+        Capability::Model,
+        Capability::Tools,
+    ];
+
     const fn bit(self) -> u8 {
         1 << self as u8
     }

@@ -185,6 +185,9 @@ pub(crate) struct HttpPolicy {
     /// Requests refused once their host was resolved (after the hook had
     /// returned), taken over with the others when the task ends.
     pub refused_late: Arc<std::sync::Mutex<Denials>>,
+    /// The task's trace context, which requests carry on (W3C
+    /// `traceparent`) unless the guest set their own.
+    pub trace: Option<opentelemetry::Context>,
 }
 
 impl HttpPolicy {
@@ -197,6 +200,7 @@ impl HttpPolicy {
             denials: Denials::default(),
             journal: None,
             refused_late: Arc::default(),
+            trace: None,
         }
     }
 
@@ -409,6 +413,13 @@ impl WasiHttpHooks for HttpPolicy {
                 http::HeaderValue::from_str(&format!("{}-{}", self.idempotency, self.sent))
         {
             request.headers_mut().insert("idempotency-key", value);
+        }
+        if let Some(cx) = &self.trace
+            && !request
+                .headers()
+                .contains_key(crate::observe::telemetry::TRACEPARENT)
+        {
+            crate::observe::telemetry::inject(cx, request.headers_mut());
         }
         if let Some(journal) = self.journal.clone() {
             let id = format!("{}/http{}", journal.prefix, self.sent);

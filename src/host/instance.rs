@@ -133,6 +133,7 @@ impl InstanceState {
         if self.http.idempotency.is_empty() {
             self.http.idempotency = self.task.idempotency_key().to_string();
             self.http.journal = self.task.http_journal();
+            self.http.trace = self.task.input.telemetry.as_ref().map(|t| t.cx.clone());
         }
     }
 

@@ -3,7 +3,7 @@
 //! denials, the limit that stopped it) and the accounting every capability
 //! charges against.
 
-use super::grants::{Denial, Denials, Grants};
+use super::grants::{Capability, Denial, Denials, Grants};
 use super::http::{self, HttpPolicy};
 use super::tools::{NoTools, Toolbox};
 use super::{Authority, HostError, ModelUsage, bindings, readings};
@@ -82,6 +82,8 @@ pub(crate) struct TaskInput {
     pub on_behalf: Option<Arc<Authority>>,
     /// Where its host calls are logged, when an event log is written.
     pub log: Option<Arc<crate::observe::eventlog::Scope>>,
+    /// Its spans' context and its agent's metrics, when telemetry is on.
+    pub telemetry: Option<crate::observe::telemetry::TaskTelemetry>,
 }
 
 impl TaskInput {
@@ -118,6 +120,7 @@ impl TaskInput {
             idempotency: None,
             on_behalf: None,
             log: None,
+            telemetry: None,
         }
     }
 }
@@ -142,6 +145,8 @@ pub(crate) struct Task {
     /// Bytes emitted and written to memory so far.
     pub output_bytes: usize,
     pub host_calls: u64,
+    /// Host calls by capability (indexed as [`Capability::ALL`]).
+    pub calls: [u32; Capability::ALL.len()],
     /// Log records written (see `log::MAX_RECORDS`).
     pub log_records: u32,
     /// The limit that stopped the task, if one did.
@@ -170,6 +175,7 @@ impl Task {
             emitted: Vec::new(),
             output_bytes: 0,
             host_calls: 0,
+            calls: [0; Capability::ALL.len()],
             log_records: 0,
             violation: None,
             denials: Denials::default(),

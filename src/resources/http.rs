@@ -81,6 +81,12 @@ pub async fn post_json(
         for (name, value) in headers {
             request = request.header(*name, value);
         }
+        // The call's trace goes on with it (W3C trace context), when traced.
+        let mut trace = reqwest::header::HeaderMap::new();
+        crate::observe::telemetry::inject_current(&mut trace);
+        if !trace.is_empty() {
+            request = request.headers(trace);
+        }
         let started = tokio::time::Instant::now();
         let (failure, wait) = match request.send().await {
             Ok(response) => {
@@ -154,6 +160,7 @@ pub async fn post_json(
             .map(|w| w.min(settings.max_backoff))
             .unwrap_or_else(|| backoff(settings, attempt));
         tracing::debug!(provider, url, attempt, wait_ms = wait.as_millis() as u64, %failure, "retrying a model call");
+        crate::observe::telemetry::Retries::count();
         tokio::time::sleep(wait).await;
         attempt += 1;
     }

@@ -395,6 +395,11 @@ impl EmbeddingModel {
         &self.model
     }
 
+    /// The provider's name.
+    pub fn provider(&self) -> &'static str {
+        self.connection.provider
+    }
+
     /// Embeds `texts`: one vector per text.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Embeddings, ModelError> {
         let provider = self

@@ -12,6 +12,7 @@
 //! `task`, the counters and summary in `summary`.
 
 mod error;
+mod observer;
 mod run;
 mod scheduler;
 mod summary;
@@ -27,6 +28,7 @@ use crate::host::ModelUsage;
 use crate::journal::{InFlight, InputPosition, Journal};
 use crate::memory::MemoryObject;
 use crate::observe::eventlog::EventLog;
+use crate::observe::telemetry::{AgentTelemetry, Telemetry};
 use crate::plan::AgentPlan;
 use run::{Release, release_committed};
 use scheduler::schedule;
@@ -45,6 +47,7 @@ pub struct Runtime {
     journal: Option<Arc<Journal>>,
     committed: HashMap<String, u64>,
     event_log: Option<Arc<EventLog>>,
+    telemetry: Option<Arc<AgentTelemetry>>,
 }
 
 /// Sends input events into a running agent. Dropping every clone (or calling
@@ -153,6 +156,7 @@ impl Runtime {
             journal: None,
             committed: HashMap::new(),
             event_log: None,
+            telemetry: None,
         }
     }
 
@@ -161,6 +165,18 @@ impl Runtime {
     /// keeps).
     pub fn with_event_log(mut self, log: Arc<EventLog>) -> Self {
         self.event_log = Some(log);
+        self
+    }
+
+    /// Traces the run's spans and records its metrics with `telemetry` (see
+    /// [`Telemetry::new`]); nothing is recorded if it produces nothing.
+    pub fn with_telemetry(mut self, telemetry: &Telemetry) -> Self {
+        let plan = &self.plan;
+        self.telemetry = telemetry.agent(
+            &plan.name,
+            plan.actions.keys().map(String::as_str),
+            plan.actions_by_event.keys().map(String::as_str),
+        );
         self
     }
 
@@ -232,6 +248,7 @@ impl Runtime {
             in_flight: std::sync::Mutex::default(),
             journal: self.journal,
             event_log: self.event_log,
+            telemetry: self.telemetry,
         });
         let releaser = release_rx.map(|rx| tokio::spawn(release_committed(shared.clone(), rx)));
         let done = tokio::spawn(schedule(
@@ -259,6 +276,7 @@ struct Shared {
     usage: Arc<ModelUsage>,
     journal: Option<Arc<Journal>>,
     event_log: Option<Arc<EventLog>>,
+    telemetry: Option<Arc<AgentTelemetry>>,
     /// Why the run had to stop taking input (the journal failed); set
     /// through [`Shared::stop_intake`].
     fatal: std::sync::Mutex<Option<String>>,
@@ -272,6 +290,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// The agent's metrics, when they are recorded.
+    fn metrics(&self) -> Option<&crate::observe::telemetry::AgentMetrics> {
+        self.telemetry.as_ref()?.metrics.as_deref()
+    }
+
     /// Stops intake for `reason` (the first reason stays): the scheduler
     /// takes no more input, even while it waits for some, and the run ends
     /// once what runs is done.

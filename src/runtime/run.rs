@@ -3,6 +3,7 @@
 //! budget; with a journal, committed before its outputs are released.
 
 use super::Shared;
+use super::observer::RunObserver;
 use super::task::{self, Failure};
 use crate::RuntimeSettings;
 use crate::event::{self, Event, types};
@@ -10,7 +11,7 @@ use crate::host::bindings::weir::agent::types::Event as WitEvent;
 use crate::host::{Authority, KeyMemory};
 use crate::journal::JournalError;
 use crate::memory::MemoryObject;
-use crate::observe::eventlog::{EventLog, ExecutionOutcome, ExecutionRecord};
+use crate::observe::telemetry::EventKind;
 use crate::plan::{ActionKind, ActionPlan};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
@@ -34,8 +35,7 @@ pub(super) async fn agent_run(
     };
     let run_id: Arc<str> = Arc::from(input.id.as_str());
     let key = input.key.clone();
-    let log = RunLog::new(shared, &run_id);
-    log.event(&input);
+    let mut observer = RunObserver::start(shared, &run_id, &input);
     let mut held: Option<Vec<Event>> = shared.journal.as_ref().map(|_| Vec::new());
     // Each event with its depth and whom it acts for (see `host::Authority`).
     let mut queue: VecDeque<(Event, usize, Option<Arc<Authority>>)> =
@@ -64,11 +64,12 @@ pub(super) async fn agent_run(
         let wit_event = to_wit(&event);
         for action in routes {
             if let Some(cut) = budget.start_task(&shared.settings) {
-                let error = run_limit_error(shared, action, &event, cut);
-                release(shared, &log, &mut held, error).await;
+                let error = run_limit_error(shared, &mut observer, action, &event, cut);
+                release(shared, &mut observer, &mut held, error).await;
                 break 'run;
             }
             let started = Instant::now();
+            let telemetry = observer.task(action, &event);
             let outcome = task::run(
                 action,
                 &event,
@@ -76,10 +77,11 @@ pub(super) async fn agent_run(
                 authority.as_ref(),
                 memory,
                 &task_context,
+                telemetry.clone(),
             )
             .await;
+            observer.action(action, &event, started.elapsed(), &outcome, telemetry);
             memory = outcome.memory;
-            log.action(action, &event, started.elapsed(), &outcome.result);
             let counters = &shared.counters.actions[&action.name];
             counters.runs.fetch_add(1, Relaxed);
             counters
@@ -98,8 +100,8 @@ pub(super) async fn agent_run(
                     if let Some(cut) = spent {
                         // What this task emitted is dropped with the rest
                         // of the run: the run is cut where it overran.
-                        let error = run_limit_error(shared, action, &event, cut);
-                        release(shared, &log, &mut held, error).await;
+                        let error = run_limit_error(shared, &mut observer, action, &event, cut);
+                        release(shared, &mut observer, &mut held, error).await;
                         break 'run;
                     }
                     for e in emitted {
@@ -120,12 +122,13 @@ pub(super) async fn agent_run(
                             attributes: e.attributes.into_iter().collect(),
                         };
                         if next.event_type == types::OUTPUT {
-                            release(shared, &log, &mut held, next).await;
+                            release(shared, &mut observer, &mut held, next).await;
                         } else if depth + 1 > shared.settings.max_depth {
+                            observer.limit(action, "max_depth");
                             let error = depth_error(shared, action, &event, &next);
-                            release(shared, &log, &mut held, error).await;
+                            release(shared, &mut observer, &mut held, error).await;
                         } else {
-                            log.event(&next);
+                            observer.event(&next, EventKind::Intermediate);
                             queue.push_back((next, depth + 1, acts_for));
                         }
                     }
@@ -146,11 +149,12 @@ pub(super) async fn agent_run(
                     if route_again {
                         queue.push_back((error.clone(), depth + 1, None));
                     }
-                    release(shared, &log, &mut held, error).await;
+                    release(shared, &mut observer, &mut held, error).await;
                 }
             }
         }
     }
+    observer.end();
     drop(permit);
     let releases = shared.releases.lock().expect("release lock").clone();
     if let (Some(journal), Some(outputs), Some(releases)) = (&shared.journal, held, releases) {
@@ -197,8 +201,13 @@ pub(super) async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::R
 }
 
 /// Sends an output or error event now, or holds it until the run commits.
-async fn release(shared: &Shared, log: &RunLog, held: &mut Option<Vec<Event>>, event: Event) {
-    log.event(&event);
+async fn release(
+    shared: &Shared,
+    observer: &mut RunObserver,
+    held: &mut Option<Vec<Event>>,
+    event: Event,
+) {
+    observer.released(&event);
     match held {
         Some(held) => held.push(event),
         None => deliver(shared, event).await,
@@ -314,7 +323,14 @@ impl RunBudget {
     }
 }
 
-fn run_limit_error(shared: &Shared, action: &ActionPlan, event: &Event, cut: RunCut) -> Event {
+fn run_limit_error(
+    shared: &Shared,
+    observer: &mut RunObserver,
+    action: &ActionPlan,
+    event: &Event,
+    cut: RunCut,
+) -> Event {
+    observer.cut(action, cut.setting);
     tracing::warn!(key = %event.key, setting = cut.setting, "agent run cut by its budget");
     *shared
         .counters
@@ -337,76 +353,6 @@ fn run_limit_error(shared: &Shared, action: &ActionPlan, event: &Event, cut: Run
             "value": cut.value,
         }),
     )
-}
-
-/// A run's side of the event log: its events and action executions.
-struct RunLog {
-    log: Option<Arc<EventLog>>,
-    run: Arc<str>,
-    /// Re-done after a crash (the crash left call records of it).
-    recovered: bool,
-}
-
-impl RunLog {
-    fn new(shared: &Shared, run: &Arc<str>) -> RunLog {
-        let log = shared.event_log.clone();
-        let recovered = log.is_some()
-            && shared
-                .journal
-                .as_ref()
-                .is_some_and(|journal| journal.recovered_calls_of(run));
-        RunLog {
-            log,
-            run: run.clone(),
-            recovered,
-        }
-    }
-
-    fn event(&self, event: &Event) {
-        if let Some(log) = &self.log {
-            log.event(&self.run, self.recovered, event);
-        }
-    }
-
-    /// Logs `action`'s task on `event` as it ended.
-    fn action(
-        &self,
-        action: &ActionPlan,
-        event: &Event,
-        duration: std::time::Duration,
-        result: &Result<Vec<crate::host::Emitted>, Failure>,
-    ) {
-        let Some(log) = &self.log else {
-            return;
-        };
-        let outcome = match result {
-            Ok(_) => ExecutionOutcome::Succeeded,
-            Err(failure) => ExecutionOutcome::Failed {
-                category: "action_execution_failed",
-                kind: failure.kind().to_string(),
-                message: failure.details()["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            },
-        };
-        log.execution(
-            &self.run,
-            &event.key,
-            ExecutionRecord {
-                id: task::execution_id(event, action),
-                parent: None,
-                entity_type: "action",
-                entity_name: action.name.clone(),
-                metadata: serde_json::Map::new(),
-                event_id: Some(event.id.clone()),
-                upstream_action: event.upstream_action.clone(),
-                duration,
-                outcome,
-                attributes: serde_json::Map::new(),
-            },
-        );
-    }
 }
 
 fn to_wit(event: &Event) -> WitEvent {

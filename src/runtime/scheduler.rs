@@ -135,6 +135,9 @@ pub(super) async fn schedule(
             seq,
             _pending: permit,
         };
+        if let Some(metrics) = shared.metrics() {
+            metrics.queued(1);
+        }
         let mut lane = state.lane.lock().expect("lane lock");
         lane.queue.push_back(queued);
         if !lane.running {
@@ -205,7 +208,12 @@ async fn run_lane(shared: Arc<Shared>, lane: Lane) {
         let next = {
             let mut lane = lane.lock().expect("lane lock");
             match lane.queue.pop_front() {
-                Some(next) => next,
+                Some(next) => {
+                    if let Some(metrics) = shared.metrics() {
+                        metrics.queued(-1);
+                    }
+                    next
+                }
                 None => {
                     lane.memory = Some(memory);
                     lane.running = false;

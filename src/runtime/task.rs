@@ -7,7 +7,8 @@
 use crate::event::Event;
 use crate::host::bindings::weir::agent::types::Event as WitEvent;
 use crate::host::{
-    Authority, Denial, Emitted, InstanceState, KeyMemory, ModelUsage, Task, TaskEnv, TaskInput,
+    Authority, Capability, Denial, Emitted, InstanceState, KeyMemory, ModelUsage, Task, TaskEnv,
+    TaskInput,
 };
 use crate::limits::{Limit, LimitExceeded};
 use crate::plan::{ActionKind, ActionPlan};
@@ -78,6 +79,17 @@ impl Failure {
         }
     }
 
+    /// What went wrong, in words.
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Failure::Guest { message, .. }
+            | Failure::Denied { message, .. }
+            | Failure::Trap { message, .. }
+            | Failure::Host { message } => message.clone(),
+            Failure::Limit(exceeded) => exceeded.to_string(),
+        }
+    }
+
     /// The failure with its guest-given texts cut to `max` bytes (codes to
     /// [`MAX_CODE_BYTES`]): an error event is output too.
     fn held(self, max: usize) -> Failure {
@@ -132,6 +144,20 @@ pub(crate) struct TaskOutcome {
     pub output_bytes: usize,
     /// What it was refused, per capability.
     pub denial_counts: std::collections::BTreeMap<&'static str, u64>,
+    /// Host calls it made, per capability (see [`Capability::ALL`]).
+    pub calls: [u32; Capability::ALL.len()],
+}
+
+impl TaskOutcome {
+    /// Host calls made, by capability name (those made at all).
+    pub(crate) fn calls(&self) -> Vec<(&'static str, u64)> {
+        Capability::ALL
+            .iter()
+            .zip(self.calls)
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| (c.name(), u64::from(n)))
+            .collect()
+    }
 }
 
 /// Longest stderr tail kept in an error event.
@@ -167,6 +193,7 @@ pub(crate) async fn run(
     authority: Option<&Arc<Authority>>,
     memory: KeyMemory,
     context: &TaskContext<'_>,
+    telemetry: Option<crate::observe::telemetry::TaskTelemetry>,
 ) -> TaskOutcome {
     let limits = action.limits;
     let serving = matches!(&action.kind, ActionKind::Builtin(b) if b.acts_for_requester());
@@ -200,6 +227,7 @@ pub(crate) async fn run(
                 notes: Default::default(),
             })
         }),
+        telemetry,
     };
     let (task, result) = if wit_event.payload.len() > limits.max_payload_bytes {
         let exceeded = limits.exceeded(
@@ -254,6 +282,7 @@ pub(crate) async fn run(
         host_calls,
         denials,
         output_bytes,
+        calls,
         ..
     } = task;
     let mut memory = input.memory;
@@ -277,6 +306,7 @@ pub(crate) async fn run(
         host_calls,
         output_bytes,
         denial_counts: denials.into_counts(),
+        calls,
     }
 }
 

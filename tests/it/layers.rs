@@ -15,7 +15,7 @@ const LAYERS: &[&str] = &[
     "util",      // small helpers
     "limits",    // limit settings and checks
     "event",     // events and built-in event types
-    "observe",   // the event log
+    "observe",   // the event log, traces and metrics
     "memory",    // short-term memory objects
     "agent",     // the user's definition (manifest, builder, grants)
     "journal",   // durable execution's on-disk log

@@ -19,3 +19,4 @@ mod reviews;
 mod runtime;
 mod skill_md;
 mod skills;
+mod telemetry;

@@ -40,7 +40,7 @@ fn review_agent_with(url: &str, reviews: std::path::PathBuf) -> Agent {
         .build()
 }
 
-fn review(id: &str, text: &str) -> Event {
+pub(crate) fn review(id: &str, text: &str) -> Event {
     Event::input("p1", json!({ "review_id": id, "review": text }))
 }
 

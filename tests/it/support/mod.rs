@@ -3,6 +3,7 @@
 
 pub mod durable;
 pub mod model_server;
+pub mod otlp;
 pub mod payments;
 pub mod registry;
 

@@ -1,0 +1,285 @@
+//! OpenTelemetry traces and metrics, read back from a real OTLP/HTTP
+//! receiver on loopback, and the Prometheus endpoint, linted by promtool
+//! and scraped by a real Prometheus server.
+
+use crate::reviews::{review, review_agent};
+use crate::support::model_server::*;
+use crate::support::otlp::{OtlpReceiver, attribute};
+use crate::support::*;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use std::collections::BTreeMap;
+use weir::observe::telemetry::{Telemetry, TelemetrySettings};
+use weir::{Event, Runtime};
+
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+fn traced(event: Event, traceparent: &str) -> Event {
+    let mut event = event;
+    event
+        .attributes
+        .insert("traceparent".to_string(), traceparent.to_string());
+    event
+}
+
+fn settings(receiver: &OtlpReceiver) -> TelemetrySettings {
+    TelemetrySettings {
+        traces: true,
+        otlp_metrics: true,
+        otlp_endpoint: Some(receiver.url.clone()),
+        ..TelemetrySettings::default()
+    }
+}
+
+/// Runs the reviews agent on `events` with `telemetry`, then sends off
+/// what it recorded.
+async fn reviews_run(
+    server: &ModelServer,
+    telemetry: Telemetry,
+    events: Vec<Event>,
+) -> (Vec<Event>, Telemetry) {
+    let runtime = Runtime::new(plan(&review_agent(&server.url)).await).with_telemetry(&telemetry);
+    let (outputs, _) = run_with(runtime, events).await;
+    let telemetry = tokio::task::spawn_blocking(move || {
+        telemetry.shutdown();
+        telemetry
+    })
+    .await
+    .unwrap();
+    (outputs, telemetry)
+}
+
+fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn named<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_a_trace_joining_the_callers_with_genai_spans_and_metrics() {
+    let server = ModelServer::start().await;
+    server.script([
+        Reply::Json(openai_text("2", 40, 1)),
+        Reply::Json(openai_text("battery dies fast, too heavy", 38, 6)),
+    ]);
+    server.fallback(Reply::Json(openai_text("4", 5, 1)));
+    let receiver = OtlpReceiver::start().await;
+    let telemetry = Telemetry::new(&settings(&receiver)).unwrap();
+    let events = vec![
+        traced(
+            review("r1", "The battery dies in an hour."),
+            &format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"),
+        ),
+        traced(review("r2", "Fine."), "00-not-a-trace-context"),
+    ];
+    let (outputs, telemetry) = reviews_run(&server, telemetry, events).await;
+    assert_eq!(outputs.len(), 2, "{outputs:#?}");
+    assert_eq!(telemetry.stats().bad_traceparents, 1);
+    assert_eq!(telemetry.stats().export_failures, 0);
+
+    let spans = receiver.spans();
+    // Each run is an invoke_agent span; the first joins the caller's trace.
+    let runs = named(&spans, "invoke_agent product-reviews");
+    assert_eq!(
+        runs.len(),
+        2,
+        "{:#?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let (joined, own): (Vec<&Span>, Vec<&Span>) =
+        runs.iter().partition(|s| hex(&s.trace_id) == CALLER_TRACE);
+    let (first, second) = (joined[0], own[0]);
+    assert_eq!(hex(&first.parent_span_id), CALLER_SPAN);
+    assert_eq!(
+        attribute(&first.attributes, "gen_ai.operation.name").unwrap(),
+        "invoke_agent"
+    );
+    assert_eq!(
+        attribute(&first.attributes, "gen_ai.agent.name").unwrap(),
+        "product-reviews"
+    );
+    assert_eq!(
+        attribute(&first.attributes, "weir.run.outputs").unwrap(),
+        "1"
+    );
+    // The malformed one started a trace of its own.
+    assert_ne!(hex(&second.trace_id), CALLER_TRACE);
+    assert!(second.parent_span_id.is_empty());
+
+    // Actions are children of their run; chat calls of their action.
+    let analyze: Vec<_> = named(&spans, "action analyze");
+    assert_eq!(analyze.len(), 2);
+    for action in &analyze {
+        let run = runs
+            .iter()
+            .find(|r| r.span_id == action.parent_span_id)
+            .expect("a run parent");
+        assert_eq!(run.trace_id, action.trace_id);
+    }
+    let chats = named(&spans, "chat m");
+    assert_eq!(chats.len(), server.count(), "one span per model request");
+    for chat in &chats {
+        let parent = analyze.iter().find(|a| a.span_id == chat.parent_span_id);
+        assert!(parent.is_some(), "a chat span's parent is its action");
+        assert_eq!(
+            attribute(&chat.attributes, "gen_ai.operation.name").unwrap(),
+            "chat"
+        );
+        assert_eq!(
+            attribute(&chat.attributes, "gen_ai.provider.name").unwrap(),
+            "openai"
+        );
+        assert_eq!(
+            attribute(&chat.attributes, "gen_ai.request.model").unwrap(),
+            "m"
+        );
+        assert_eq!(
+            attribute(&chat.attributes, "weir.resource.name").unwrap(),
+            "review-model"
+        );
+        assert_eq!(
+            attribute(&chat.attributes, "gen_ai.response.finish_reasons").unwrap(),
+            "[stop]"
+        );
+        // Contents are recorded only when asked for.
+        assert!(attribute(&chat.attributes, "gen_ai.output.messages").is_none());
+    }
+    let mut tokens: Vec<(String, String)> = chats
+        .iter()
+        .filter(|c| c.trace_id == first.trace_id)
+        .map(|c| {
+            (
+                attribute(&c.attributes, "gen_ai.usage.input_tokens").unwrap(),
+                attribute(&c.attributes, "gen_ai.usage.output_tokens").unwrap(),
+            )
+        })
+        .collect();
+    tokens.sort();
+    assert_eq!(
+        tokens,
+        [("38".into(), "6".into()), ("40".into(), "1".into())]
+    );
+
+    // The model requests carried the trace on, each from its chat span.
+    for request in server.received() {
+        let traceparent = request.headers["traceparent"].to_str().unwrap().to_string();
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        let chat = chats
+            .iter()
+            .find(|c| hex(&c.span_id) == parts[2])
+            .unwrap_or_else(|| panic!("{traceparent} names no chat span"));
+        assert_eq!(parts[1], hex(&chat.trace_id));
+    }
+
+    // The same calls as metrics, on the GenAI conventions' instruments.
+    let metrics = receiver.metrics();
+    let histogram_sums = |name: &str, label: &str| {
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        for metric in metrics.iter().filter(|m| m.name == name) {
+            let Some(Data::Histogram(h)) = &metric.data else {
+                panic!("{name} is not a histogram")
+            };
+            for point in &h.data_points {
+                let value = attribute(&point.attributes, label).unwrap_or_default();
+                // Cumulative: the last export holds the totals.
+                sums.insert(value, point.sum.unwrap_or_default());
+            }
+        }
+        sums
+    };
+    let tokens = histogram_sums("gen_ai.client.token.usage", "gen_ai.token.type");
+    assert_eq!(tokens["input"], (40 + 38 + 5 + 5) as f64, "{tokens:?}");
+    assert_eq!(tokens["output"], (1 + 6 + 1 + 1) as f64, "{tokens:?}");
+    let durations = metrics
+        .iter()
+        .filter(|m| m.name == "gen_ai.client.operation.duration")
+        .filter_map(|m| match &m.data {
+            Some(Data::Histogram(h)) => h.data_points.iter().map(|p| p.count).max(),
+            _ => None,
+        })
+        .max();
+    assert_eq!(durations, Some(server.count() as u64));
+    let runs_metric = metrics
+        .iter()
+        .find(|m| m.name == "weir.action.runs")
+        .expect("weir.action.runs");
+    assert_eq!(runs_metric.unit, "{task}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_leaves_runs_out_unless_their_caller_traced_them() {
+    let server = ModelServer::start().await;
+    server.fallback(Reply::Json(openai_text("4", 5, 1)));
+    let receiver = OtlpReceiver::start().await;
+    let telemetry = Telemetry::new(&TelemetrySettings {
+        sample_ratio: Some(0.0),
+        record_content: true,
+        ..settings(&receiver)
+    })
+    .unwrap();
+    let events = vec![
+        review("r1", "Not traced."),
+        traced(
+            review("r2", "Traced by the caller."),
+            &format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"),
+        ),
+    ];
+    let (outputs, _) = reviews_run(&server, telemetry, events).await;
+    assert_eq!(outputs.len(), 2);
+    let spans = receiver.spans();
+    assert!(!spans.is_empty());
+    assert!(
+        spans.iter().all(|s| hex(&s.trace_id) == CALLER_TRACE),
+        "only the caller's run is traced"
+    );
+    // Contents were asked for: the replies are on the chat spans.
+    let chat = named(&spans, "chat m")[0];
+    let output = attribute(&chat.attributes, "gen_ai.output.messages").unwrap();
+    assert!(output.contains("\"4\""), "{output}");
+    // The unsampled run still carried a (not sampled) trace context on.
+    let flags: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| {
+            r.headers["traceparent"]
+                .to_str()
+                .unwrap()
+                .rsplit('-')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        flags.contains(&"00".to_string()) && flags.contains(&"01".to_string()),
+        "{flags:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_is_reported_once_and_the_run_goes_on() {
+    let server = ModelServer::start().await;
+    server.fallback(Reply::Json(openai_text("4", 5, 1)));
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let telemetry = Telemetry::new(&TelemetrySettings {
+        traces: true,
+        otlp_metrics: true,
+        otlp_endpoint: Some(url),
+        ..TelemetrySettings::default()
+    })
+    .unwrap();
+    let events = (1..=5).map(|i| review(&format!("r{i}"), "ok")).collect();
+    let (outputs, telemetry) = reviews_run(&server, telemetry, events).await;
+    assert_eq!(outputs.len(), 6, "every review and the suggestion came out");
+    assert!(
+        telemetry.stats().export_failures >= 1,
+        "{:?}",
+        telemetry.stats()
+    );
+}
