@@ -283,3 +283,251 @@ async fn an_unreachable_collector_is_reported_once_and_the_run_goes_on() {
         telemetry.stats()
     );
 }
+
+/// A Debian `prometheus` tool, or a failure naming how to install it.
+fn prometheus_tool(name: &str) -> std::path::PathBuf {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not installed: scripts/test installs it (Debian's `prometheus` package)"
+        )
+    })
+}
+
+/// The value of the first sample of `metric` with `labels` in a text
+/// exposition.
+fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn weir_run_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() {
+    use std::io::{BufRead as _, Write as _};
+    use std::process::{Command, Stdio};
+    components();
+    let promtool = prometheus_tool("promtool");
+    let prometheus = prometheus_tool("prometheus");
+    let mut weir = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "run",
+            "examples/word-stats/agent.toml",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["-o", "/dev/null"])
+        .current_dir(repo())
+        .env_remove("WEIR_LOG")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(weir.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("weir: metrics at ")
+        .unwrap_or_else(|| panic!("no metrics address: {line}"))
+        .to_string();
+    let target = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    // The input stays open: the agent runs (and is scraped) until it ends.
+    let events = std::fs::read_to_string(repo().join("examples/word-stats/events.jsonl")).unwrap();
+    let inputs = events.lines().count() as f64;
+    let mut stdin = weir.stdin.take().unwrap();
+    stdin.write_all(events.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+
+    let http = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fetch = |url: &str| -> Option<String> {
+        http.block_on(async {
+            let response = reqwest::get(url).await.ok()?;
+            let response = response.error_for_status().ok()?;
+            response.text().await.ok()
+        })
+    };
+    let outputs = r#"weir_event_kind="output""#;
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = fetch(&url).unwrap_or_default();
+        if sample(&text, "weir_events_total", &[outputs]) == Some(inputs) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        sample(&text, "weir_events_total", &[outputs]),
+        Some(inputs),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "weir_action_runs_total",
+            &[r#"weir_action="tokenize""#, r#"weir_outcome="ok""#]
+        ),
+        Some(inputs)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "weir_action_duration_seconds_count",
+            &[r#"weir_action="count""#]
+        ),
+        Some(inputs)
+    );
+    assert_eq!(sample(&text, "weir_runs_active", &[]), Some(0.0));
+
+    // promtool lints the exposition.
+    let lint = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .output_with_stdin(text.as_bytes());
+    assert!(
+        lint.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+
+    // A real Prometheus scrapes it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+             scrape_configs:\n  - job_name: weir\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web_addr = web.local_addr().unwrap();
+    drop(web);
+    let mut server = Command::new(&prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web_addr}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let query = format!(
+        "http://{web_addr}/api/v1/query?query=weir_events_total%7Bweir_event_kind%3D%22output%22%7D"
+    );
+    let mut answer = String::new();
+    for _ in 0..120 {
+        answer = fetch(&query).unwrap_or_default();
+        if answer.contains(&format!("\"{inputs}\"]")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        answer.contains(&format!("\"{inputs}\"]")) && answer.contains(r#""job":"weir""#),
+        "Prometheus did not scrape {inputs} outputs: {answer}\n{}",
+        std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+    );
+
+    drop(stdin);
+    let status = weir.wait().unwrap();
+    assert!(status.success());
+}
+
+/// Runs a command with `input` on its stdin.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl OutputWithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = self
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_run_exports_to_the_collector_the_standard_variables_name() {
+    components();
+    let receiver = OtlpReceiver::start().await;
+    let mut weir = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+    weir.args([
+        "run",
+        "examples/word-stats/agent.toml",
+        "--traces",
+        "--otlp-metrics",
+    ])
+    .args(["-i", "examples/word-stats/events.jsonl", "-o", "/dev/null"])
+    .current_dir(repo())
+    .env_remove("WEIR_LOG")
+    .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url);
+    // The receiver runs on this test's runtime: wait off it.
+    let out = tokio::task::spawn_blocking(move || weir.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("telemetry"),
+        "no telemetry fault: {stderr}"
+    );
+    let inputs = std::fs::read_to_string(repo().join("examples/word-stats/events.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    let spans = receiver.spans();
+    let runs = named(&spans, "invoke_agent word-stats");
+    assert_eq!(runs.len(), inputs);
+    for action in ["action tokenize", "action count"] {
+        let tasks = named(&spans, action);
+        assert_eq!(tasks.len(), inputs, "{action}");
+        assert!(
+            tasks
+                .iter()
+                .all(|t| runs.iter().any(|r| r.span_id == t.parent_span_id))
+        );
+    }
+    // Metrics were sent once more as the run ended.
+    let events = receiver.metrics();
+    let events = events
+        .iter()
+        .rev()
+        .find(|m| m.name == "weir.events")
+        .expect("weir.events");
+    let Some(Data::Sum(sum)) = &events.data else {
+        panic!("weir.events is not a sum")
+    };
+    let outputs: i64 = sum
+        .data_points
+        .iter()
+        .filter(|p| attribute(&p.attributes, "weir.event.kind").as_deref() == Some("output"))
+        .map(|p| match p.value {
+            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(n)) => n,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(outputs, inputs as i64);
+}
