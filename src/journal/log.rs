@@ -695,10 +695,10 @@ impl Log {
         &mut self.frame
     }
 
-    /// Writes the frame and waits until it is on disk.
-    pub(super) fn append(&mut self) -> io::Result<()> {
+    /// Writes the frame and waits until it is on disk; the bytes written.
+    pub(super) fn append(&mut self) -> io::Result<u64> {
         if self.frame.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let written = self.frame.seal(self.seq, false).and_then(|bytes| {
             self.file.write_all(bytes)?;
@@ -706,9 +706,10 @@ impl Log {
             Ok(bytes.len() as u64)
         });
         self.frame.clear();
-        self.len += written?;
+        let written = written?;
+        self.len += written;
         self.seq += 1;
-        Ok(())
+        Ok(written)
     }
 
     /// The log file.

@@ -4,6 +4,7 @@
 use super::ResumePoint;
 use super::log::{self, Log};
 use crate::event::Event;
+use crate::observe::telemetry::JournalMetrics;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -178,6 +179,9 @@ pub struct Journal {
     outbox_at_open: Vec<Event>,
     /// Where the input stood at the last commit before this run.
     resume: Option<ResumePoint>,
+    /// Where the writer records its commits, once a runtime with metrics
+    /// has the journal.
+    metrics: Arc<std::sync::OnceLock<JournalMetrics>>,
 }
 
 fn store_error(path: &Path) -> impl Fn(String) -> JournalError + '_ {
@@ -273,9 +277,11 @@ impl Journal {
             .resume
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let (writes, queue) = mpsc::unbounded_channel();
+        let metrics = Arc::<std::sync::OnceLock<JournalMetrics>>::default();
+        let recorded = metrics.clone();
         let writer = std::thread::Builder::new()
             .name("weir-journal".into())
-            .spawn(move || writer(log, queue))
+            .spawn(move || writer(log, queue, &recorded))
             .map_err(|e| err(e.to_string()))?;
         Ok(Arc::new(Journal {
             path,
@@ -286,7 +292,14 @@ impl Journal {
             keys_at_open,
             outbox_at_open,
             resume,
+            metrics,
         }))
+    }
+
+    /// Records the journal's group commits (their count, bytes and sync
+    /// time) with `metrics`, from now on; the first runtime to ask wins.
+    pub(crate) fn record_metrics(&self, metrics: JournalMetrics) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Every key's committed sequence number and short-term memory, as the
@@ -493,7 +506,11 @@ fn under_load(waited_for: usize) -> bool {
 /// The writer thread: takes every write queued, appends them as one frame,
 /// syncs it, then answers the commits; rewrites the log when it is mostly
 /// superseded.
-fn writer(mut log: Log, mut queue: mpsc::UnboundedReceiver<Write>) {
+fn writer(
+    mut log: Log,
+    mut queue: mpsc::UnboundedReceiver<Write>,
+    metrics: &std::sync::OnceLock<JournalMetrics>,
+) {
     // After a failed write (a full disk, an I/O error) nothing more is
     // written: every later write gets the first error.
     let mut failed: Option<String> = None;
@@ -513,10 +530,19 @@ fn writer(mut log: Log, mut queue: mpsc::UnboundedReceiver<Write>) {
             batch.push(next);
         }
         last_waited_for = batch.iter().filter(|w| w.is_waited_for()).count();
+        let started = std::time::Instant::now();
         let result = match &failed {
             Some(message) => Err(message.clone()),
             None => append(&mut log, &batch).map_err(|e| e.to_string()),
         };
+        if let (Ok(bytes), Some(metrics)) = (&result, metrics.get()) {
+            let commits = batch
+                .iter()
+                .filter(|w| matches!(w, Write::Commit(_)))
+                .count();
+            metrics.synced(commits as u64, *bytes, started.elapsed().as_secs_f64());
+        }
+        let result = result.map(|_| ());
         if let (Err(message), None) = (&result, &failed) {
             tracing::error!(journal = %log.path().display(), error = %message, "journal write failed; writing nothing more");
             failed = Some(message.clone());
@@ -547,8 +573,8 @@ fn writer(mut log: Log, mut queue: mpsc::UnboundedReceiver<Write>) {
     }
 }
 
-/// Appends a batch as one frame and syncs it.
-fn append(log: &mut Log, batch: &[Write]) -> std::io::Result<()> {
+/// Appends a batch as one frame and syncs it; the bytes written.
+fn append(log: &mut Log, batch: &[Write]) -> std::io::Result<u64> {
     // Only the batch's last resume point counts: it is written once, after
     // every commit it counts (the frame is whole or not at all).
     let mut resume = None;

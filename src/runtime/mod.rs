@@ -235,6 +235,12 @@ impl Runtime {
             }
             None => (None, None),
         };
+        if let (Some(journal), Some(metrics)) = (
+            &self.journal,
+            self.telemetry.as_ref().and_then(|t| t.metrics.as_ref()),
+        ) {
+            journal.record_metrics(metrics.journal());
+        }
         let shared = Arc::new(Shared {
             plan: self.plan,
             settings,

@@ -314,6 +314,7 @@ fn weir_run_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() {
     components();
     let promtool = prometheus_tool("promtool");
     let prometheus = prometheus_tool("prometheus");
+    let state = tempfile::tempdir().unwrap();
     let mut weir = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
             "run",
@@ -321,7 +322,8 @@ fn weir_run_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() {
             "--metrics-addr",
             "127.0.0.1:0",
         ])
-        .args(["-o", "/dev/null"])
+        .args(["-o", "/dev/null", "--state"])
+        .arg(state.path())
         .current_dir(repo())
         .env_remove("WEIR_LOG")
         .stdin(Stdio::piped())
@@ -362,7 +364,10 @@ fn weir_run_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() {
     let mut text = String::new();
     for _ in 0..200 {
         text = fetch(&url).unwrap_or_default();
-        if sample(&text, "weir_events_total", &[outputs]) == Some(inputs) {
+        // Outputs are counted as runs release them, commits once synced.
+        if sample(&text, "weir_events_total", &[outputs]) == Some(inputs)
+            && sample(&text, "weir_journal_commits_total", &[]) == Some(inputs)
+        {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -389,6 +394,15 @@ fn weir_run_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() {
         Some(inputs)
     );
     assert_eq!(sample(&text, "weir_runs_active", &[]), Some(0.0));
+    // Every run was committed to the journal (--state), in group commits.
+    assert_eq!(
+        sample(&text, "weir_journal_commits_total", &[]),
+        Some(inputs),
+        "{text}"
+    );
+    let syncs = sample(&text, "weir_journal_sync_duration_seconds_count", &[]).unwrap();
+    assert!((1.0..=inputs).contains(&syncs), "{syncs}");
+    assert!(sample(&text, "weir_journal_written_bytes_total", &[]).unwrap() > 0.0);
 
     // promtool lints the exposition.
     let lint = Command::new(&promtool)
@@ -530,4 +544,53 @@ async fn weir_run_exports_to_the_collector_the_standard_variables_name() {
         })
         .sum();
     assert_eq!(outputs, inputs as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guests_outbound_http_requests_carry_its_tasks_trace_context() {
+    use axum::routing::get;
+    // Answers with the traceparent header the request carried.
+    let app = axum::Router::new().route(
+        "/echo",
+        get(|headers: axum::http::HeaderMap| async move {
+            headers
+                .get("traceparent")
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+                .unwrap_or_default()
+        }),
+    );
+    let (url, _stop) = serve(app).await;
+    let agent = weir::Agent::builder("fetcher")
+        .component("h", component("guest_hostile.wasm"))
+        .action(
+            weir::ActionBuilder::new("fetch", "h")
+                .export("http-get")
+                .listen(weir::event::types::INPUT)
+                .http(&url),
+        )
+        .build();
+    let input = || Event::input("k", serde_json::json!({ "url": format!("{url}/echo") }));
+    let receiver = OtlpReceiver::start().await;
+    let telemetry = Telemetry::new(&settings(&receiver)).unwrap();
+    let runtime = Runtime::new(plan(&agent).await).with_telemetry(&telemetry);
+    let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let (outputs, _) = run_with(runtime, vec![traced(input(), &caller)]).await;
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .unwrap();
+    let sent = outputs[0].payload["body"].as_str().unwrap().to_string();
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{outputs:?}");
+    assert_eq!(parts[1], CALLER_TRACE);
+    let spans = receiver.spans();
+    let fetch = named(&spans, "action fetch");
+    assert_eq!(
+        parts[2],
+        hex(&fetch[0].span_id),
+        "the request's parent is the task's span"
+    );
+
+    // Without telemetry, nothing is added.
+    let (outputs, _) = run(plan(&agent).await, vec![traced(input(), &caller)]).await;
+    assert_eq!(outputs[0].payload["body"], "", "{outputs:?}");
 }

@@ -13,6 +13,7 @@
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Seconds, for actions and tools: 50 us .. 82 s.
 const SECONDS: [f64; 21] = [
@@ -71,6 +72,27 @@ pub(crate) struct AgentMetrics {
     queued: UpDownCounter<i64>,
     actions: HashMap<String, ActionMetrics>,
     agent_only: Box<[KeyValue]>,
+    journal: JournalMetrics,
+}
+
+/// The durable-execution journal's instruments: group commits, the bytes
+/// they wrote and how long writing and syncing took.
+#[derive(Clone)]
+pub(crate) struct JournalMetrics {
+    attributes: Arc<[KeyValue]>,
+    commits: Counter<u64>,
+    syncs: Histogram<f64>,
+    bytes: Counter<u64>,
+}
+
+impl JournalMetrics {
+    /// A group commit of `commits` runs wrote `bytes` and synced them in
+    /// `seconds`.
+    pub(crate) fn synced(&self, commits: u64, bytes: u64, seconds: f64) {
+        self.commits.add(commits, &self.attributes);
+        self.bytes.add(bytes, &self.attributes);
+        self.syncs.record(seconds, &self.attributes);
+    }
 }
 
 /// One action's attribute sets.
@@ -192,6 +214,25 @@ impl AgentMetrics {
                 .build(),
             actions,
             agent_only: Box::from([agent.clone()]),
+            journal: JournalMetrics {
+                attributes: Arc::from([agent.clone()]),
+                commits: meter
+                    .u64_counter("weir.journal.commits")
+                    .with_unit("{run}")
+                    .with_description("Agent runs committed to the journal")
+                    .build(),
+                syncs: meter
+                    .f64_histogram("weir.journal.sync.duration")
+                    .with_unit("s")
+                    .with_description("How long writing and syncing one group commit took")
+                    .with_boundaries(SECONDS.to_vec())
+                    .build(),
+                bytes: meter
+                    .u64_counter("weir.journal.written")
+                    .with_unit("By")
+                    .with_description("Bytes appended to the journal")
+                    .build(),
+            },
             agent,
         }
     }
@@ -297,6 +338,11 @@ impl AgentMetrics {
             attributes.push(KeyValue::new("error.type", error));
         }
         self.tool_duration.record(seconds, &attributes);
+    }
+
+    /// The journal's instruments.
+    pub(crate) fn journal(&self) -> JournalMetrics {
+        self.journal.clone()
     }
 
     /// A run started (`1`) or ended (`-1`).

@@ -15,7 +15,7 @@ mod otlp;
 pub mod scrape;
 mod trace;
 
-pub(crate) use metrics::{AgentMetrics, EventKind};
+pub(crate) use metrics::{AgentMetrics, EventKind, JournalMetrics};
 pub use trace::TRACEPARENT;
 pub(crate) use trace::{CallKind, CallSpan, RunTrace, end_task, inject, inject_current};
 
