@@ -99,10 +99,16 @@ impl Task {
             position,
             journal: journaled.clone(),
         };
-        let result = match (prepare(self, site), &observed) {
-            (Ok(work), Some(observed)) => {
+        // The context the work runs in: the call's span's, else the
+        // task's (its trace goes on with outbound requests either way).
+        let context = match &observed {
+            Some(observed) => Some(observed.work_context()),
+            None => self.input.telemetry.as_ref().map(|t| t.cx.clone()),
+        };
+        let result = match (prepare(self, site), context) {
+            (Ok(work), Some(context)) => {
                 use opentelemetry::context::FutureExt as _;
-                work.with_context(observed.work_context()).await
+                work.with_context(context).await
             }
             (Ok(work), None) => work.await,
             (Err(e), _) => Err(e),
@@ -121,10 +127,15 @@ impl Task {
         result
     }
 
-    /// Starts a waiting call's span and metrics, when telemetry is on and
-    /// the callee is granted (so that every label comes from the manifest).
+    /// Starts a waiting call's span and metrics, when either is recorded
+    /// and the callee is granted (so that every label comes from the
+    /// manifest).
     fn observe_call(&self, callee: Callee<'_>) -> Option<ObservedCall> {
+        use opentelemetry::trace::TraceContextExt as _;
         let telemetry = self.input.telemetry.as_ref()?;
+        if telemetry.agent.metrics.is_none() && !telemetry.cx.span().is_recording() {
+            return None;
+        }
         let grants = &self.input.grants;
         let resources = &self.input.env.resources;
         let (operation, name, model) = match callee {

@@ -149,14 +149,15 @@ pub(crate) struct TaskOutcome {
 }
 
 impl TaskOutcome {
-    /// Host calls made, by capability name (those made at all).
-    pub(crate) fn calls(&self) -> Vec<(&'static str, u64)> {
-        Capability::ALL
-            .iter()
-            .zip(self.calls)
-            .filter(|(_, n)| *n > 0)
-            .map(|(c, n)| (c.name(), u64::from(n)))
-            .collect()
+    /// Host calls made, by capability (name and count, as
+    /// [`Capability::ALL`] orders them).
+    pub(crate) fn calls(&self) -> [(&'static str, u32); Capability::ALL.len()] {
+        let mut calls = [("", 0); Capability::ALL.len()];
+        for (slot, (capability, n)) in calls.iter_mut().zip(Capability::ALL.iter().zip(self.calls))
+        {
+            *slot = (capability.name(), n);
+        }
+        calls
     }
 }
 

@@ -11,9 +11,10 @@
 //! cannot make series without bound (anything else is `other`).
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+use opentelemetry::metrics::{Counter, Histogram, Meter};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
 /// Seconds, for actions and tools: 50 us .. 82 s.
 const SECONDS: [f64; 21] = [
@@ -40,6 +41,40 @@ const TOKENS: [f64; 14] = [
     16_777_216.0,
     67_108_864.0,
 ];
+
+/// The gauges of runs in progress and input events queued, read when
+/// metrics are collected. The callbacks hold them weakly: an agent's
+/// runtime that is gone reports nothing.
+fn observed_gauges(meter: &Meter, agent: &KeyValue) -> Arc<Gauges> {
+    let gauges = Arc::new(Gauges::default());
+    let gauge =
+        |name: &'static str, unit: &'static str, about: &'static str, read: fn(&Gauges) -> i64| {
+            let (watched, attributes) = (Arc::downgrade(&gauges), [agent.clone()]);
+            meter
+                .i64_observable_gauge(name)
+                .with_unit(unit)
+                .with_description(about)
+                .with_callback(move |observer| {
+                    if let Some(gauges) = watched.upgrade() {
+                        observer.observe(read(&gauges), &attributes);
+                    }
+                })
+                .build();
+        };
+    gauge(
+        "weir.runs.active",
+        "{run}",
+        "Agent runs in progress (keys in flight)",
+        |g| g.runs_active.load(Relaxed),
+    );
+    gauge(
+        "weir.events.queued",
+        "{event}",
+        "Input events taken and waiting for their key's turn",
+        |g| g.queued.load(Relaxed),
+    );
+    gauges
+}
 
 /// Where an event stands in its run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,11 +103,18 @@ pub(crate) struct AgentMetrics {
     tokens: Histogram<u64>,
     retries: Counter<u64>,
     tool_duration: Histogram<f64>,
-    runs_active: UpDownCounter<i64>,
-    queued: UpDownCounter<i64>,
+    /// Runs in progress and input events queued: plain atomics, read
+    /// when metrics are collected (observable gauges), as they change
+    /// twice per event.
+    gauges: Arc<Gauges>,
     actions: HashMap<String, ActionMetrics>,
-    agent_only: Box<[KeyValue]>,
     journal: JournalMetrics,
+}
+
+#[derive(Default)]
+struct Gauges {
+    runs_active: AtomicI64,
+    queued: AtomicI64,
 }
 
 /// The durable-execution journal's instruments: group commits, the bytes
@@ -101,7 +143,13 @@ pub(crate) struct ActionMetrics {
     base: Box<[KeyValue]>,
     /// Agent, action and a successful outcome.
     ok: Box<[KeyValue]>,
+    /// Agent, action and a capability, by the capability's index (made
+    /// on first use).
+    calls: [OnceLock<Box<[KeyValue]>>; MAX_CAPABILITIES],
 }
+
+/// The most capabilities host calls are counted by.
+pub(crate) const MAX_CAPABILITIES: usize = 8;
 
 impl AgentMetrics {
     /// Agent `agent`'s instruments, labelled with its `actions` and the
@@ -136,7 +184,8 @@ impl AgentMetrics {
                     .cloned()
                     .chain([KeyValue::new("weir.outcome", "ok")])
                     .collect();
-                (name.to_string(), ActionMetrics { base, ok })
+                let calls = Default::default();
+                (name.to_string(), ActionMetrics { base, ok, calls })
             })
             .collect();
         AgentMetrics {
@@ -202,18 +251,8 @@ impl AgentMetrics {
                 .with_description("How long tool calls took")
                 .with_boundaries(SECONDS.to_vec())
                 .build(),
-            runs_active: meter
-                .i64_up_down_counter("weir.runs.active")
-                .with_unit("{run}")
-                .with_description("Agent runs in progress (keys in flight)")
-                .build(),
-            queued: meter
-                .i64_up_down_counter("weir.events.queued")
-                .with_unit("{event}")
-                .with_description("Input events taken and waiting for their key's turn")
-                .build(),
+            gauges: observed_gauges(meter, &agent),
             actions,
-            agent_only: Box::from([agent.clone()]),
             journal: JournalMetrics {
                 attributes: Arc::from([agent.clone()]),
                 commits: meter
@@ -258,7 +297,7 @@ impl AgentMetrics {
         action: &ActionMetrics,
         seconds: f64,
         failure: Option<(&'static str, Option<&'static str>)>,
-        calls: &[(&'static str, u64)],
+        calls: &[(&'static str, u32)],
         denials: &std::collections::BTreeMap<&'static str, u64>,
     ) {
         self.action_duration.record(seconds, &action.base);
@@ -274,10 +313,16 @@ impl AgentMetrics {
                 }
             }
         }
-        for (capability, n) in calls {
-            let mut attributes = action.base.to_vec();
-            attributes.push(KeyValue::new("weir.capability", *capability));
-            self.host_calls.add(*n, &attributes);
+        for (index, (capability, n)) in calls.iter().enumerate().take(MAX_CAPABILITIES) {
+            if *n == 0 {
+                continue;
+            }
+            let attributes = action.calls[index].get_or_init(|| {
+                let mut attributes = action.base.to_vec();
+                attributes.push(KeyValue::new("weir.capability", *capability));
+                attributes.into()
+            });
+            self.host_calls.add(u64::from(*n), attributes);
         }
         for (capability, n) in denials {
             let mut attributes = action.base.to_vec();
@@ -347,11 +392,11 @@ impl AgentMetrics {
 
     /// A run started (`1`) or ended (`-1`).
     pub(crate) fn runs_active(&self, delta: i64) {
-        self.runs_active.add(delta, &self.agent_only);
+        self.gauges.runs_active.fetch_add(delta, Relaxed);
     }
 
     /// Input events were queued (`+n`) or taken from the queue (`-n`).
     pub(crate) fn queued(&self, delta: i64) {
-        self.queued.add(delta, &self.agent_only);
+        self.gauges.queued.fetch_add(delta, Relaxed);
     }
 }

@@ -8,7 +8,7 @@
 use super::AgentTelemetry;
 use crate::event::Event;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::sync::Arc;
@@ -38,17 +38,22 @@ impl RunTrace {
             }
             None => Context::new(),
         };
-        let span = tracer
-            .span_builder(format!("invoke_agent {}", telemetry.agent))
+        // Named and described only once sampled: a run left out costs no
+        // allocation for them.
+        let mut span = tracer
+            .span_builder("invoke_agent")
             .with_kind(SpanKind::Internal)
-            .with_attributes([
+            .start_with_context(tracer, &parent);
+        if span.is_recording() {
+            span.update_name(format!("invoke_agent {}", telemetry.agent));
+            span.set_attributes([
                 KeyValue::new("gen_ai.operation.name", "invoke_agent"),
                 KeyValue::new("gen_ai.agent.name", telemetry.agent.to_string()),
                 KeyValue::new("weir.run.id", input.id.clone()),
                 KeyValue::new("weir.key", input.key.clone()),
                 KeyValue::new("weir.event.type", input.event_type.clone()),
-            ])
-            .start_with_context(tracer, &parent);
+            ]);
+        }
         Some(RunTrace {
             telemetry: telemetry.clone(),
             cx: parent.with_span(span),
