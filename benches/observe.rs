@@ -6,7 +6,8 @@
 //! process), as ratios to nothing on in the same round.
 //!
 //! `cargo bench --bench observe` (env `WEIR_BENCH_ROUNDS`, default 5;
-//! `WEIR_BENCH_EVENTS`, default 50000 trivial / a tenth of it LLM).
+//! `WEIR_BENCH_EVENTS`, default 50000 trivial / a tenth of it LLM;
+//! `WEIR_BENCH_ONLY`, e.g. `llm:Nothing,Traces1Pct`, to measure fewer).
 
 #[path = "../tests/it/support/model_server.rs"]
 #[allow(dead_code)]
@@ -26,6 +27,11 @@ use weir::event::types;
 use weir::observe::eventlog::EventLog;
 use weir::observe::telemetry::{Telemetry, TelemetrySettings};
 use weir::{ActionBuilder, Agent, AgentPlan, Event, Runtime};
+
+/// The `weir` binary's allocator: what the observers cost depends on it
+/// (records are freed on the event log's thread).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -48,6 +54,7 @@ fn cpu_seconds() -> f64 {
 async fn serve() {
     let server = ModelServer::start().await;
     server.fallback(Reply::Json(openai_text("ok", 12, 2)));
+    server.forget_requests();
     let receiver = otlp::OtlpReceiver::start().await;
     println!("{} {}", server.url, receiver.url);
     tokio::task::spawn_blocking(|| {
@@ -181,7 +188,19 @@ async fn bench(model: String, otlp: String) -> anyhow::Result<()> {
         "| agent | configuration | CPU per event | CPU vs nothing (median of rounds) | wall vs nothing |"
     );
     println!("|---|---|---|---|---|");
+    // `AGENT:CONFIG,CONFIG`: one agent, some configurations.
+    let only = std::env::var("WEIR_BENCH_ONLY").unwrap_or_default();
+    let (only_agent, only_configs) = only.split_once(':').unwrap_or((&only, ""));
+    let configs: Vec<Config> = CONFIGS
+        .into_iter()
+        .filter(|c| {
+            only_configs.is_empty() || only_configs.split(',').any(|o| o == format!("{c:?}"))
+        })
+        .collect();
     for (name, agent, n, payload) in agents {
+        if !only_agent.is_empty() && only_agent != name {
+            continue;
+        }
         let plan = Arc::new(AgentPlan::from_agent(&agent).await?);
         let inputs: Vec<Event> = (0..n)
             .map(|i| Event::input(format!("key-{}", i % 100), payload.clone()))
@@ -191,19 +210,31 @@ async fn bench(model: String, otlp: String) -> anyhow::Result<()> {
         let mut cpu: BTreeMap<Config, Vec<f64>> = BTreeMap::new();
         let mut cpu_ratio: BTreeMap<Config, Vec<f64>> = BTreeMap::new();
         let mut wall_ratio: BTreeMap<Config, Vec<f64>> = BTreeMap::new();
-        for _ in 0..rounds {
-            let mut base = (0.0, 0.0);
-            for config in CONFIGS {
-                let (c, w) = measure(&plan, &inputs, config, &otlp).await;
-                if config == Config::Nothing {
-                    base = (c, w);
-                }
+        for round in 0..rounds {
+            // Each round starts at another configuration: no configuration
+            // always runs first (or right after another).
+            let mut order = configs.clone();
+            order.rotate_left(round % configs.len());
+            let mut measured = BTreeMap::new();
+            for &config in &order {
+                measured.insert(config, measure(&plan, &inputs, config, &otlp).await);
+            }
+            let base = measured
+                .get(&Config::Nothing)
+                .copied()
+                .unwrap_or((f64::NAN, f64::NAN));
+            for (config, (c, w)) in measured {
                 cpu.entry(config).or_default().push(c);
                 cpu_ratio.entry(config).or_default().push(c / base.0);
                 wall_ratio.entry(config).or_default().push(w / base.1);
             }
         }
-        for config in CONFIGS {
+        if std::env::var_os("WEIR_BENCH_VERBOSE").is_some() {
+            for (config, ratios) in &cpu_ratio {
+                eprintln!("{name} {config:?} CPU ratios by round: {ratios:.2?}");
+            }
+        }
+        for &config in &configs {
             println!(
                 "| {name} | {config:?} | {:.1} us | {:.2} | {:.2} |",
                 median(cpu.get_mut(&config).unwrap()) / n as f64 * 1e6,

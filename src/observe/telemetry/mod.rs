@@ -125,6 +125,26 @@ impl Faults {
     }
 }
 
+/// How spans are batched for export, where the standard `OTEL_BSP_*`
+/// variables do not say: the SDK's defaults (2,048 spans queued, sent
+/// every 5 s) drop spans of a busy agent (two per run and one per call, at
+/// tens of thousands of runs a second); these keep up to 32,768 (some
+/// 16 MB) and send every second.
+fn span_batches() -> opentelemetry_sdk::trace::BatchConfig {
+    let unset = |name: &str| std::env::var_os(name).is_none();
+    let mut batches = opentelemetry_sdk::trace::BatchConfigBuilder::default();
+    if unset("OTEL_BSP_MAX_QUEUE_SIZE") {
+        batches = batches.with_max_queue_size(32_768);
+    }
+    if unset("OTEL_BSP_SCHEDULE_DELAY") {
+        batches = batches.with_scheduled_delay(std::time::Duration::from_secs(1));
+    }
+    if unset("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
+        batches = batches.with_max_export_batch_size(2_048);
+    }
+    batches.build()
+}
+
 impl Telemetry {
     /// Sets up what `settings` asks for. Must be called within a tokio
     /// runtime (exports are sent on it). Fails only on settings that cannot
@@ -148,8 +168,11 @@ impl Telemetry {
                     exporter.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
             }
             let exporter = exporter.build()?;
+            let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+                .with_batch_config(span_batches())
+                .build();
             let mut builder = SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
+                .with_span_processor(processor)
                 .with_resource(resource.clone());
             if let Some(ratio) = settings.sample_ratio {
                 builder = builder.with_sampler(Sampler::ParentBased(Box::new(

@@ -107,6 +107,8 @@ struct ServerState {
     script: Mutex<VecDeque<Reply>>,
     fallback: Mutex<Option<Reply>>,
     received: Mutex<Vec<Received>>,
+    /// Requests are not kept (a benchmark's server answers millions).
+    forgetful: std::sync::atomic::AtomicBool,
 }
 
 pub struct ModelServer {
@@ -148,6 +150,13 @@ impl ModelServer {
         self.state.received.lock().unwrap().clone()
     }
 
+    /// Keeps no more requests: `received` stays as it is.
+    pub fn forget_requests(&self) {
+        self.state
+            .forgetful
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn count(&self) -> usize {
         self.state.received.lock().unwrap().len()
     }
@@ -160,11 +169,13 @@ async fn answer(
     body: Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    state.received.lock().unwrap().push(Received {
-        path: uri.path().to_string(),
-        headers,
-        body: body.clone(),
-    });
+    if !state.forgetful.load(std::sync::atomic::Ordering::Relaxed) {
+        state.received.lock().unwrap().push(Received {
+            path: uri.path().to_string(),
+            headers,
+            body: body.clone(),
+        });
+    }
     let scripted = state.script.lock().unwrap().pop_front();
     let reply = scripted
         .or_else(|| state.fallback.lock().unwrap().clone())
