@@ -5,7 +5,7 @@
 //!
 //! [`Telemetry`] is the process's side (the SDK's providers and exporters,
 //! configured by [`TelemetrySettings`] and the standard `OTEL_*`
-//! variables); [`AgentTelemetry`] is one agent's (its tracer, its
+//! variables); `AgentTelemetry` is one agent's (its tracer, its
 //! instruments with their attributes made once), which a
 //! [`crate::Runtime`] takes. Off, each costs nothing on the runtime's path:
 //! the runtime holds `None`.
@@ -312,7 +312,7 @@ impl Telemetry {
 
 /// One agent's telemetry: its tracer and instruments. Made by
 /// [`Telemetry::agent`].
-pub struct AgentTelemetry {
+pub(crate) struct AgentTelemetry {
     pub(crate) agent: Arc<str>,
     pub(crate) tracer: Option<SdkTracer>,
     pub(crate) metrics: Option<Arc<AgentMetrics>>,

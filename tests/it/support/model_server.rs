@@ -151,6 +151,7 @@ impl ModelServer {
     }
 
     /// Keeps no more requests: `received` stays as it is.
+    #[allow(dead_code)] // benches/observe.rs's server answers millions
     pub fn forget_requests(&self) {
         self.state
             .forgetful
