@@ -5,7 +5,7 @@
 
 use super::durable::JournaledCall;
 use super::{Capability, HostError, Task};
-use crate::observe::telemetry::{AgentTelemetry, CallKind, CallSpan, Retries};
+use crate::observe::telemetry::{AgentTelemetry, CallKind, CallSpan, Retries, TaskTelemetry};
 use std::sync::Arc;
 
 /// One host function, as the host-call path sees it.
@@ -95,15 +95,24 @@ impl Task {
             }
             return result;
         }
-        let site = CallSite {
-            position,
-            journal: journaled.clone(),
-        };
         // The context the work runs in: the call's span's, else the
         // task's (its trace goes on with outbound requests either way).
         let context = match &observed {
             Some(observed) => Some(observed.work_context()),
             None => self.input.telemetry.as_ref().map(|t| t.cx.clone()),
+        };
+        let site = CallSite {
+            position,
+            journal: journaled.clone(),
+            telemetry: self
+                .input
+                .telemetry
+                .as_ref()
+                .zip(context.clone())
+                .map(|(task, cx)| TaskTelemetry {
+                    agent: task.agent.clone(),
+                    cx,
+                }),
         };
         let result = match (prepare(self, site), context) {
             (Ok(work), Some(context)) => {
@@ -391,6 +400,9 @@ pub(crate) struct CallSite {
     pub position: String,
     /// Its journal entry, under durable execution.
     pub journal: Option<JournaledCall>,
+    /// The call's telemetry, which a task it runs (a tool's) runs in: its
+    /// spans are the call's children.
+    pub telemetry: Option<TaskTelemetry>,
 }
 
 #[cfg(test)]

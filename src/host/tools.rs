@@ -121,6 +121,8 @@ pub(crate) struct ToolCaller {
     /// The idempotency key of the call, which the tool's task gets as its
     /// own.
     pub idempotency: String,
+    /// The call's telemetry: the tool's task runs in its span.
+    pub telemetry: Option<crate::observe::telemetry::TaskTelemetry>,
 }
 
 impl ToolCaller {
@@ -136,6 +138,7 @@ impl ToolCaller {
             limits,
             tool_depth: self.depth,
             idempotency: Some(self.idempotency),
+            telemetry: self.telemetry,
             ..TaskInput::idle()
         }
     }
@@ -182,6 +185,7 @@ impl Task {
                 usage: task.input.usage.clone(),
                 depth,
                 idempotency: super::idempotency_key(&task.input.env.agent, &site.position),
+                telemetry: site.telemetry.clone(),
             };
             // An effect under durable execution: settle an interrupted call
             // first, and record the intent before calling.

@@ -324,7 +324,7 @@ async fn actions_call_granted_tools_with_checked_arguments() {
             .iter()
             .map(|t| t.name.as_str())
             .collect::<Vec<_>>(),
-        vec!["add", "explode"]
+        vec!["add", "explode", "fetch"]
     );
     let events = vec![
         use_tool("add", json!({ "a": 2, "b": 40 })),
@@ -368,7 +368,7 @@ async fn a_tool_not_granted_is_denied_and_unknown_tools_fail_the_plan() {
         .unwrap_err();
     assert!(
         err.to_string().contains(
-            "actions.use-tool.tools: no component provides a tool `subtract` (tools: add, explode)"
+            "actions.use-tool.tools: no component provides a tool `subtract` (tools: add, explode, fetch)"
         ),
         "{err}"
     );

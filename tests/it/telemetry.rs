@@ -547,10 +547,10 @@ async fn weir_run_exports_to_the_collector_the_standard_variables_name() {
     assert_eq!(outputs, inputs as i64);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guests_outbound_http_requests_carry_its_tasks_trace_context() {
+/// A loopback server whose `/echo` answers with the `traceparent` header
+/// the request carried (empty without one).
+async fn traceparent_echo() -> (String, tokio::sync::oneshot::Sender<()>) {
     use axum::routing::get;
-    // Answers with the traceparent header the request carried.
     let app = axum::Router::new().route(
         "/echo",
         get(|headers: axum::http::HeaderMap| async move {
@@ -560,7 +560,33 @@ async fn a_guests_outbound_http_requests_carry_its_tasks_trace_context() {
                 .unwrap_or_default()
         }),
     );
-    let (url, _stop) = serve(app).await;
+    serve(app).await
+}
+
+/// The trace and parent span a `traceparent` names.
+fn trace_and_parent(traceparent: &str) -> (String, String) {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "not a traceparent: {traceparent:?}");
+    (parts[1].to_string(), parts[2].to_string())
+}
+
+/// Runs `agent` on one traced `input`, exporting to a receiver; the
+/// outputs and the spans.
+async fn traced_run(agent: &weir::Agent, input: Event) -> (Vec<Event>, Vec<Span>) {
+    let receiver = OtlpReceiver::start().await;
+    let telemetry = Telemetry::new(&settings(&receiver)).unwrap();
+    let runtime = Runtime::new(plan(agent).await).with_telemetry(&telemetry);
+    let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let (outputs, _) = run_with(runtime, vec![traced(input, &caller)]).await;
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .unwrap();
+    (outputs, receiver.spans())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guests_outbound_http_requests_carry_its_tasks_trace_context() {
+    let (url, _stop) = traceparent_echo().await;
     let agent = weir::Agent::builder("fetcher")
         .component("h", component("guest_hostile.wasm"))
         .action(
@@ -571,29 +597,70 @@ async fn a_guests_outbound_http_requests_carry_its_tasks_trace_context() {
         )
         .build();
     let input = || Event::input("k", serde_json::json!({ "url": format!("{url}/echo") }));
-    let receiver = OtlpReceiver::start().await;
-    let telemetry = Telemetry::new(&settings(&receiver)).unwrap();
-    let runtime = Runtime::new(plan(&agent).await).with_telemetry(&telemetry);
-    let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
-    let (outputs, _) = run_with(runtime, vec![traced(input(), &caller)]).await;
-    tokio::task::spawn_blocking(move || telemetry.shutdown())
-        .await
-        .unwrap();
-    let sent = outputs[0].payload["body"].as_str().unwrap().to_string();
-    let parts: Vec<&str> = sent.split('-').collect();
-    assert_eq!(parts.len(), 4, "{outputs:?}");
-    assert_eq!(parts[1], CALLER_TRACE);
-    let spans = receiver.spans();
+    let (outputs, spans) = traced_run(&agent, input()).await;
+    let (trace, parent) = trace_and_parent(outputs[0].payload["body"].as_str().unwrap());
+    assert_eq!(trace, CALLER_TRACE);
     let fetch = named(&spans, "action fetch");
     assert_eq!(
-        parts[2],
+        parent,
         hex(&fetch[0].span_id),
         "the request's parent is the task's span"
     );
 
     // Without telemetry, nothing is added.
+    let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
     let (outputs, _) = run(plan(&agent).await, vec![traced(input(), &caller)]).await;
     assert_eq!(outputs[0].payload["body"], "", "{outputs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tools_task_runs_in_its_calls_span() {
+    use crate::models::use_tool;
+    let (url, _stop) = traceparent_echo().await;
+    let agent = weir::Agent::builder("tools")
+        .component("m", component("guest_misbehave.wasm"))
+        .component_grants(
+            "m",
+            weir::GrantSpec {
+                http: vec![url.clone()],
+                ..weir::GrantSpec::default()
+            },
+            weir::LimitSettings::default(),
+        )
+        .action(
+            weir::ActionBuilder::new("use-tool", "m")
+                .listen(weir::event::types::INPUT)
+                .tool("fetch"),
+        )
+        .build();
+    let input = use_tool("fetch", serde_json::json!({ "url": format!("{url}/echo") }));
+    let (outputs, spans) = traced_run(&agent, input).await;
+    let body = outputs[0].payload["result"]["body"]
+        .as_str()
+        .unwrap_or_default();
+    let (trace, parent) = trace_and_parent(body);
+    assert_eq!(trace, CALLER_TRACE);
+    let call = named(&spans, "execute_tool fetch");
+    assert_eq!(
+        call.len(),
+        1,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        attribute(&call[0].attributes, "gen_ai.tool.name").unwrap(),
+        "fetch"
+    );
+    let action = named(&spans, "action use-tool");
+    assert_eq!(
+        call[0].parent_span_id, action[0].span_id,
+        "the call is its action's child"
+    );
+    assert_eq!(
+        parent,
+        hex(&call[0].span_id),
+        "the tool's request is the call's child"
+    );
 }
 
 /// Runs `agent` on `events` with Prometheus metrics on; the exposition.

@@ -99,6 +99,17 @@ fn explode(_: weir_sdk::Value) -> Result<()> {
     panic!("the tool exploded")
 }
 
+#[derive(serde::Deserialize)]
+struct FetchArgs {
+    url: String,
+}
+
+/// Tool: GETs a URL (wasi:http); its status and body.
+fn fetch(args: FetchArgs) -> Result<weir_sdk::Value> {
+    let response = weir_sdk::http::get(&args.url)?;
+    Ok(json!({ "status": response.status, "body": response.text() }))
+}
+
 /// Calls the tool named in the payload with the payload's `arguments` and
 /// outputs the result.
 fn use_tool(event: Event) -> Result<()> {
@@ -210,5 +221,7 @@ weir_sdk::skill! {
         "add" (r#"{"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}"#) => add,
         /// Panics.
         "explode" (r#"{"type": "object"}"#) => explode,
+        /// GETs a URL.
+        "fetch" (r#"{"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}"#) => fetch,
     }
 }
