@@ -374,6 +374,24 @@ fn a_log_that_cannot_be_written_is_reported_once_and_the_run_goes_on() {
         stderr.contains("0 records written; 54 not written"),
         "{stderr}"
     );
+
+    // A full disk (every write fails with ENOSPC): the same.
+    let out = word_stats(&[
+        "-o",
+        dir.path().join("out2.jsonl").to_str().unwrap(),
+        "--event-log",
+        "/dev/full",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let outputs = std::fs::read_to_string(dir.path().join("out2.jsonl")).unwrap();
+    assert_eq!(outputs.lines().count(), 6, "every output still written");
+    assert_eq!(
+        stderr.matches("No space left on device").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("54 not written"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
