@@ -8,38 +8,45 @@ use crate::event::Event;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-/// One queued record.
+/// What the writer is sent.
 pub(super) enum Entry {
-    Event(Box<EventEntry>),
-    Execution(Box<Execution>),
+    /// A record's line, serialised by its sender (one allocation crosses
+    /// threads rather than a copy of the event, freed piece by piece on
+    /// the writer's).
+    Line(Vec<u8>),
     /// Write what came before, then stop.
     Close,
     /// Write what came before, then say so.
     Flush(std::sync::mpsc::SyncSender<()>),
 }
 
-/// An event, queued.
-pub(super) struct EventEntry {
+/// An event, as logged.
+pub(super) struct EventEntry<'a> {
     pub at: SystemTime,
     pub level: LogLevel,
-    pub agent: Arc<str>,
-    pub run: Arc<str>,
+    pub agent: &'a str,
+    pub run: &'a str,
     pub recovered: bool,
-    pub event: Event,
+    pub event: &'a Event,
 }
 
-/// A finished execution, queued.
-pub(super) struct Execution {
+/// A finished execution, as logged.
+pub(super) struct Execution<'a> {
     pub at: SystemTime,
     pub level: LogLevel,
-    pub agent: Arc<str>,
-    pub run: Arc<str>,
-    pub key: String,
-    pub record: ExecutionRecord,
+    pub agent: &'a str,
+    pub run: &'a str,
+    pub key: &'a str,
+    pub record: &'a ExecutionRecord,
+}
+
+/// A record being logged.
+pub(super) enum Record<'a> {
+    Event(EventEntry<'a>),
+    Execution(Execution<'a>),
 }
 
 /// An execution (an action's task, a model or tool call) as it ended: a
@@ -154,12 +161,12 @@ impl Serialize for Kept<'_> {
     }
 }
 
-impl Entry {
+impl Record<'_> {
     /// Writes the record's JSON to `out`; true if STANDARD cut anything.
     pub(super) fn write_line(&self, out: &mut Vec<u8>, truncation: &Truncation) -> bool {
         let mut cut = false;
         let line = match self {
-            Entry::Event(entry) => {
+            Record::Event(entry) => {
                 let EventEntry {
                     at,
                     level,
@@ -167,7 +174,7 @@ impl Entry {
                     run,
                     recovered,
                     event,
-                } = &**entry;
+                } = entry;
                 // Attributes are short strings: copied only when one is
                 // long enough to cut.
                 let long = *level == LogLevel::Standard
@@ -213,7 +220,7 @@ impl Entry {
                 };
                 serde_json::to_writer(&mut *out, &line)
             }
-            Entry::Execution(execution) => {
+            Record::Execution(execution) => {
                 let Execution {
                     at,
                     level,
@@ -221,7 +228,7 @@ impl Entry {
                     run,
                     key,
                     record,
-                } = &**execution;
+                } = execution;
                 let mut attributes = record.attributes.clone();
                 attributes.insert(
                     "durationMs".into(),
@@ -265,7 +272,6 @@ impl Entry {
                 };
                 serde_json::to_writer(&mut *out, &line)
             }
-            Entry::Close | Entry::Flush(_) => return false,
         };
         line.expect("records serialise");
         cut
