@@ -10,22 +10,17 @@
 #[allow(dead_code)]
 mod model_server;
 
+mod support;
+
 use model_server::{ModelServer, Reply, openai_text};
 use serde_json::json;
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use support::{ChildServer, env_usize};
 use weir::event::types;
 use weir::{
     ActionBuilder, Agent, AgentPlan, Event, Runtime, RuntimeSettings, Sandbox, SandboxConfig,
 };
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -43,13 +38,7 @@ async fn serve(delay: Duration) {
         delay,
         Box::new(Reply::Json(openai_text("ok", 12, 2))),
     ));
-    println!("{}", server.url);
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
-    })
-    .await
-    .unwrap();
+    ChildServer::announce_and_wait(&server.url).await;
 }
 
 async fn bench(url: String, keys: usize, events: usize, delay: Duration) -> anyhow::Result<()> {
@@ -123,24 +112,15 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    if std::env::var_os("WEIR_BENCH_SERVE").is_some() {
+    if ChildServer::is_child() {
         runtime.block_on(serve(delay));
         return Ok(());
     }
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .env("WEIR_BENCH_SERVE", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut url = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut url)?;
-    let result = runtime.block_on(bench(
-        url.trim().to_string(),
+    let server = ChildServer::start()?;
+    runtime.block_on(bench(
+        server.line.clone(),
         env_usize("WEIR_BENCH_KEYS", 1000),
         env_usize("WEIR_BENCH_EVENTS", 20_000),
         delay,
-    ));
-    drop(child.stdin.take());
-    child.wait()?;
-    result
+    ))
 }

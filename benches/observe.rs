@@ -16,13 +16,15 @@ mod model_server;
 #[allow(dead_code)]
 mod otlp;
 
+mod support;
+
 use model_server::{ModelServer, Reply, openai_text};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+use support::{ChildServer, env_usize};
 use weir::event::types;
 use weir::observe::eventlog::EventLog;
 use weir::observe::telemetry::{Telemetry, TelemetrySettings};
@@ -32,13 +34,6 @@ use weir::{ActionBuilder, Agent, AgentPlan, Event, Runtime};
 /// (records are freed on the event log's thread).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// User + system CPU time of this process so far, in seconds.
 fn cpu_seconds() -> f64 {
@@ -56,13 +51,7 @@ async fn serve() {
     server.fallback(Reply::Json(openai_text("ok", 12, 2)));
     server.forget_requests();
     let receiver = otlp::OtlpReceiver::start().await;
-    println!("{} {}", server.url, receiver.url);
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
-    })
-    .await
-    .unwrap();
+    ChildServer::announce_and_wait(&format!("{} {}", server.url, receiver.url)).await;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -250,21 +239,12 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    if std::env::var_os("WEIR_BENCH_SERVE").is_some() {
+    if ChildServer::is_child() {
         runtime.block_on(serve());
         return Ok(());
     }
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .env("WEIR_BENCH_SERVE", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut urls = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut urls)?;
-    let mut urls = urls.split_whitespace().map(str::to_string);
+    let server = ChildServer::start()?;
+    let mut urls = server.line.split_whitespace().map(str::to_string);
     let (model, otlp) = (urls.next().unwrap(), urls.next().unwrap());
-    let result = runtime.block_on(bench(model, otlp));
-    drop(child.stdin.take());
-    let _ = child.wait();
-    result
+    runtime.block_on(bench(model, otlp))
 }

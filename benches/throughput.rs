@@ -16,24 +16,20 @@
 #[allow(dead_code)]
 mod model_server;
 
+mod support;
+
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::env_usize;
 use weir::event::types;
 use weir::sandbox::probe;
 use weir::{
     ActionBuilder, Agent, AgentPlan, Event, Isolation, LimitSettings, ReuseScope, Runtime, Sandbox,
     SandboxConfig,
 };
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn components() -> PathBuf {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
