@@ -3,10 +3,9 @@
 //! line in Apache Flink Agents' event-log record shape, so its tools read
 //! weir's logs and weir's `weir log` reads theirs.
 //!
-//! Writing is best-effort and off the runtime's path: each record is
-//! serialised where it happens (cutting values at STANDARD level) and its
-//! line goes through a bounded queue to a writer thread, which appends in
-//! batches and flushes whenever the queue runs dry. A
+//! Writing is best-effort and off the runtime's path: records go through a
+//! bounded queue to a writer thread, which serialises them (cutting values
+//! at STANDARD level), appends and flushes whenever the queue runs dry. A
 //! log that cannot be opened or written never fails the run: the fault is
 //! reported once and every record lost is counted ([`EventLogStats`]).
 
@@ -28,7 +27,7 @@ pub use truncate::Truncation;
 
 use crate::event::Event;
 use level::Levels;
-use record::{Entry, EventEntry, Execution, Record, Stats};
+use record::{Entry, Execution, Stats};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -103,9 +102,10 @@ impl EventLog {
                 log.path = path.clone();
                 let (queue, records) = std::sync::mpsc::sync_channel(QUEUE);
                 let stats = log.stats.clone();
+                let truncation = log.truncation;
                 let writer = std::thread::Builder::new()
                     .name("weir-event-log".into())
-                    .spawn(move || write_records(file, path, records, stats));
+                    .spawn(move || write_records(file, path, records, truncation, stats));
                 match writer {
                     Ok(writer) => {
                         log.queue = Some(queue);
@@ -157,14 +157,14 @@ impl EventLog {
         if level == LogLevel::Off {
             return;
         }
-        self.queue(Record::Event(EventEntry {
+        self.queue(Entry::Event(Box::new(record::EventEntry {
             at: SystemTime::now(),
             level,
-            agent: &self.agent,
-            run,
+            agent: self.agent.clone(),
+            run: run.clone(),
             recovered,
-            event,
-        }));
+            event: event.clone(),
+        })));
     }
 
     /// Logs the end of an execution of run `run` for `key`.
@@ -173,38 +173,28 @@ impl EventLog {
         if level == LogLevel::Off {
             return;
         }
-        self.queue(Record::Execution(Execution {
+        self.queue(Entry::Execution(Box::new(Execution {
             at: SystemTime::now(),
             level,
-            agent: &self.agent,
-            run,
-            key,
-            record: &record,
-        }));
+            agent: self.agent.clone(),
+            run: run.clone(),
+            key: key.to_string(),
+            record,
+        })));
     }
 
-    /// Serialises `record` here, on the caller's thread, and queues the
-    /// line for the writer.
-    fn queue(&self, record: Record<'_>) {
+    fn queue(&self, entry: Entry) {
         let Some(queue) = &self.queue else {
             self.stats.failed(1);
             return;
         };
-        let mut line = Vec::with_capacity(LINE_CAPACITY);
-        if record.write_line(&mut line, &self.truncation) {
-            self.stats.truncated();
-        }
-        line.push(b'\n');
-        match queue.try_send(Entry::Line(line)) {
+        match queue.try_send(entry) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.stats.dropped(&self.path),
             Err(TrySendError::Disconnected(_)) => self.stats.failed(1),
         }
     }
 }
-
-/// A line's first allocation: most records fit.
-const LINE_CAPACITY: usize = 512;
 
 impl Drop for EventLog {
     fn drop(&mut self) {
@@ -254,9 +244,17 @@ const MAX_NAP: Duration = Duration::from_millis(50);
 /// logged (sooner when 64 KiB are buffered, at a flush and at close).
 const MAX_UNFLUSHED: Duration = Duration::from_millis(50);
 
-/// The writer thread: writes the lines out in batches.
-fn write_records(file: std::fs::File, path: PathBuf, records: Receiver<Entry>, stats: Arc<Stats>) {
+/// The writer thread: serialises each record as a line, and writes the
+/// lines out in batches.
+fn write_records(
+    file: std::fs::File,
+    path: PathBuf,
+    records: Receiver<Entry>,
+    truncation: Truncation,
+    stats: Arc<Stats>,
+) {
     let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
+    let mut line = Vec::with_capacity(1024);
     let mut unflushed = 0u64;
     let mut flushed_at = Instant::now();
     let mut nap = MIN_NAP;
@@ -267,8 +265,13 @@ fn write_records(file: std::fs::File, path: PathBuf, records: Receiver<Entry>, s
                 flush(&mut out, &mut unflushed, &path, &stats);
                 let _ = done.send(());
             }
-            Ok(Entry::Line(line)) => {
+            Ok(entry) => {
                 nap = MIN_NAP;
+                line.clear();
+                if entry.write_line(&mut line, &truncation) {
+                    stats.truncated();
+                }
+                line.push(b'\n');
                 if unflushed == 0 {
                     flushed_at = Instant::now();
                 }

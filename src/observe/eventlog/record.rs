@@ -8,45 +8,38 @@ use crate::event::Event;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-/// What the writer is sent.
+/// One queued record.
 pub(super) enum Entry {
-    /// A record's line, serialised by its sender (one allocation crosses
-    /// threads rather than a copy of the event, freed piece by piece on
-    /// the writer's).
-    Line(Vec<u8>),
+    Event(Box<EventEntry>),
+    Execution(Box<Execution>),
     /// Write what came before, then stop.
     Close,
     /// Write what came before, then say so.
     Flush(std::sync::mpsc::SyncSender<()>),
 }
 
-/// An event, as logged.
-pub(super) struct EventEntry<'a> {
+/// An event, queued.
+pub(super) struct EventEntry {
     pub at: SystemTime,
     pub level: LogLevel,
-    pub agent: &'a str,
-    pub run: &'a str,
+    pub agent: Arc<str>,
+    pub run: Arc<str>,
     pub recovered: bool,
-    pub event: &'a Event,
+    pub event: Event,
 }
 
-/// A finished execution, as logged.
-pub(super) struct Execution<'a> {
+/// A finished execution, queued.
+pub(super) struct Execution {
     pub at: SystemTime,
     pub level: LogLevel,
-    pub agent: &'a str,
-    pub run: &'a str,
-    pub key: &'a str,
-    pub record: &'a ExecutionRecord,
-}
-
-/// A record being logged.
-pub(super) enum Record<'a> {
-    Event(EventEntry<'a>),
-    Execution(Execution<'a>),
+    pub agent: Arc<str>,
+    pub run: Arc<str>,
+    pub key: String,
+    pub record: ExecutionRecord,
 }
 
 /// An execution (an action's task, a model or tool call) as it ended: a
@@ -161,12 +154,12 @@ impl Serialize for Kept<'_> {
     }
 }
 
-impl Record<'_> {
+impl Entry {
     /// Writes the record's JSON to `out`; true if STANDARD cut anything.
     pub(super) fn write_line(&self, out: &mut Vec<u8>, truncation: &Truncation) -> bool {
         let mut cut = false;
         let line = match self {
-            Record::Event(entry) => {
+            Entry::Event(entry) => {
                 let EventEntry {
                     at,
                     level,
@@ -174,7 +167,7 @@ impl Record<'_> {
                     run,
                     recovered,
                     event,
-                } = entry;
+                } = &**entry;
                 // Attributes are short strings: copied only when one is
                 // long enough to cut.
                 let long = *level == LogLevel::Standard
@@ -220,7 +213,7 @@ impl Record<'_> {
                 };
                 serde_json::to_writer(&mut *out, &line)
             }
-            Record::Execution(execution) => {
+            Entry::Execution(execution) => {
                 let Execution {
                     at,
                     level,
@@ -228,7 +221,7 @@ impl Record<'_> {
                     run,
                     key,
                     record,
-                } = execution;
+                } = &**execution;
                 let mut attributes = record.attributes.clone();
                 attributes.insert(
                     "durationMs".into(),
@@ -272,6 +265,7 @@ impl Record<'_> {
                 };
                 serde_json::to_writer(&mut *out, &line)
             }
+            Entry::Close | Entry::Flush(_) => return false,
         };
         line.expect("records serialise");
         cut
