@@ -188,6 +188,25 @@ pub struct InputError {
     pub message: String,
 }
 
+/// The longest key (or id) an input event may have, in bytes: keys are
+/// held per key in memory, and both are written to the journal with every
+/// commit.
+pub const MAX_NAME_BYTES: usize = 1024;
+
+/// Why input `event`'s key or id is too long to take, if it is.
+pub fn name_problem(event: &Event) -> Option<String> {
+    [("key", &event.key), ("id", &event.id)]
+        .into_iter()
+        .find(|(_, name)| name.len() > MAX_NAME_BYTES)
+        .map(|(what, name)| {
+            format!(
+                "the {what} is {} bytes, over the limit of {MAX_NAME_BYTES}: use a shorter {what} \
+                 (a digest of it, say)",
+                name.len()
+            )
+        })
+}
+
 /// Parses one JSON line of input into an event. Blank lines give `Ok(None)`.
 pub fn parse_input_line(
     text: &str,

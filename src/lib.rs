@@ -40,6 +40,7 @@ pub mod plan;
 pub mod resources;
 pub mod runtime;
 pub mod sandbox;
+pub mod serve;
 pub mod skill;
 mod tools;
 mod util;

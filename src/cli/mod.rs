@@ -1,5 +1,6 @@
 //! The `weir` command line: thin commands over the library API.
 
+mod serve;
 mod sink;
 mod skill;
 mod telemetry;
@@ -32,6 +33,8 @@ enum Command {
     },
     /// Run an agent over JSON-lines input events.
     Run(RunArgs),
+    /// Serve agents over HTTP: submit events, stream outputs (Server-Sent Events), health and metrics.
+    Serve(serve::ServeArgs),
     /// Package, install and inspect skills.
     #[command(subcommand)]
     Skill(skill::SkillCommand),
@@ -143,24 +146,6 @@ struct RunArgs {
 /// The default of `--max-line-bytes`: the default limit of an event's
 /// payload (`max_payload_bytes`).
 const MAX_LINE_BYTES: usize = 16 << 20;
-/// The longest key (or id) an input event may have, in bytes: keys are
-/// held per key in memory, and both are written to the journal with every
-/// commit.
-const MAX_KEY_BYTES: usize = 1024;
-
-/// Why `event`'s key or id is too long to take, if it is.
-fn over_long_name(event: &weir::Event) -> Option<String> {
-    [("key", &event.key), ("id", &event.id)]
-        .into_iter()
-        .find(|(_, name)| name.len() > MAX_KEY_BYTES)
-        .map(|(what, name)| {
-            format!(
-                "the {what} is {} bytes, over the limit of {MAX_KEY_BYTES}: use a shorter {what} \
-                 (a digest of it, say)",
-                name.len()
-            )
-        })
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OnBadLine {
@@ -187,6 +172,7 @@ impl Cli {
                 Ok(result) => result,
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             },
+            Command::Serve(args) => serve::serve(args).await,
             Command::Skill(command) => command.run().await,
             Command::State(StateCommand::Inspect { dir, keys, json }) => {
                 let found = weir::journal::inspect(&dir)?;
@@ -528,7 +514,7 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             let parsed = text.and_then(|text| {
                 let event = weir::event::parse_input_line(text, &input_name, number as usize)?;
                 match event {
-                    Some(event) => match over_long_name(&event) {
+                    Some(event) => match weir::event::name_problem(&event) {
                         Some(message) => Err(bad(message)),
                         None => Ok(Some(event)),
                     },

@@ -44,20 +44,34 @@ pub(crate) struct Running {
 }
 
 impl TelemetryArgs {
-    /// Sets up what the options ask for (`None`: nothing).
-    pub(crate) async fn start(&self) -> anyhow::Result<Option<Running>> {
-        let settings = TelemetrySettings {
+    fn settings(&self, prometheus: bool) -> TelemetrySettings {
+        TelemetrySettings {
             traces: self.traces,
             sample_ratio: self.trace_sample,
             record_content: self.trace_content,
             otlp_metrics: self.otlp_metrics,
-            prometheus: self.metrics_addr.is_some(),
+            prometheus,
             export_interval: None,
             otlp_endpoint: None,
-        };
+        }
+    }
+
+    /// Telemetry whose metrics are kept for a Prometheus scrape served by
+    /// the caller (`weir serve`'s `/metrics`), with the other options.
+    pub(crate) async fn start_with_prometheus(&self) -> anyhow::Result<Running> {
+        self.start_with(self.settings(true)).await
+    }
+
+    /// Sets up what the options ask for (`None`: nothing).
+    pub(crate) async fn start(&self) -> anyhow::Result<Option<Running>> {
+        let settings = self.settings(self.metrics_addr.is_some());
         if !settings.any() {
             return Ok(None);
         }
+        Ok(Some(self.start_with(settings).await?))
+    }
+
+    async fn start_with(&self, settings: TelemetrySettings) -> anyhow::Result<Running> {
         let telemetry = Arc::new(Telemetry::new(&settings)?);
         let scrape = match self.metrics_addr {
             Some(addr) => {
@@ -67,7 +81,7 @@ impl TelemetryArgs {
             }
             None => None,
         };
-        Ok(Some(Running { telemetry, scrape }))
+        Ok(Running { telemetry, scrape })
     }
 }
 

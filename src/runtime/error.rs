@@ -20,6 +20,10 @@ pub enum RunError {
     /// The run has ended and takes no more events.
     #[error("the run has stopped")]
     Stopped,
+    /// The intake is full ([`EventSender::try_send`](super::EventSender::try_send)):
+    /// try again once some events are taken.
+    #[error("the intake is full; try again shortly")]
+    Full,
     /// The run stopped taking input because its journal failed; a restart
     /// re-runs what was not committed.
     #[error("the run stopped taking input: {0}")]

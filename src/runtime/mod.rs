@@ -74,6 +74,23 @@ impl EventSender {
         self.queue(event, Some(position)).await
     }
 
+    /// Queues `event` if the intake has room now; [`RunError::Full`] if
+    /// not (a service answers its client "try later" rather than
+    /// buffering without bound).
+    pub fn try_send(&self, event: Event) -> Result<(), RunError> {
+        if let Some(reason) = types::input_problem(&event.event_type) {
+            return Err(RunError::InputRefused {
+                key: event.key,
+                reason,
+            });
+        }
+        let tx = self.tx.as_ref().ok_or(RunError::InputClosed)?;
+        tx.try_send((event, None)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => RunError::Full,
+            mpsc::error::TrySendError::Closed(_) => RunError::Stopped,
+        })
+    }
+
     async fn queue(&self, event: Event, position: Option<InputPosition>) -> Result<(), RunError> {
         if let Some(reason) = types::input_problem(&event.event_type) {
             return Err(RunError::InputRefused {

@@ -27,6 +27,7 @@ const LAYERS: &[&str] = &[
     "tools",     // the agent's tools and skills as models see them
     "plan",      // the planner
     "runtime",   // the scheduler and agent runs
+    "serve",     // the HTTP service over runtimes
     "fuzzing",   // entry points for the fuzz targets
 ];
 

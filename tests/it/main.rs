@@ -17,6 +17,7 @@ mod reconcile;
 mod replay;
 mod reviews;
 mod runtime;
+mod serve;
 mod skill_md;
 mod skills;
 mod telemetry;

@@ -1,0 +1,120 @@
+//! `weir serve`: the agents of the manifests given, served over HTTP until
+//! SIGTERM or Ctrl-C, then stopped gracefully (no more events taken, the
+//! ones taken finished, their outputs streamed, then exit).
+
+use super::telemetry::TelemetryArgs;
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use weir::serve::{Service, ServiceSettings};
+use weir::{Agent, AgentPlan};
+
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The agent manifests (TOML) to serve, each under its agent's name.
+    #[arg(required = true)]
+    agents: Vec<PathBuf>,
+    /// Where to listen. Anything but a loopback address needs --token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The bearer token clients must send (`Authorization: Bearer TOKEN`).
+    #[arg(long, env = "WEIR_SERVE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The largest request body taken, in bytes.
+    #[arg(long, default_value_t = ServiceSettings::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Outputs kept per agent for clients to read or resume from.
+    #[arg(long, default_value_t = ServiceSettings::default().kept_outputs)]
+    kept_outputs: usize,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::ensure!(
+        args.listen.ip().is_loopback() || args.token.is_some(),
+        "--listen {} is not a loopback address: give --token (or WEIR_SERVE_TOKEN) so that only \
+         clients holding it are served",
+        args.listen
+    );
+    let mut plans = Vec::new();
+    for manifest in &args.agents {
+        let agent = Agent::from_manifest(manifest)?;
+        plans.push(AgentPlan::from_agent(&agent).await?);
+    }
+    let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let stop = StopSignal::install()?;
+    // The service serves /metrics itself.
+    let telemetry = args.telemetry.start_with_prometheus().await?;
+    let settings = ServiceSettings {
+        token: args.token.clone(),
+        max_body_bytes: args.max_body_bytes,
+        kept_outputs: args.kept_outputs,
+    };
+    let service = Arc::new(Service::start(
+        plans,
+        settings,
+        Some(telemetry.telemetry.clone()),
+    )?);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen at {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    eprintln!("weir: serving {} at http://{bound}", names.join(", "));
+    let stopping = service.clone();
+    let shutdown = async move {
+        stop.wait().await;
+        eprintln!("weir: stopping: taking no more events, finishing the ones taken");
+        for (name, summary) in stopping.finish().await {
+            match summary {
+                Ok(summary) => eprint!("agent {name}: {summary}"),
+                Err(e) => eprintln!("agent {name}: {e}"),
+            }
+        }
+    };
+    axum::serve(listener, service.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving")?;
+    telemetry.finish().await;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// SIGTERM or Ctrl-C (SIGINT), caught from the moment it is made (a
+/// signal before the server is up must not kill it).
+struct StopSignal {
+    #[cfg(unix)]
+    signals: [tokio::signal::unix::Signal; 2],
+}
+
+impl StopSignal {
+    fn install() -> anyhow::Result<StopSignal> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+            let int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+            Ok(StopSignal {
+                signals: [term, int],
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignal {})
+    }
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            let [mut term, mut int] = self.signals;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The service's HTTP API:
+//!
+//! - `POST /v1/agents/{agent}/events`: one event (a JSON object), a batch
+//!   (a JSON array, or JSON lines with any other content type); answers
+//!   202 with the events' ids (given ones kept, missing ones made), 400
+//!   naming the bad event, 413 over the body limit, 429 with Retry-After
+//!   when the intake is full (the ids taken so far are in the answer).
+//! - `GET /v1/agents/{agent}/outputs`: the agent's outputs and error events
+//!   as Server-Sent Events (`id` = the output's number; resume with
+//!   `Last-Event-ID`, or start at `?after=N`; without either, new ones).
+//! - `GET /v1/agents`: the agents and their actions.
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus).
+//!
+//! Every `/v1` request carries the bearer token when one is set. Errors are
+//! JSON: `{"error": "..."}`.
+
+use super::{ServedAgent, Service};
+use crate::event::{self, Event};
+use crate::runtime::RunError;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{self, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// The most events one request may carry.
+const MAX_BATCH: usize = 10_000;
+/// Outputs read from the log per step of a stream.
+const STREAM_STEP: usize = 256;
+
+pub(super) fn router(service: Arc<Service>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/agents", get(agents))
+        .route("/v1/agents/{agent}/events", post(submit))
+        .route("/v1/agents/{agent}/outputs", get(outputs))
+        .layer(middleware::from_fn_with_state(service.clone(), authorize))
+        .layer(DefaultBodyLimit::max(service.settings.max_body_bytes));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .merge(v1)
+        .with_state(service)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Refuses a `/v1` request without the service's bearer token.
+async fn authorize(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
+    let Some(token) = &service.settings.token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
+        return next.run(request).await;
+    }
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "this service needs `Authorization: Bearer TOKEN` (the token `weir serve` was given)",
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Compares in time that does not depend on where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// Agent `name`, or the 404 that names the agents there are.
+fn agent<'a>(service: &'a Service, name: &str) -> Result<&'a ServedAgent, Box<Response>> {
+    service.agents.get(name).ok_or_else(|| {
+        let names: Vec<&str> = service.agents.keys().map(String::as_str).collect();
+        Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no agent `{}` here (agents: {})",
+                crate::util::head(name, 200),
+                names.join(", ")
+            ),
+        ))
+    })
+}
+
+async fn agents(State(service): State<Arc<Service>>) -> Response {
+    let agents: Vec<Value> = service
+        .agents
+        .iter()
+        .map(|(name, agent)| {
+            let actions: Vec<Value> = agent
+                .plan
+                .actions
+                .values()
+                .map(|a| json!({ "name": a.name, "listen": a.listen }))
+                .collect();
+            json!({
+                "name": name,
+                "description": agent.plan.description,
+                "actions": actions,
+                "outputs": agent.outputs.latest(),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "agents": agents })).into_response()
+}
+
+/// The events of a submit body: a JSON object or array with a JSON
+/// content type, else JSON lines; each checked as `weir run` checks an
+/// input line.
+fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim() == "application/json");
+    let lines: Vec<String> = if json {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Array(items)) => items.iter().map(Value::to_string).collect(),
+            Ok(one @ Value::Object(_)) => vec![one.to_string()],
+            Ok(_) => {
+                return Err("the body must be an event (a JSON object) or an array of them".into());
+            }
+            Err(e) => return Err(format!("the body is not JSON: {e}")),
+        }
+    } else {
+        text.lines().map(str::to_string).collect()
+    };
+    let mut events = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let parsed = event::parse_input_line(line, "request", n + 1).map_err(|e| {
+            if json {
+                format!("event {}: {}", n + 1, e.message)
+            } else {
+                e.to_string()
+            }
+        })?;
+        let Some(event) = parsed else { continue };
+        if let Some(problem) = event::name_problem(&event) {
+            return Err(format!("event {}: {problem}", n + 1));
+        }
+        if let Some(problem) = event::types::input_problem(&event.event_type) {
+            return Err(format!("event {}: {problem}", n + 1));
+        }
+        events.push(event);
+        if events.len() > MAX_BATCH {
+            return Err(format!(
+                "over {MAX_BATCH} events in one request: send them in several"
+            ));
+        }
+    }
+    if events.is_empty() {
+        return Err("the body holds no event".into());
+    }
+    Ok(events)
+}
+
+/// A fresh input id: 128 random bits, as hex.
+fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+async fn submit(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let agent = match agent(&service, &name) {
+        Ok(agent) => agent,
+        Err(response) => return *response,
+    };
+    let events = match parse_events(&headers, &body) {
+        Ok(events) => events,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let mut ids = Vec::with_capacity(events.len());
+    for mut event in events {
+        if event.id.is_empty() {
+            event.id = new_id();
+        }
+        let id = event.id.clone();
+        match agent.try_send(event) {
+            Ok(()) => ids.push(id),
+            Err(RunError::Full) => {
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    axum::Json(json!({
+                        "error": "the agent's intake is full: send the events not accepted again shortly",
+                        "ids": ids,
+                    })),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
+            Err(e @ RunError::InputRefused { .. }) => {
+                return error(StatusCode::BAD_REQUEST, e.to_string());
+            }
+            Err(e) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the agent takes no more events: {e}"),
+                );
+            }
+        }
+    }
+    (StatusCode::ACCEPTED, axum::Json(json!({ "ids": ids }))).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct After {
+    after: Option<u64>,
+}
+
+async fn outputs(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+    Query(after): Query<After>,
+    headers: HeaderMap,
+) -> Response {
+    let agent = match agent(&service, &name) {
+        Ok(agent) => agent,
+        Err(response) => return *response,
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let log = agent.outputs.clone();
+    let position = resume.or(after.after).unwrap_or_else(|| log.latest());
+    let changes = log.subscribe();
+    let stream = futures_util::stream::unfold(
+        (log, position, changes, VecDeque::new()),
+        |(log, mut position, mut changes, mut queue)| async move {
+            loop {
+                if let Some(item) = queue.pop_front() {
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(item),
+                        (log, position, changes, queue),
+                    ));
+                }
+                let since = log.since(position, STREAM_STEP);
+                if since.missed > 0 {
+                    queue.push_back(
+                        sse::Event::default()
+                            .event("missed")
+                            .data(json!({ "missed": since.missed }).to_string()),
+                    );
+                }
+                for (number, event) in since.outputs {
+                    position = number;
+                    let kind = if event.event_type == event::types::ERROR {
+                        "error"
+                    } else {
+                        "output"
+                    };
+                    let data = serde_json::to_string(&*event).expect("events serialise");
+                    queue.push_back(
+                        sse::Event::default()
+                            .id(number.to_string())
+                            .event(kind)
+                            .data(data),
+                    );
+                }
+                if queue.is_empty() {
+                    if log.is_closed() {
+                        return None;
+                    }
+                    if changes.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(sse::KeepAlive::default())
+        .into_response()
+}
+
+async fn ready(State(service): State<Arc<Service>>) -> Response {
+    let open = service
+        .agents
+        .values()
+        .all(|a| a.events.lock().expect("intake lock").is_some());
+    if open {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    match service.telemetry.as_ref().and_then(|t| t.prometheus_text()) {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "metrics are not kept (start weir serve with --metrics)",
+        ),
+    }
+}

@@ -1,0 +1,459 @@
+//! `weir serve` and the library's `Service`, over real HTTP on loopback:
+//! submitting events, streaming outputs as Server-Sent Events (and
+//! resuming), the token, bad requests, a full intake, and the binary's
+//! lifecycle.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use weir::serve::{Service, ServiceSettings};
+use weir::{ActionBuilder, Agent, Event, RuntimeSettings};
+
+fn word_stats() -> Agent {
+    Agent::from_manifest(repo().join("examples/word-stats/agent.toml")).unwrap()
+}
+
+/// Serves `agents` on loopback; the base URL and the service.
+async fn serving(agents: Vec<Agent>, settings: ServiceSettings) -> (String, Arc<Service>) {
+    components();
+    let mut plans = Vec::new();
+    for agent in &agents {
+        plans.push(plan(agent).await);
+    }
+    let service = Arc::new(Service::start(plans, settings, None).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = service.router();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, service)
+}
+
+/// One Server-Sent Event.
+#[derive(Debug)]
+struct Sse {
+    id: Option<String>,
+    event: String,
+    data: String,
+}
+
+/// Reads `n` events (comments and keep-alives skipped) from a stream.
+async fn read_events(response: &mut reqwest::Response, n: usize) -> Vec<Sse> {
+    let mut text = String::new();
+    let mut events = Vec::new();
+    while events.len() < n {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), response.chunk())
+            .await
+            .expect("an event within 30 s")
+            .unwrap()
+            .expect("the stream goes on");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let mut event = Sse {
+                id: None,
+                event: "message".into(),
+                data: String::new(),
+            };
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    event.id = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event.event = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    event.data.push_str(v.trim_start());
+                }
+            }
+            if !event.data.is_empty() {
+                events.push(event);
+            }
+        }
+    }
+    events
+}
+
+fn events_jsonl() -> String {
+    std::fs::read_to_string(repo().join("examples/word-stats/events.jsonl")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_submitted_over_http_stream_out_as_server_sent_events() {
+    let (url, _service) = serving(vec![word_stats()], ServiceSettings::default()).await;
+    let http = reqwest::Client::new();
+    let outputs = format!("{url}/v1/agents/word-stats/outputs");
+    let mut stream = http.get(format!("{outputs}?after=0")).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+
+    // A batch as JSON lines: one id per event, made for those without.
+    let lines = events_jsonl();
+    let inputs = lines.lines().filter(|l| !l.trim().is_empty()).count();
+    let answer = http
+        .post(format!("{url}/v1/agents/word-stats/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let ids: Vec<String> =
+        serde_json::from_value(answer.json::<Value>().await.unwrap()["ids"].clone()).unwrap();
+    assert_eq!(ids.len(), inputs);
+    assert!(ids.iter().all(|id| id.len() == 32), "{ids:?}");
+
+    let streamed = read_events(&mut stream, inputs).await;
+    let numbers: Vec<String> = streamed.iter().map(|e| e.id.clone().unwrap()).collect();
+    let expected: Vec<String> = (1..=inputs).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected);
+    for event in &streamed {
+        assert_eq!(event.event, "output");
+        let output: Event = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(output.event_type, weir::event::types::OUTPUT);
+        assert!(output.payload["total_words"].is_number(), "{}", event.data);
+    }
+
+    // One event as a JSON object, with its own id; a client resuming after
+    // output 4 gets 5, 6 and the new one.
+    let answer = http
+        .post(format!("{url}/v1/agents/word-stats/events"))
+        .json(&json!({ "key": "zoe", "id": "my-id-1", "payload": "one more sentence" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    assert_eq!(
+        answer.json::<Value>().await.unwrap()["ids"],
+        json!(["my-id-1"])
+    );
+    let mut resumed = http
+        .get(&outputs)
+        .header("last-event-id", "4")
+        .send()
+        .await
+        .unwrap();
+    let after = read_events(&mut resumed, 3).await;
+    let numbers: Vec<&str> = after.iter().map(|e| e.id.as_deref().unwrap()).collect();
+    assert_eq!(numbers, ["5", "6", "7"]);
+    let last: Event = serde_json::from_str(&after[2].data).unwrap();
+    assert_eq!(last.key, "zoe");
+
+    let agents: Value = http
+        .get(format!("{url}/v1/agents"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agents["agents"][0]["name"], "word-stats");
+    assert_eq!(agents["agents"][0]["outputs"], 7);
+    let actions: Vec<&str> = agents["agents"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["count", "tokenize"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_take_nothing() {
+    let settings = ServiceSettings {
+        max_body_bytes: 4096,
+        ..ServiceSettings::default()
+    };
+    let (url, service) = serving(vec![word_stats()], settings).await;
+    let http = reqwest::Client::new();
+    let events = format!("{url}/v1/agents/word-stats/events");
+    let post = |body: Vec<u8>, content_type: &'static str| {
+        http.post(&events)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let error = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        (
+            status,
+            body["error"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+
+    // The second line is not an event: nothing of the batch is taken.
+    let batch = b"{\"key\": \"a\", \"payload\": 1}\n{\"key\": \"b\", \"payload\": \n".to_vec();
+    let (status, message) = error(post(batch, "application/x-ndjson").await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert!(message.starts_with("request:2:"), "{message}");
+    let (status, message) = error(
+        post(b"{\"key\": 1, \"paylod\": 2}".to_vec(), "application/json")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(message.contains("paylod"), "{message}");
+    let (status, message) =
+        error(post(b"[1, 2]".to_vec(), "application/json").await.unwrap()).await;
+    assert_eq!(status, 400, "{message}");
+    let output = b"{\"key\": \"a\", \"type\": \"_output_event\", \"payload\": 1}".to_vec();
+    let (status, message) = error(post(output, "application/json").await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert!(message.contains("_output_event"), "{message}");
+    let (status, _) = error(post(Vec::new(), "application/x-ndjson").await.unwrap()).await;
+    assert_eq!(status, 400);
+    let (status, message) = error(
+        post(vec![0xff, 0xfe], "application/x-ndjson")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, message.contains("UTF-8")),
+        (400, true),
+        "{message}"
+    );
+    let long_key = format!("{{\"key\": \"{}\", \"payload\": 1}}", "k".repeat(2000));
+    let (status, message) = error(
+        post(long_key.into_bytes(), "application/json")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(message.contains("key is 2000 bytes"), "{message}");
+    let huge = format!(
+        "{{\"key\": \"a\", \"payload\": \"{}\"}}",
+        "x".repeat(10_000)
+    );
+    let response = post(huge.into_bytes(), "application/json").await.unwrap();
+    assert_eq!(response.status(), 413);
+
+    let (status, message) = error(
+        http.post(format!("{url}/v1/agents/nobody/events"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(
+        message.contains("no agent `nobody` here (agents: word-stats)"),
+        "{message}"
+    );
+
+    // One good event: the only output there is.
+    let ok = post(
+        b"{\"key\": \"a\", \"payload\": \"fine words\"}".to_vec(),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 202);
+    let summaries = service.finish().await;
+    let summary = summaries["word-stats"].as_ref().unwrap();
+    assert_eq!(
+        summary.events_in, 1,
+        "nothing of the bad requests was taken"
+    );
+    // After finishing, submits are refused and readiness says so.
+    let late = post(
+        b"{\"key\": \"a\", \"payload\": 1}".to_vec(),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(late.status(), 503);
+    assert_eq!(
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_only_clients_holding_it_are_served() {
+    let settings = ServiceSettings {
+        token: Some("s3cret-token".into()),
+        ..ServiceSettings::default()
+    };
+    let (url, _service) = serving(vec![word_stats()], settings).await;
+    let http = reqwest::Client::new();
+    let agents = format!("{url}/v1/agents");
+    let none = http.get(&agents).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    let wrong = http
+        .get(&agents)
+        .bearer_auth("s3cret-tokeN")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let submit = http
+        .post(format!("{url}/v1/agents/word-stats/events"))
+        .json(&json!({ "key": "a", "payload": "hi there" }));
+    assert_eq!(
+        submit.try_clone().unwrap().send().await.unwrap().status(),
+        401
+    );
+    let right = submit.bearer_auth("s3cret-token").send().await.unwrap();
+    assert_eq!(right.status(), 202);
+    // Health needs no token.
+    assert_eq!(
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_intake_is_answered_429_with_retry_after() {
+    let sleeper = Agent::builder("sleeper")
+        .component("h", component("guest_hostile.wasm"))
+        .action(
+            ActionBuilder::new("nap", "h")
+                .export("sleep")
+                .listen(weir::event::types::INPUT),
+        )
+        .runtime(RuntimeSettings {
+            max_concurrency: 1,
+            max_pending_events: 1,
+            ..RuntimeSettings::default()
+        })
+        .build();
+    let (url, service) = serving(vec![sleeper], ServiceSettings::default()).await;
+    let batch: String = (0..300)
+        .map(|i| format!("{{\"key\": \"k{i}\", \"payload\": {{\"ms\": 5}}}}\n"))
+        .collect();
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/v1/agents/sleeper/events"))
+        .body(batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 429);
+    assert_eq!(answer.headers()["retry-after"], "1");
+    let body: Value = answer.json().await.unwrap();
+    let taken = body["ids"].as_array().unwrap().len();
+    assert!(taken > 0 && taken < 300, "{taken} taken");
+    let summaries = service.finish().await;
+    assert_eq!(
+        summaries["sleeper"].as_ref().unwrap().events_in,
+        taken as u64,
+        "exactly the events whose ids were returned ran"
+    );
+}
+
+#[test]
+fn weir_serve_serves_until_sigterm_and_refuses_an_open_address_without_a_token() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    components();
+    let open = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "serve",
+            "examples/word-stats/agent.toml",
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .current_dir(repo())
+        .env_remove("WEIR_SERVE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!open.status.success());
+    let stderr = String::from_utf8_lossy(&open.stderr);
+    assert!(
+        stderr.contains("not a loopback address: give --token"),
+        "{stderr}"
+    );
+
+    let mut weir = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "serve",
+            "examples/word-stats/agent.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(repo())
+        .env_remove("WEIR_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(weir.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("weir: serving word-stats at ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    let http = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    http.block_on(async {
+        let client = reqwest::Client::new();
+        assert_eq!(
+            client
+                .get(format!("{url}/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            client
+                .get(format!("{url}/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let submit = client
+            .post(format!("{url}/v1/agents/word-stats/events"))
+            .json(&json!({ "key": "a", "payload": "served words" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(submit.status(), 202);
+        // The service's /metrics counts it once it has run.
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = client
+                .get(format!("{url}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.contains("weir_event_kind=\"output\"") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            text.contains("weir_events_total{weir_agent=\"word-stats\",weir_event_kind=\"output\""),
+            "{text}"
+        );
+    });
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(weir.id() as i32, libc::SIGTERM) };
+    let status = weir.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.success(), "{status:?}: {rest}");
+    assert!(
+        rest.contains("stopping") && rest.contains("1 events in, 1 out"),
+        "{rest}"
+    );
+}
