@@ -48,6 +48,21 @@ pub struct Runtime {
     committed: HashMap<String, u64>,
     event_log: Option<Arc<EventLog>>,
     telemetry: Option<Arc<AgentTelemetry>>,
+    reports: bool,
+}
+
+/// An agent run as it ended: its input event's id (the run's id), its key,
+/// and the output and error events it released, in order. Reported (see
+/// [`Runtime::with_run_reports`]) once those events have gone out on
+/// [`RunHandle::outputs`]; with a journal, once the run is committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// The run's id: its input event's.
+    pub run: String,
+    /// Its key.
+    pub key: String,
+    /// What it released: output and error events.
+    pub outputs: Vec<Event>,
 }
 
 /// Sends input events into a running agent. Dropping every clone (or calling
@@ -117,6 +132,8 @@ pub struct RunHandle {
     /// Output events (`_output_event`) and error events (`_error_event`)
     /// come out here, each key's in the order produced.
     pub outputs: mpsc::Receiver<Event>,
+    /// Each run as it ended, with [`Runtime::with_run_reports`].
+    pub runs: Option<mpsc::Receiver<RunReport>>,
     done: JoinHandle<RunResult>,
 }
 
@@ -141,10 +158,12 @@ impl RunHandle {
         let RunHandle {
             events,
             outputs,
+            runs,
             done,
         } = self;
         drop(events);
         drop(outputs);
+        drop(runs);
         let result = done.await.map_err(|e| RunError::Aborted(e.to_string()))?;
         if let Some(fatal) = result.fatal {
             return Err(RunError::JournalFailed(fatal));
@@ -174,6 +193,7 @@ impl Runtime {
             committed: HashMap::new(),
             event_log: None,
             telemetry: None,
+            reports: false,
         }
     }
 
@@ -194,6 +214,14 @@ impl Runtime {
             plan.actions.keys().map(String::as_str),
             plan.actions_by_event.keys().map(String::as_str),
         );
+        self
+    }
+
+    /// Reports every run as it ends on [`RunHandle::runs`] (for a caller
+    /// that waits for an input's outputs, as `weir serve` does). The
+    /// receiver must be read: runs wait while 1,024 reports are unread.
+    pub fn with_run_reports(mut self) -> Self {
+        self.reports = true;
         self
     }
 
@@ -258,8 +286,16 @@ impl Runtime {
         ) {
             journal.record_metrics(metrics.journal());
         }
+        let (reports, runs) = match self.reports {
+            true => {
+                let (tx, rx) = mpsc::channel(1024);
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let shared = Arc::new(Shared {
             plan: self.plan,
+            reports,
             settings,
             counters,
             outputs: output_tx,
@@ -284,6 +320,7 @@ impl Runtime {
         RunHandle {
             events: EventSender { tx: Some(input_tx) },
             outputs: output_rx,
+            runs,
             done,
         }
     }
@@ -295,6 +332,8 @@ struct Shared {
     settings: RuntimeSettings,
     counters: Counters,
     outputs: mpsc::Sender<Event>,
+    /// Where ended runs are reported, with [`Runtime::with_run_reports`].
+    reports: Option<mpsc::Sender<RunReport>>,
     permits: Semaphore,
     usage: Arc<ModelUsage>,
     journal: Option<Arc<Journal>>,

@@ -2,9 +2,9 @@
 //! routed action by action until only outputs are left, within the run's
 //! budget; with a journal, committed before its outputs are released.
 
-use super::Shared;
 use super::observer::RunObserver;
 use super::task::{self, Failure};
+use super::{RunReport, Shared};
 use crate::RuntimeSettings;
 use crate::event::{self, Event, types};
 use crate::host::bindings::weir::agent::types::Event as WitEvent;
@@ -154,8 +154,13 @@ pub(super) async fn agent_run(
             }
         }
     }
-    observer.end();
+    let report = observer.end(&key);
     drop(permit);
+    if shared.journal.is_none()
+        && let (Some(reports), Some(report)) = (&shared.reports, report.clone())
+    {
+        let _ = reports.send(report).await;
+    }
     let releases = shared.releases.lock().expect("release lock").clone();
     if let (Some(journal), Some(outputs), Some(releases)) = (&shared.journal, held, releases) {
         // The commit is queued now; the key's next run may start at once,
@@ -170,14 +175,21 @@ pub(super) async fn agent_run(
             let resume = in_flight.resume_point();
             journal.commit_at(&key, seq, snapshot, outputs, &run_id, resume)
         };
+        // The run is reported once its outputs are released.
+        let durable = async move { durable.await.map(|outputs| (outputs, report)) };
         let _ = releases.send(Box::pin(durable)).await;
     }
     memory.short_term
 }
 
-/// A commit on its way to disk, resolving to the outputs it releases.
-pub(super) type Release =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Event>, JournalError>> + Send>>;
+/// A commit on its way to disk, resolving to the outputs it releases (and
+/// the run's report, when the runtime reports runs).
+pub(super) type Release = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<(Vec<Event>, Option<RunReport>), JournalError>>
+            + Send,
+    >,
+>;
 
 /// Releases committed outputs in commit order; a failed commit releases
 /// nothing more and stops intake (a restart re-runs what was not committed).
@@ -187,9 +199,12 @@ pub(super) async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::R
             continue;
         }
         match durable.await {
-            Ok(outputs) => {
+            Ok((outputs, report)) => {
                 for event in outputs {
                     deliver(&shared, event).await;
+                }
+                if let (Some(reports), Some(report)) = (&shared.reports, report) {
+                    let _ = reports.send(report).await;
                 }
             }
             Err(e) => {

@@ -5,6 +5,10 @@
 //!   202 with the events' ids (given ones kept, missing ones made), 400
 //!   naming the bad event, 413 over the body limit, 429 with Retry-After
 //!   when the intake is full (the ids taken so far are in the answer).
+//!   With `?wait=SECONDS` (at most 60), it answers once the runs have ended
+//!   (200) or the time is up (202): each run's status and outputs.
+//! - `GET /v1/agents/{agent}/runs/{id}`: how a run stands (`pending`, or
+//!   `done` with what it released; the latest `kept_outputs` are kept).
 //! - `GET /v1/agents/{agent}/outputs`: the agent's outputs and error events
 //!   as Server-Sent Events (`id` = the output's number; resume with
 //!   `Last-Event-ID`, or start at `?after=N`; without either, new ones).
@@ -14,6 +18,7 @@
 //! Every `/v1` request carries the bearer token when one is set. Errors are
 //! JSON: `{"error": "..."}`.
 
+use super::runs::Status;
 use super::{ServedAgent, Service};
 use crate::event::{self, Event};
 use crate::runtime::RunError;
@@ -39,6 +44,7 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/v1/agents", get(agents))
         .route("/v1/agents/{agent}/events", post(submit))
         .route("/v1/agents/{agent}/outputs", get(outputs))
+        .route("/v1/agents/{agent}/runs/{id}", get(run_status))
         .layer(middleware::from_fn_with_state(service.clone(), authorize))
         .layer(DefaultBodyLimit::max(service.settings.max_body_bytes));
     Router::new()
@@ -173,12 +179,34 @@ fn new_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+#[derive(serde::Deserialize)]
+struct Wait {
+    /// Seconds to wait for the runs to end.
+    wait: Option<f64>,
+}
+
+/// The longest a submit may wait for its runs.
+const MAX_WAIT_SECS: f64 = 60.0;
+
 async fn submit(
     State(service): State<Arc<Service>>,
     Path(name): Path<String>,
+    Query(wait): Query<Wait>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let wait = match wait.wait {
+        Some(secs) if secs.is_finite() && (0.0..=MAX_WAIT_SECS).contains(&secs) => {
+            Some(std::time::Duration::from_secs_f64(secs))
+        }
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`wait` is seconds, from 0 to {MAX_WAIT_SECS}"),
+            );
+        }
+        None => None,
+    };
     let agent = match agent(&service, &name) {
         Ok(agent) => agent,
         Err(response) => return *response,
@@ -220,7 +248,56 @@ async fn submit(
             }
         }
     }
-    (StatusCode::ACCEPTED, axum::Json(json!({ "ids": ids }))).into_response()
+    let Some(wait) = wait else {
+        return (StatusCode::ACCEPTED, axum::Json(json!({ "ids": ids }))).into_response();
+    };
+    let deadline = std::time::Instant::now() + wait;
+    let mut runs = Vec::with_capacity(ids.len());
+    let mut all_done = true;
+    for id in &ids {
+        let status = agent.runs.wait(id, deadline).await;
+        all_done &= matches!(status, Status::Done(_));
+        runs.push(run_json(id, &status));
+    }
+    let status = if all_done {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (status, axum::Json(json!({ "ids": ids, "runs": runs }))).into_response()
+}
+
+fn run_json(id: &str, status: &Status) -> Value {
+    match status {
+        Status::Done(report) => json!({
+            "id": id,
+            "status": "done",
+            "key": report.key,
+            "outputs": report.outputs,
+        }),
+        Status::Pending => json!({ "id": id, "status": "pending" }),
+        Status::Unknown => json!({ "id": id, "status": "unknown" }),
+    }
+}
+
+async fn run_status(
+    State(service): State<Arc<Service>>,
+    Path((name, id)): Path<(String, String)>,
+) -> Response {
+    let agent = match agent(&service, &name) {
+        Ok(agent) => agent,
+        Err(response) => return *response,
+    };
+    match agent.runs.status(&id) {
+        Status::Unknown => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no run `{}` is pending or among the latest ended",
+                crate::util::head(&id, 200)
+            ),
+        ),
+        status => axum::Json(run_json(&id, &status)).into_response(),
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -10,11 +10,13 @@
 
 mod api;
 mod outputs;
+mod runs;
 
 use crate::observe::telemetry::Telemetry;
 use crate::plan::AgentPlan;
 use crate::runtime::{EventSender, RunError, RunSummary, Runtime};
 use outputs::OutputLog;
+use runs::RunBook;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -57,6 +59,8 @@ struct ServedAgent {
     /// Taken away when the service finishes: no more events.
     events: std::sync::Mutex<Option<EventSender>>,
     outputs: Arc<OutputLog>,
+    /// Runs submitted and the latest ended.
+    runs: Arc<RunBook>,
     /// Ends when the runtime has finished.
     done: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<RunSummary, RunError>>>>,
 }
@@ -64,10 +68,17 @@ struct ServedAgent {
 impl ServedAgent {
     /// Queues `event` if the intake has room.
     fn try_send(&self, event: crate::Event) -> Result<(), RunError> {
-        match &*self.events.lock().expect("intake lock") {
+        let id = event.id.clone();
+        // Known before it can end.
+        self.runs.submitted(&id);
+        let sent = match &*self.events.lock().expect("intake lock") {
             Some(events) => events.try_send(event),
             None => Err(RunError::InputClosed),
+        };
+        if sent.is_err() {
+            self.runs.withdrawn(&id);
         }
+        sent
     }
 }
 
@@ -87,7 +98,7 @@ impl Service {
                 "two agents are named `{name}`: a service serves each agent under its name"
             );
             let plan = Arc::new(plan);
-            let mut runtime = Runtime::shared(plan.clone());
+            let mut runtime = Runtime::shared(plan.clone()).with_run_reports();
             if let Some(telemetry) = &telemetry {
                 runtime = runtime.with_telemetry(telemetry);
             }
@@ -97,6 +108,14 @@ impl Service {
             let outputs = Arc::new(OutputLog::new(settings.kept_outputs));
             let mut received =
                 std::mem::replace(&mut handle.outputs, tokio::sync::mpsc::channel(1).1);
+            let runs = Arc::new(RunBook::new(settings.kept_outputs));
+            let mut reports = handle.runs.take().expect("the runtime reports runs");
+            let book = runs.clone();
+            tokio::spawn(async move {
+                while let Some(report) = reports.recv().await {
+                    book.ended(report);
+                }
+            });
             let kept = outputs.clone();
             let done = tokio::spawn(async move {
                 while let Some(event) = received.recv().await {
@@ -111,6 +130,7 @@ impl Service {
                     plan,
                     events: std::sync::Mutex::new(Some(events)),
                     outputs,
+                    runs,
                     done: std::sync::Mutex::new(Some(done)),
                 },
             );

@@ -486,3 +486,55 @@ async fn the_plan_warns_of_imports_an_action_is_granted_nothing_for() {
     let plan = plan(&word_stats_builder().build()).await;
     assert!(plan.warnings.is_empty(), "{:#?}", plan.warnings);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_run_is_reported_with_what_it_released_journal_or_not() {
+    let agent = Agent::from_manifest(repo().join("examples/word-stats/agent.toml")).unwrap();
+    let lines = std::fs::read_to_string(repo().join("examples/word-stats/events.jsonl")).unwrap();
+    let inputs: Vec<Event> = lines
+        .lines()
+        .enumerate()
+        .filter_map(|(n, l)| weir::event::parse_input_line(l, "events", n + 1).unwrap())
+        .enumerate()
+        .map(|(n, mut e)| {
+            e.id = format!("input-{n}");
+            e
+        })
+        .collect();
+    for journaled in [false, true] {
+        components();
+        let state = tempfile::tempdir().unwrap();
+        let plan = plan(&agent).await;
+        let fingerprint = plan.fingerprint();
+        let mut runtime = weir::Runtime::new(plan).with_run_reports();
+        if journaled {
+            let journal = weir::journal::Journal::open(state.path(), &fingerprint).unwrap();
+            runtime = runtime.with_journal(journal);
+        }
+        let mut handle = runtime.start();
+        let mut runs = handle.runs.take().unwrap();
+        for event in inputs.clone() {
+            handle.events.send(event).await.unwrap();
+        }
+        handle.events.close();
+        let mut outputs = Vec::new();
+        while let Some(output) = handle.outputs.recv().await {
+            outputs.push(output);
+        }
+        let mut reports = Vec::new();
+        while let Some(report) = runs.recv().await {
+            reports.push(report);
+        }
+        handle.finish().await.unwrap();
+        assert_eq!(reports.len(), inputs.len(), "journaled: {journaled}");
+        for report in &reports {
+            let input = inputs.iter().find(|e| e.id == report.run).unwrap();
+            assert_eq!(report.key, input.key);
+            assert_eq!(report.outputs.len(), 1);
+            assert!(
+                outputs.contains(&report.outputs[0]),
+                "a reported output went out"
+            );
+        }
+    }
+}

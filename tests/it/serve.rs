@@ -457,3 +457,105 @@ fn weir_serve_serves_until_sigterm_and_refuses_an_open_address_without_a_token()
         "{rest}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_may_wait_for_its_runs_and_a_run_can_be_looked_up() {
+    let sleeper = Agent::builder("sleeper")
+        .component("h", component("guest_hostile.wasm"))
+        .action(
+            ActionBuilder::new("nap", "h")
+                .export("sleep")
+                .listen(weir::event::types::INPUT),
+        )
+        .build();
+    let (url, _service) = serving(vec![word_stats(), sleeper], ServiceSettings::default()).await;
+    let http = reqwest::Client::new();
+
+    // Waiting: the answer holds each run's outputs.
+    let answer = http
+        .post(format!("{url}/v1/agents/word-stats/events?wait=20"))
+        .json(&json!([
+            { "key": "a", "payload": "one two three" },
+            { "key": "b", "id": "b-1", "payload": "four five" },
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    let runs = body["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["status"], "done");
+    assert_eq!(runs[0]["key"], "a");
+    assert_eq!(runs[0]["outputs"][0]["payload"]["total_words"], 3);
+    assert_eq!(runs[1]["id"], "b-1");
+    assert_eq!(runs[1]["outputs"][0]["payload"]["total_words"], 2);
+
+    // Looking a run up afterwards; an unknown one is a 404.
+    let run: Value = http
+        .get(format!("{url}/v1/agents/word-stats/runs/b-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["status"], "done");
+    assert_eq!(run["outputs"][0]["key"], "b");
+    let unknown = http
+        .get(format!("{url}/v1/agents/word-stats/runs/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    // A run that outlasts the wait: 202, pending; then done.
+    let answer = http
+        .post(format!("{url}/v1/agents/sleeper/events?wait=0.05"))
+        .json(&json!({ "key": "s", "id": "slow-1", "payload": { "ms": 1500 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["runs"][0]["status"], "pending");
+    let pending: Value = http
+        .get(format!("{url}/v1/agents/sleeper/runs/slow-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending["status"], "pending");
+    let again = http
+        .post(format!("{url}/v1/agents/sleeper/events?wait=nope"))
+        .json(&json!({ "key": "s", "payload": { "ms": 1 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 400);
+    let too_long = http
+        .post(format!("{url}/v1/agents/sleeper/events?wait=3600"))
+        .json(&json!({ "key": "s", "payload": { "ms": 1 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_long.status(), 400);
+    for _ in 0..100 {
+        let run: Value = http
+            .get(format!("{url}/v1/agents/sleeper/runs/slow-1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if run["status"] == "done" {
+            assert_eq!(run["outputs"][0]["payload"]["slept"], 1500);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the slow run never ended");
+}
