@@ -13,7 +13,9 @@
 //!   as Server-Sent Events (`id` = the output's number; resume with
 //!   `Last-Event-ID`, or start at `?after=N`; without either, new ones).
 //! - `GET /v1/agents`: the agents and their actions.
-//! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus).
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus),
+//!   `GET /openapi.json` (this API in OpenAPI 3.1, `openapi.json` beside
+//!   this file; a test checks it against the routes).
 //!
 //! Every `/v1` request carries the bearer token when one is set. Errors are
 //! JSON: `{"error": "..."}`.
@@ -51,6 +53,7 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .merge(v1)
         .with_state(service)
 }
@@ -369,6 +372,13 @@ async fn outputs(
     Sse::new(stream)
         .keep_alive(sse::KeepAlive::default())
         .into_response()
+}
+
+/// The API's OpenAPI description.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn ready(State(service): State<Arc<Service>>) -> Response {

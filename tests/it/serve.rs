@@ -559,3 +559,68 @@ async fn a_submit_may_wait_for_its_runs_and_a_run_can_be_looked_up() {
     }
     panic!("the slow run never ended");
 }
+
+/// Resolves a local `$ref` (`#/a/b`) in `doc`.
+fn resolve<'a>(doc: &'a Value, reference: &str) -> &'a Value {
+    let path = reference.strip_prefix("#/").expect("a local reference");
+    path.split('/').fold(doc, |node, part| &node[part])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_description_matches_the_routes_it_describes() {
+    let (url, _service) = serving(vec![word_stats()], ServiceSettings::default()).await;
+    let http = reqwest::Client::new();
+    let doc: Value = http
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    // Every reference resolves.
+    let text = doc.to_string();
+    for reference in text
+        .split("\"$ref\":\"")
+        .skip(1)
+        .map(|r| &r[..r.find('"').unwrap()])
+    {
+        assert!(
+            !resolve(&doc, reference).is_null(),
+            "{reference} does not resolve"
+        );
+    }
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let concrete = path
+                .replace("{agent}", "word-stats")
+                .replace("{id}", "no-such-run");
+            let request = match method.as_str() {
+                "get" if concrete.ends_with("/outputs") => {
+                    http.get(format!("{url}{concrete}?after=0"))
+                }
+                "get" => http.get(format!("{url}{concrete}")),
+                "post" => http
+                    .post(format!("{url}{concrete}"))
+                    .json(&json!({ "key": "k", "payload": "some words" })),
+                other => panic!("undocumented method {other}"),
+            };
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16().to_string();
+            let documented = operation["responses"].as_object().unwrap();
+            assert!(
+                documented.contains_key(&status),
+                "{method} {path}: answered {status}, documented {:?}",
+                documented.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+    assert_eq!(operations, 8, "every route is described");
+    // Routes not described are not served.
+    let missing = http.get(format!("{url}/v1/nothing")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
