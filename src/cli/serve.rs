@@ -21,6 +21,9 @@ pub(crate) struct ServeArgs {
     /// The bearer token clients must send (`Authorization: Bearer TOKEN`).
     #[arg(long, env = "WEIR_SERVE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The bearer token that grants resetting a key's memory (DELETE .../memory).
+    #[arg(long, env = "WEIR_SERVE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// The largest request body taken, in bytes.
     #[arg(long, default_value_t = ServiceSettings::default().max_body_bytes)]
     max_body_bytes: usize,
@@ -49,6 +52,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
     let telemetry = args.telemetry.start_with_prometheus().await?;
     let settings = ServiceSettings {
         token: args.token.clone(),
+        admin_token: args.admin_token.clone(),
         max_body_bytes: args.max_body_bytes,
         kept_outputs: args.kept_outputs,
     };

@@ -70,7 +70,20 @@ pub struct RunReport {
 /// taken so far are done.
 #[derive(Clone)]
 pub struct EventSender {
-    tx: Option<mpsc::Sender<(Event, Option<InputPosition>)>>,
+    tx: Option<mpsc::Sender<Intake>>,
+    /// The runtime keeps a journal (memory cannot be reset yet).
+    durable: bool,
+}
+
+/// What the intake carries: input events, and operations on a key's
+/// memory, taken in order with the key's events.
+pub(crate) enum Intake {
+    Event(Event, Option<InputPosition>),
+    Memory {
+        key: String,
+        reset: bool,
+        answer: tokio::sync::oneshot::Sender<Value>,
+    },
 }
 
 impl EventSender {
@@ -100,10 +113,11 @@ impl EventSender {
             });
         }
         let tx = self.tx.as_ref().ok_or(RunError::InputClosed)?;
-        tx.try_send((event, None)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => RunError::Full,
-            mpsc::error::TrySendError::Closed(_) => RunError::Stopped,
-        })
+        tx.try_send(Intake::Event(event, None))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => RunError::Full,
+                mpsc::error::TrySendError::Closed(_) => RunError::Stopped,
+            })
     }
 
     async fn queue(&self, event: Event, position: Option<InputPosition>) -> Result<(), RunError> {
@@ -114,9 +128,32 @@ impl EventSender {
             });
         }
         let tx = self.tx.as_ref().ok_or(RunError::InputClosed)?;
-        tx.send((event, position))
+        tx.send(Intake::Event(event, position))
             .await
             .map_err(|_| RunError::Stopped)
+    }
+
+    /// Key `key`'s short-term memory as it stands once the events sent for
+    /// it before have run (null for a key never seen); with `reset`, the
+    /// memory is also cleared (the value returned is the one it had).
+    /// Resetting is refused under a journal: it would not be durable.
+    pub async fn memory(&self, key: &str, reset: bool) -> Result<Value, RunError> {
+        if reset && self.durable {
+            return Err(RunError::InputRefused {
+                key: key.to_string(),
+                reason: "resetting memory is not supported with a journal yet".into(),
+            });
+        }
+        let tx = self.tx.as_ref().ok_or(RunError::InputClosed)?;
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        tx.send(Intake::Memory {
+            key: key.to_string(),
+            reset,
+            answer,
+        })
+        .await
+        .map_err(|_| RunError::Stopped)?;
+        answered.await.map_err(|_| RunError::Stopped)
     }
 
     /// Ends the input from this sender.
@@ -268,6 +305,7 @@ impl Runtime {
     /// Starts the run on the current tokio runtime.
     pub fn start(self) -> RunHandle {
         let settings = self.settings;
+        let durable = self.journal.is_some();
         let (input_tx, input_rx) = mpsc::channel(settings.max_concurrency.max(64));
         let (output_tx, output_rx) = mpsc::channel(1024);
         let counters = Counters::new(self.plan.actions.keys().cloned());
@@ -318,7 +356,10 @@ impl Runtime {
             releaser,
         ));
         RunHandle {
-            events: EventSender { tx: Some(input_tx) },
+            events: EventSender {
+                tx: Some(input_tx),
+                durable,
+            },
             outputs: output_rx,
             runs,
             done,

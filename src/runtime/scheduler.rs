@@ -9,7 +9,7 @@
 //! those wake-ups between threads were most of the runtime's own cost.
 
 use super::run::agent_run;
-use super::{RunResult, Shared};
+use super::{Intake, RunResult, Shared};
 use crate::event::{self, Event};
 use crate::journal::InputPosition;
 use crate::memory::MemoryObject;
@@ -20,12 +20,28 @@ use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-/// An input event waiting in its lane, with its sequence number and its
-/// place among the events taken but not done (`max_pending_events`).
-struct Queued {
-    event: Event,
-    seq: u64,
-    _pending: OwnedSemaphorePermit,
+/// What waits in a key's lane: an input event, with its sequence number
+/// and its place among the events taken but not done
+/// (`max_pending_events`), or an operation on the key's memory.
+enum Queued {
+    Event {
+        event: Event,
+        seq: u64,
+        _pending: OwnedSemaphorePermit,
+    },
+    Memory {
+        reset: bool,
+        answer: tokio::sync::oneshot::Sender<serde_json::Value>,
+    },
+}
+
+/// The memory's value; cleared with `reset`.
+fn read_memory(memory: &mut MemoryObject, reset: bool) -> serde_json::Value {
+    let value = memory.to_value();
+    if reset {
+        *memory = MemoryObject::new();
+    }
+    value
 }
 
 /// One key's lane: its queue of input events, and its short-term memory
@@ -53,7 +69,7 @@ struct Key {
 /// Takes input events, keeps per-key order, and starts agent runs.
 pub(super) async fn schedule(
     shared: Arc<Shared>,
-    mut input: mpsc::Receiver<(Event, Option<InputPosition>)>,
+    mut input: mpsc::Receiver<Intake>,
     memory: HashMap<String, MemoryObject>,
     committed: HashMap<String, u64>,
     releaser: Option<JoinHandle<()>>,
@@ -94,8 +110,25 @@ pub(super) async fn schedule(
             () = shared.intake_stopped.notified() => None,
             next = input.recv() => next,
         };
-        let Some((mut event, position)) = next else {
-            break;
+        let (mut event, position) = match next {
+            Some(Intake::Event(event, position)) => (event, position),
+            Some(Intake::Memory { key, reset, answer }) => {
+                drop(permit);
+                let Some(state) = keys.get(&key) else {
+                    let _ = answer.send(serde_json::Value::Null);
+                    continue;
+                };
+                let mut lane = state.lane.lock().expect("lane lock");
+                if lane.running {
+                    // After the key's queued events.
+                    lane.queue.push_back(Queued::Memory { reset, answer });
+                } else {
+                    let memory = lane.memory.get_or_insert_with(MemoryObject::new);
+                    let _ = answer.send(read_memory(memory, reset));
+                }
+                continue;
+            }
+            None => break,
         };
         let position = position.unwrap_or(InputPosition {
             seq: taken + 1,
@@ -130,7 +163,7 @@ pub(super) async fn schedule(
         if event.id.is_empty() {
             event.id = event::input_id(&event.key, seq);
         }
-        let queued = Queued {
+        let queued = Queued::Event {
             event,
             seq,
             _pending: permit,
@@ -208,11 +241,19 @@ async fn run_lane(shared: Arc<Shared>, lane: Lane) {
         let next = {
             let mut lane = lane.lock().expect("lane lock");
             match lane.queue.pop_front() {
-                Some(next) => {
+                Some(Queued::Memory { reset, answer }) => {
+                    let _ = answer.send(read_memory(&mut memory, reset));
+                    continue;
+                }
+                Some(Queued::Event {
+                    event,
+                    seq,
+                    _pending,
+                }) => {
                     if let Some(metrics) = shared.metrics() {
                         metrics.queued(-1);
                     }
-                    next
+                    (event, seq, _pending)
                 }
                 None => {
                     lane.memory = Some(memory);
@@ -228,7 +269,9 @@ async fn run_lane(shared: Arc<Shared>, lane: Lane) {
             .expect("the semaphore is never closed");
         // Boxed: a run's future is several KiB (the instance's calls are in
         // it), which a spawn and a task's end would otherwise copy around.
-        memory = Box::pin(agent_run(&shared, next.event, next.seq, memory, permit)).await;
-        // `next`'s pending permit is released here, as the run is done.
+        let (event, seq, pending) = next;
+        memory = Box::pin(agent_run(&shared, event, seq, memory, permit)).await;
+        // The event's pending permit is released here, as the run is done.
+        drop(pending);
     }
 }

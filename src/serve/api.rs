@@ -9,6 +9,9 @@
 //!   (200) or the time is up (202): each run's status and outputs.
 //! - `GET /v1/agents/{agent}/runs/{id}`: how a run stands (`pending`, or
 //!   `done` with what it released; the latest `kept_outputs` are kept).
+//! - `GET /v1/agents/{agent}/keys/{key}/memory`: a key's short-term memory
+//!   once the events submitted for it before have run; `DELETE` (with the
+//!   admin token only) also clears it.
 //! - `GET /v1/agents/{agent}/outputs`: the agent's outputs and error events
 //!   as Server-Sent Events (`id` = the output's number; resume with
 //!   `Last-Event-ID`, or start at `?after=N`; without either, new ones).
@@ -47,6 +50,10 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/v1/agents/{agent}/events", post(submit))
         .route("/v1/agents/{agent}/outputs", get(outputs))
         .route("/v1/agents/{agent}/runs/{id}", get(run_status))
+        .route(
+            "/v1/agents/{agent}/keys/{key}/memory",
+            get(read_memory).delete(reset_memory),
+        )
         .layer(middleware::from_fn_with_state(service.clone(), authorize))
         .layer(DefaultBodyLimit::max(service.settings.max_body_bytes));
     Router::new()
@@ -67,12 +74,9 @@ async fn authorize(State(service): State<Arc<Service>>, request: Request, next: 
     let Some(token) = &service.settings.token else {
         return next.run(request).await;
     };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
+    let given = bearer(request.headers());
+    let admin = service.settings.admin_token.as_deref();
+    if given.is_some_and(|given| same(given, token) || admin.is_some_and(|a| same(given, a))) {
         return next.run(request).await;
     }
     let mut response = error(
@@ -85,8 +89,17 @@ async fn authorize(State(service): State<Arc<Service>>, request: Request, next: 
     response
 }
 
-/// Compares in time that does not depend on where the bytes differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+/// The request's bearer token.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Compares in time that does not depend on where the tokens differ.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
@@ -379,6 +392,53 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn read_memory(
+    State(service): State<Arc<Service>>,
+    Path((name, key)): Path<(String, String)>,
+) -> Response {
+    memory(&service, &name, key, false).await
+}
+
+async fn reset_memory(
+    State(service): State<Arc<Service>>,
+    Path((name, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(admin) = &service.settings.admin_token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "resetting memory is not granted here (weir serve --admin-token grants it)",
+        );
+    };
+    if !bearer(&headers).is_some_and(|given| same(given, admin)) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "resetting memory needs the admin token (`Authorization: Bearer ADMIN_TOKEN`)",
+        );
+    }
+    memory(&service, &name, key, true).await
+}
+
+/// Key `key`'s memory in agent `name`, cleared with `reset`.
+async fn memory(service: &Service, name: &str, key: String, reset: bool) -> Response {
+    let agent = match agent(service, name) {
+        Ok(agent) => agent,
+        Err(response) => return *response,
+    };
+    let read = match agent.events() {
+        Ok(events) => events.memory(&key, reset).await,
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok(memory) => axum::Json(json!({ "key": key, "memory": memory })).into_response(),
+        Err(e @ RunError::InputRefused { .. }) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the agent has stopped: {e}"),
+        ),
+    }
 }
 
 async fn ready(State(service): State<Arc<Service>>) -> Response {

@@ -27,6 +27,9 @@ pub struct ServiceSettings {
     /// Bearer TOKEN`); `None` serves anyone who can connect (bind to
     /// loopback then).
     pub token: Option<String>,
+    /// The bearer token that grants resetting a key's memory (`DELETE
+    /// .../memory`); without one, nobody may.
+    pub admin_token: Option<String>,
     /// The largest request body taken, in bytes (default 16 MiB); a larger
     /// one is answered 413.
     pub max_body_bytes: usize,
@@ -39,6 +42,7 @@ impl Default for ServiceSettings {
     fn default() -> Self {
         ServiceSettings {
             token: None,
+            admin_token: None,
             max_body_bytes: 16 << 20,
             kept_outputs: 10_000,
         }
@@ -66,6 +70,15 @@ struct ServedAgent {
 }
 
 impl ServedAgent {
+    /// The intake, while it is open.
+    fn events(&self) -> Result<EventSender, RunError> {
+        self.events
+            .lock()
+            .expect("intake lock")
+            .clone()
+            .ok_or(RunError::InputClosed)
+    }
+
     /// Queues `event` if the intake has room.
     fn try_send(&self, event: crate::Event) -> Result<(), RunError> {
         let id = event.id.clone();

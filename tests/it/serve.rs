@@ -607,6 +607,7 @@ async fn the_openapi_description_matches_the_routes_it_describes() {
                 "post" => http
                     .post(format!("{url}{concrete}"))
                     .json(&json!({ "key": "k", "payload": "some words" })),
+                "delete" => http.delete(format!("{url}{concrete}")),
                 other => panic!("undocumented method {other}"),
             };
             let response = request.send().await.unwrap();
@@ -619,8 +620,85 @@ async fn the_openapi_description_matches_the_routes_it_describes() {
             );
         }
     }
-    assert_eq!(operations, 8, "every route is described");
+    assert_eq!(operations, 10, "every route is described");
     // Routes not described are not served.
     let missing = http.get(format!("{url}/v1/nothing")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_memory_is_read_in_order_with_its_events_and_reset_only_with_the_admin_token() {
+    let settings = ServiceSettings {
+        token: Some("user-token".into()),
+        admin_token: Some("admin-token".into()),
+        ..ServiceSettings::default()
+    };
+    let (url, _service) = serving(vec![word_stats()], settings).await;
+    let http = reqwest::Client::new();
+    let memory = format!("{url}/v1/agents/word-stats/keys/alice/memory");
+    // Submitted, not waited for: the read still comes after the events.
+    let submit = http
+        .post(format!("{url}/v1/agents/word-stats/events"))
+        .bearer_auth("user-token")
+        .body("{\"key\": \"alice\", \"payload\": \"one two\"}\n{\"key\": \"alice\", \"payload\": \"three\"}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submit.status(), 202);
+    let read: Value = http
+        .get(&memory)
+        .bearer_auth("user-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["key"], "alice");
+    assert_eq!(read["memory"]["stats"]["total_words"], 3, "{read}");
+    let never: Value = http
+        .get(format!("{url}/v1/agents/word-stats/keys/nobody/memory"))
+        .bearer_auth("user-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(never["memory"], Value::Null);
+
+    // Resetting needs the admin token.
+    let refused = http
+        .delete(&memory)
+        .bearer_auth("user-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let reset: Value = http
+        .delete(&memory)
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        reset["memory"]["stats"]["total_words"], 3,
+        "the memory it had"
+    );
+    let after: Value = http
+        .get(&memory)
+        .bearer_auth("user-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        after["memory"].as_object().is_none_or(|m| m.is_empty()),
+        "{after}"
+    );
 }
