@@ -30,6 +30,9 @@ pub(crate) struct ServeArgs {
     /// Outputs kept per agent for clients to read or resume from.
     #[arg(long, default_value_t = ServiceSettings::default().kept_outputs)]
     kept_outputs: usize,
+    /// The longest a client may take to send a request body, in seconds (then 408).
+    #[arg(long, default_value_t = ServiceSettings::default().body_timeout.as_secs_f64())]
+    body_timeout: f64,
     #[command(flatten)]
     telemetry: TelemetryArgs,
 }
@@ -55,6 +58,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
         admin_token: args.admin_token.clone(),
         max_body_bytes: args.max_body_bytes,
         kept_outputs: args.kept_outputs,
+        body_timeout: std::time::Duration::try_from_secs_f64(args.body_timeout)
+            .context("--body-timeout is seconds")?,
     };
     let service = Arc::new(Service::start(
         plans,

@@ -28,7 +28,6 @@ use super::{ServedAgent, Service};
 use crate::event::{self, Event};
 use crate::runtime::RunError;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -209,8 +208,34 @@ async fn submit(
     Path(name): Path<String>,
     Query(wait): Query<Wait>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // The whole body within the deadline: a client trickling it in (a byte
+    // now and then) must not hold the connection.
+    let limit = service.settings.max_body_bytes;
+    let body = match tokio::time::timeout(
+        service.settings.body_timeout,
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {limit} bytes (--max-body-bytes)"),
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    service.settings.body_timeout.as_secs_f64()
+                ),
+            );
+        }
+    };
     let wait = match wait.wait {
         Some(secs) if secs.is_finite() && (0.0..=MAX_WAIT_SECS).contains(&secs) => {
             Some(std::time::Duration::from_secs_f64(secs))

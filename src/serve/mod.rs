@@ -36,6 +36,9 @@ pub struct ServiceSettings {
     /// Outputs kept per agent for clients to read or resume from (default
     /// 10,000): a client further behind misses the oldest, and is told so.
     pub kept_outputs: usize,
+    /// The longest a client may take to send a request's body (default
+    /// 30 s); a slower one is answered 408 and its connection freed.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ServiceSettings {
@@ -45,6 +48,7 @@ impl Default for ServiceSettings {
             admin_token: None,
             max_body_bytes: 16 << 20,
             kept_outputs: 10_000,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -702,3 +702,38 @@ async fn a_keys_memory_is_read_in_order_with_its_events_and_reset_only_with_the_
         "{after}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_trickling_its_body_is_cut_off_at_the_deadline() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let settings = ServiceSettings {
+        body_timeout: std::time::Duration::from_millis(300),
+        ..ServiceSettings::default()
+    };
+    let (url, _service) = serving(vec![word_stats()], settings).await;
+    let address = url.trim_start_matches("http://");
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(
+        b"POST /v1/agents/word-stats/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"key\":",
+    )
+    .await
+    .unwrap();
+    // One more byte now and then, never the whole body.
+    let trickle = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if slow.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), trickle).await;
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 0.3 s"), "{answer}");
+}
