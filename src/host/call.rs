@@ -97,22 +97,18 @@ impl Task {
         }
         // The context the work runs in: the call's span's, else the
         // task's (its trace goes on with outbound requests either way).
-        let context = match &observed {
-            Some(observed) => Some(observed.work_context()),
-            None => self.input.telemetry.as_ref().map(|t| t.cx.clone()),
-        };
+        let telemetry = self.input.telemetry.as_ref().map(|task| TaskTelemetry {
+            agent: task.agent.clone(),
+            cx: match &observed {
+                Some(observed) => observed.work_context(),
+                None => task.cx.clone(),
+            },
+        });
+        let context = telemetry.as_ref().map(|t| t.cx.clone());
         let site = CallSite {
             position,
             journal: journaled.clone(),
-            telemetry: self
-                .input
-                .telemetry
-                .as_ref()
-                .zip(context.clone())
-                .map(|(task, cx)| TaskTelemetry {
-                    agent: task.agent.clone(),
-                    cx,
-                }),
+            telemetry,
         };
         let result = match (prepare(self, site), context) {
             (Ok(work), Some(context)) => {

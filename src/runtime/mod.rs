@@ -106,14 +106,8 @@ impl EventSender {
     /// not (a service answers its client "try later" rather than
     /// buffering without bound).
     pub fn try_send(&self, event: Event) -> Result<(), RunError> {
-        if let Some(reason) = types::input_problem(&event.event_type) {
-            return Err(RunError::InputRefused {
-                key: event.key,
-                reason,
-            });
-        }
-        let tx = self.tx.as_ref().ok_or(RunError::InputClosed)?;
-        tx.try_send(Intake::Event(event, None))
+        self.intake_for(&event)?
+            .try_send(Intake::Event(event, None))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => RunError::Full,
                 mpsc::error::TrySendError::Closed(_) => RunError::Stopped,
@@ -121,14 +115,8 @@ impl EventSender {
     }
 
     async fn queue(&self, event: Event, position: Option<InputPosition>) -> Result<(), RunError> {
-        if let Some(reason) = types::input_problem(&event.event_type) {
-            return Err(RunError::InputRefused {
-                key: event.key,
-                reason,
-            });
-        }
-        let tx = self.tx.as_ref().ok_or(RunError::InputClosed)?;
-        tx.send(Intake::Event(event, position))
+        self.intake_for(&event)?
+            .send(Intake::Event(event, position))
             .await
             .map_err(|_| RunError::Stopped)
     }
@@ -144,7 +132,7 @@ impl EventSender {
                 reason: "resetting memory is not supported with a journal yet".into(),
             });
         }
-        let tx = self.tx.as_ref().ok_or(RunError::InputClosed)?;
+        let tx = self.intake()?;
         let (answer, answered) = tokio::sync::oneshot::channel();
         tx.send(Intake::Memory {
             key: key.to_string(),
@@ -154,6 +142,22 @@ impl EventSender {
         .await
         .map_err(|_| RunError::Stopped)?;
         answered.await.map_err(|_| RunError::Stopped)
+    }
+
+    /// The intake, while this sender is open.
+    fn intake(&self) -> Result<&mpsc::Sender<Intake>, RunError> {
+        self.tx.as_ref().ok_or(RunError::InputClosed)
+    }
+
+    /// The intake, for an `event` that may come from input.
+    fn intake_for(&self, event: &Event) -> Result<&mpsc::Sender<Intake>, RunError> {
+        if let Some(reason) = types::input_problem(&event.event_type) {
+            return Err(RunError::InputRefused {
+                key: event.key.clone(),
+                reason,
+            });
+        }
+        self.intake()
     }
 
     /// Ends the input from this sender.

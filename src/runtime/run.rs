@@ -154,10 +154,12 @@ pub(super) async fn agent_run(
             }
         }
     }
-    let report = observer.end(&key);
+    let mut report = observer.end(&key);
     drop(permit);
+    // Without a journal its outputs are out: reported now (with one, once
+    // committed, below).
     if shared.journal.is_none()
-        && let (Some(reports), Some(report)) = (&shared.reports, report.clone())
+        && let (Some(reports), Some(report)) = (&shared.reports, report.take())
     {
         let _ = reports.send(report).await;
     }

@@ -26,6 +26,7 @@
 use super::runs::Status;
 use super::{ServedAgent, Service};
 use crate::event::{self, Event};
+use crate::observe::telemetry::scrape;
 use crate::runtime::RunError;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -479,18 +480,12 @@ async fn ready(State(service): State<Arc<Service>>) -> Response {
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
-    match service.telemetry.as_ref().and_then(|t| t.prometheus_text()) {
-        Some(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+    match service.telemetry.as_deref().and_then(scrape::exposition) {
+        Some(exposition) => exposition,
         None => error(
             StatusCode::NOT_FOUND,
-            "metrics are not kept (start weir serve with --metrics)",
+            "metrics are not kept: the service was started without telemetry keeping them \
+             for Prometheus (weir serve always keeps them)",
         ),
     }
 }

@@ -8,6 +8,14 @@ use std::sync::Arc;
 /// The text exposition format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// `telemetry`'s metrics as a scrape's answer, or `None` when it keeps
+/// none for Prometheus (each endpoint says so in its own way).
+pub fn exposition(telemetry: &Telemetry) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let text = telemetry.prometheus_text()?;
+    Some(([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
+}
+
 /// Serves `telemetry`'s metrics at `http://ADDR/metrics` until the returned
 /// task is aborted. Fails if `addr` cannot be bound (the error names it).
 pub async fn serve(
@@ -25,18 +33,11 @@ pub async fn serve(
             get(move || {
                 let telemetry = telemetry.clone();
                 async move {
-                    match telemetry.prometheus_text() {
-                        Some(text) => (
-                            axum::http::StatusCode::OK,
-                            [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
-                            text,
-                        ),
-                        None => (
-                            axum::http::StatusCode::NOT_FOUND,
-                            [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
-                            "metrics are not kept for Prometheus\n".to_string(),
-                        ),
-                    }
+                    exposition(&telemetry).unwrap_or_else(|| {
+                        use axum::response::IntoResponse as _;
+                        let why = "metrics are not kept for Prometheus\n";
+                        (axum::http::StatusCode::NOT_FOUND, why).into_response()
+                    })
                 }
             }),
         )
