@@ -136,14 +136,7 @@ async fn events_submitted_over_http_stream_out_as_server_sent_events() {
     let last: Event = serde_json::from_str(&after[2].data).unwrap();
     assert_eq!(last.key, "zoe");
 
-    let agents: Value = http
-        .get(format!("{url}/v1/agents"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let agents: Value = json_of(http.get(format!("{url}/v1/agents"))).await;
     assert_eq!(agents["agents"][0]["name"], "word-stats");
     assert_eq!(agents["agents"][0]["outputs"], 7);
     let actions: Vec<&str> = agents["agents"][0]["actions"]
@@ -353,8 +346,7 @@ async fn a_full_intake_is_answered_429_with_retry_after() {
 
 #[test]
 fn weir_serve_serves_until_sigterm_and_refuses_an_open_address_without_a_token() {
-    use std::io::BufRead as _;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     components();
     let open = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
@@ -374,30 +366,15 @@ fn weir_serve_serves_until_sigterm_and_refuses_an_open_address_without_a_token()
         "{stderr}"
     );
 
-    let mut weir = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args([
-            "serve",
-            "examples/word-stats/agent.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(repo())
-        .env_remove("WEIR_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(weir.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("weir: serving word-stats at ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
-    let http = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (mut weir, mut stderr, url) = announced(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["serve", "examples/word-stats/agent.toml"])
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(repo())
+            .env_remove("WEIR_LOG"),
+        "weir: serving word-stats at ",
+    );
+    let http = http_runtime();
     http.block_on(async {
         let client = reqwest::Client::new();
         assert_eq!(
@@ -492,14 +469,7 @@ async fn a_submit_may_wait_for_its_runs_and_a_run_can_be_looked_up() {
     assert_eq!(runs[1]["outputs"][0]["payload"]["total_words"], 2);
 
     // Looking a run up afterwards; an unknown one is a 404.
-    let run: Value = http
-        .get(format!("{url}/v1/agents/word-stats/runs/b-1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run: Value = json_of(http.get(format!("{url}/v1/agents/word-stats/runs/b-1"))).await;
     assert_eq!(run["status"], "done");
     assert_eq!(run["outputs"][0]["key"], "b");
     let unknown = http
@@ -519,14 +489,7 @@ async fn a_submit_may_wait_for_its_runs_and_a_run_can_be_looked_up() {
     assert_eq!(answer.status(), 202);
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["runs"][0]["status"], "pending");
-    let pending: Value = http
-        .get(format!("{url}/v1/agents/sleeper/runs/slow-1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pending: Value = json_of(http.get(format!("{url}/v1/agents/sleeper/runs/slow-1"))).await;
     assert_eq!(pending["status"], "pending");
     let again = http
         .post(format!("{url}/v1/agents/sleeper/events?wait=nope"))
@@ -543,14 +506,7 @@ async fn a_submit_may_wait_for_its_runs_and_a_run_can_be_looked_up() {
         .unwrap();
     assert_eq!(too_long.status(), 400);
     for _ in 0..100 {
-        let run: Value = http
-            .get(format!("{url}/v1/agents/sleeper/runs/slow-1"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let run: Value = json_of(http.get(format!("{url}/v1/agents/sleeper/runs/slow-1"))).await;
         if run["status"] == "done" {
             assert_eq!(run["outputs"][0]["payload"]["slept"], 1500);
             return;
@@ -570,14 +526,7 @@ fn resolve<'a>(doc: &'a Value, reference: &str) -> &'a Value {
 async fn the_openapi_description_matches_the_routes_it_describes() {
     let (url, _service) = serving(vec![word_stats()], ServiceSettings::default()).await;
     let http = reqwest::Client::new();
-    let doc: Value = http
-        .get(format!("{url}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = json_of(http.get(format!("{url}/openapi.json"))).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     // Every reference resolves.
     let text = doc.to_string();
@@ -645,26 +594,14 @@ async fn a_keys_memory_is_read_in_order_with_its_events_and_reset_only_with_the_
         .await
         .unwrap();
     assert_eq!(submit.status(), 202);
-    let read: Value = http
-        .get(&memory)
-        .bearer_auth("user-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read: Value = json_of(http.get(&memory).bearer_auth("user-token")).await;
     assert_eq!(read["key"], "alice");
     assert_eq!(read["memory"]["stats"]["total_words"], 3, "{read}");
-    let never: Value = http
-        .get(format!("{url}/v1/agents/word-stats/keys/nobody/memory"))
-        .bearer_auth("user-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let never: Value = json_of(
+        http.get(format!("{url}/v1/agents/word-stats/keys/nobody/memory"))
+            .bearer_auth("user-token"),
+    )
+    .await;
     assert_eq!(never["memory"], Value::Null);
 
     // Resetting needs the admin token.
@@ -675,28 +612,12 @@ async fn a_keys_memory_is_read_in_order_with_its_events_and_reset_only_with_the_
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
-    let reset: Value = http
-        .delete(&memory)
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reset: Value = json_of(http.delete(&memory).bearer_auth("admin-token")).await;
     assert_eq!(
         reset["memory"]["stats"]["total_words"], 3,
         "the memory it had"
     );
-    let after: Value = http
-        .get(&memory)
-        .bearer_auth("user-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = json_of(http.get(&memory).bearer_auth("user-token")).await;
     assert!(
         after["memory"].as_object().is_none_or(|m| m.is_empty()),
         "{after}"

@@ -309,35 +309,28 @@ fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
 
 #[test]
 fn weir_run_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() {
-    use std::io::{BufRead as _, Write as _};
+    use std::io::Write as _;
     use std::process::{Command, Stdio};
     components();
     let promtool = prometheus_tool("promtool");
     let prometheus = prometheus_tool("prometheus");
     let state = tempfile::tempdir().unwrap();
-    let mut weir = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args([
-            "run",
-            "examples/word-stats/agent.toml",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["-o", "/dev/null", "--state"])
-        .arg(state.path())
-        .current_dir(repo())
-        .env_remove("WEIR_LOG")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(weir.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("weir: metrics at ")
-        .unwrap_or_else(|| panic!("no metrics address: {line}"))
-        .to_string();
+    let (mut weir, _stderr, url) = announced(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "examples/word-stats/agent.toml"])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "-o",
+                "/dev/null",
+                "--state",
+            ])
+            .arg(state.path())
+            .current_dir(repo())
+            .env_remove("WEIR_LOG")
+            .stdin(Stdio::piped()),
+        "weir: metrics at ",
+    );
     let target = url
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")
@@ -349,10 +342,7 @@ fn weir_run_serves_metrics_that_promtool_accepts_and_prometheus_scrapes() {
     stdin.write_all(events.as_bytes()).unwrap();
     stdin.flush().unwrap();
 
-    let http = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let http = http_runtime();
     let fetch = |url: &str| -> Option<String> {
         http.block_on(async {
             let response = reqwest::get(url).await.ok()?;

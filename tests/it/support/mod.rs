@@ -142,3 +142,43 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// The JSON answer to `request`, whatever its status.
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// Starts `command` with stderr piped, and reads the first line it
+/// writes there, which must start with `prefix`: the process, its stderr
+/// for the rest, and what followed the prefix (an address it announces).
+pub fn announced(
+    command: &mut std::process::Command,
+    prefix: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
+    use std::io::BufRead as _;
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let announced = line
+        .trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("expected `{prefix}...` first on stderr, got: {line}"))
+        .to_string();
+    (child, stderr, announced)
+}
+
+/// A runtime for a plain test to make HTTP requests on.
+pub fn http_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
