@@ -86,13 +86,14 @@ impl ServedAgent {
     /// Queues `event` if the intake has room.
     fn try_send(&self, event: crate::Event) -> Result<(), RunError> {
         let id = event.id.clone();
-        // Known before it can end.
-        self.runs.submitted(&id);
+        // Known before it can end; withdrawn if not taken, unless a run
+        // of that id was pending already.
+        let added = self.runs.submitted(&id);
         let sent = match &*self.events.lock().expect("intake lock") {
             Some(events) => events.try_send(event),
             None => Err(RunError::InputClosed),
         };
-        if sent.is_err() {
+        if sent.is_err() && added {
             self.runs.withdrawn(&id);
         }
         sent

@@ -40,13 +40,14 @@ impl RunBook {
         }
     }
 
-    /// Run `id` is about to be submitted (before it can end).
-    pub(crate) fn submitted(&self, id: &str) {
+    /// Run `id` is about to be submitted (before it can end); false if a
+    /// run of that id was pending already (a client reusing an id).
+    pub(crate) fn submitted(&self, id: &str) -> bool {
         self.book
             .lock()
             .expect("run book lock")
             .pending
-            .insert(id.to_string());
+            .insert(id.to_string())
     }
 
     /// Run `id` was not taken after all.
@@ -136,6 +137,11 @@ mod tests {
             "forgotten beyond capacity"
         );
         assert!(matches!(book.status("c"), Status::Done(_)));
+        // A reused id says so: its caller then withdraws nothing when the
+        // second submit is not taken, and the first stays pending.
+        assert!(book.submitted("e"));
+        assert!(!book.submitted("e"));
+        assert!(matches!(book.status("e"), Status::Pending));
         // A deadline passes.
         book.submitted("d");
         let status = book
