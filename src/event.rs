@@ -115,6 +115,38 @@ impl Event {
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("events always serialise")
     }
+
+    /// A digest of what the event says, its id aside (type, key, payload,
+    /// attributes, upstream): two submits of one id with different
+    /// digests are two different events, not a retry.
+    pub fn content_digest(&self) -> u64 {
+        let mut hasher = Sha256::new();
+        let content = serde_json::json!([
+            self.event_type,
+            self.key,
+            self.payload,
+            self.upstream_id,
+            self.upstream_action,
+            self.attributes,
+        ]);
+        serde_json::to_writer(DigestWriter(&mut hasher), &content).expect("JSON serialises");
+        let digest = hasher.finalize();
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// Feeds what is written into a hasher.
+struct DigestWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for DigestWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A deterministic id for the `index`-th event that `action` emitted while

@@ -54,5 +54,5 @@ pub use host::http::HttpRule;
 pub use host::{Capability, Denial, Grants, KeyMemory};
 pub use limits::{Limit, LimitExceeded, LimitSettings, Limits};
 pub use plan::{AgentPlan, PlanError};
-pub use runtime::{RunError, RunHandle, RunReport, RunSummary, Runtime};
+pub use runtime::{EventSender, RunError, RunHandle, RunReport, RunSummary, Runtime, SendPermit};
 pub use sandbox::{Sandbox, SandboxConfig};

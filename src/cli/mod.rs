@@ -198,6 +198,12 @@ impl Cli {
                     "outbox:         {} (committed outputs not yet acknowledged)",
                     found.outbox
                 );
+                if found.accepted_waiting + found.accepted_done > 0 {
+                    println!(
+                        "accepted:       {} waiting to run, {} ran (events `weir serve` took; those that ran are remembered to recognise a retried submit)",
+                        found.accepted_waiting, found.accepted_done
+                    );
+                }
                 println!(
                     "file:           {} bytes ({} live; the rest is superseded records, dropped when the log rewrites itself)",
                     found.file_bytes, found.used_bytes
@@ -410,7 +416,7 @@ async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut sink = sink::Sink::open(&args.output, &args.errors, state.clone())?;
     if let Some(state) = &state {
         // Outputs committed before a restart that the sink may not have.
-        for event in state.outbox() {
+        for (_, event) in state.outbox() {
             sink.write(event)?;
         }
         sink.settle()?;

@@ -30,6 +30,11 @@ pub(crate) struct ServeArgs {
     /// Outputs kept per agent for clients to read or resume from.
     #[arg(long, default_value_t = ServiceSettings::default().kept_outputs)]
     kept_outputs: usize,
+    /// Keep durable state here (a journal per agent, in a directory named
+    /// after it): accepted events are on disk before a submit is answered,
+    /// and a restarted service continues where it stopped.
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// The longest a client may take to send a request body, in seconds (then 408).
     #[arg(long, default_value_t = ServiceSettings::default().body_timeout.as_secs_f64())]
     body_timeout: f64,
@@ -60,12 +65,11 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
         kept_outputs: args.kept_outputs,
         body_timeout: std::time::Duration::try_from_secs_f64(args.body_timeout)
             .context("--body-timeout is seconds")?,
+        state: args.state.clone(),
+        ..ServiceSettings::default()
     };
-    let service = Arc::new(Service::start(
-        plans,
-        settings,
-        Some(telemetry.telemetry.clone()),
-    )?);
+    let service =
+        Arc::new(Service::start(plans, settings, Some(telemetry.telemetry.clone())).await?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen at {}", args.listen))?;

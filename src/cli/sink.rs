@@ -151,7 +151,7 @@ impl Sink {
         let outbox: HashSet<&str> = state
             .iter()
             .flat_map(|state| state.outbox())
-            .map(|event| event.id.as_str())
+            .map(|(_, event)| event.id.as_str())
             .collect();
         let mut seen = HashSet::new();
         let outputs = open(outputs, durable, &outbox, &mut seen)?;

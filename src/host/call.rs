@@ -65,11 +65,13 @@ impl Task {
     /// same request) is answered from the record instead; a call made is
     /// recorded. A call whose intent was recorded but not its result is
     /// handed to `prepare` as interrupted, to reconcile.
-    /// `callee` is what is called, for the event log.
+    /// `callee` is what is called and `asked` what it is asked (see
+    /// [`Task::logs_calls`]), for the event log.
     pub(crate) async fn call_async<R, F>(
         &mut self,
         op: Op,
         callee: Callee<'_>,
+        asked: Option<serde_json::Value>,
         request: &impl serde::Serialize,
         prepare: impl FnOnce(&mut Task, CallSite) -> Result<F, HostError>,
     ) -> Result<R, HostError>
@@ -89,7 +91,7 @@ impl Task {
             && let Some(result) = call.recorded()
         {
             self.trace(op, &result);
-            self.log_call(callee, started, &result, true);
+            self.log_call(callee, asked, started, &result, true);
             if let Some(observed) = observed {
                 observed.end(&result, true);
             }
@@ -125,7 +127,7 @@ impl Task {
             call.record(&result);
         }
         self.trace(op, &result);
-        self.log_call(callee, started, &result, false);
+        self.log_call(callee, asked, started, &result, false);
         if let Some(observed) = observed {
             observed.end(&result, false);
         }
@@ -182,10 +184,18 @@ impl Task {
         })
     }
 
-    /// Logs a waiting call as it ended, when an event log is written.
+    /// Whether calls are logged: only then is what a call asks worth
+    /// copying for [`Task::call_async`].
+    pub(crate) fn logs_calls(&self) -> bool {
+        self.input.log.is_some()
+    }
+
+    /// Logs a waiting call as it ended, when an event log is written, with
+    /// what it asked and what came back (the log's level cuts them).
     fn log_call<R: CallReply>(
         &self,
         callee: Callee<'_>,
+        asked: Option<serde_json::Value>,
         started: std::time::Instant,
         result: &Result<R, HostError>,
         replayed: bool,
@@ -201,8 +211,14 @@ impl Task {
         };
         let mut attributes = serde_json::Map::new();
         let mut metadata = serde_json::Map::new();
+        if let Some(asked) = asked {
+            attributes.insert("request".into(), asked);
+        }
         let outcome = match result {
             Ok(reply) => {
+                if let Some(logged) = reply.logged() {
+                    attributes.insert("reply".into(), logged);
+                }
                 if let Some(model) = reply.model() {
                     metadata.insert("model".into(), model.into());
                 }
@@ -361,6 +377,11 @@ pub(crate) trait CallReply {
     fn content(&self, _operation: &str) -> Option<(&'static str, String)> {
         None
     }
+
+    /// The reply as the event log keeps it.
+    fn logged(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 impl CallReply for crate::resources::api::ChatReply {
@@ -380,14 +401,23 @@ impl CallReply for crate::resources::api::ChatReply {
         let message = serde_json::to_string(&[&self.message]).ok()?;
         Some(("gen_ai.output.messages", message))
     }
+
+    fn logged(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.message).ok()
+    }
 }
 
 impl CallReply for serde_json::Value {
     fn content(&self, _operation: &str) -> Option<(&'static str, String)> {
         Some(("gen_ai.tool.call.result", self.to_string()))
     }
+
+    fn logged(&self) -> Option<serde_json::Value> {
+        Some(self.clone())
+    }
 }
 
+/// Vectors are not logged: long, and unreadable.
 impl CallReply for Vec<Vec<f32>> {}
 
 /// Where a waiting host call stands, for the work [`Task::call_async`] runs.

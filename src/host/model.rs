@@ -143,37 +143,46 @@ impl Task {
         );
         let request = super::durable::request_digest(CHAT.name, &request);
         let model = call.model.clone();
-        self.call_async(CHAT, Callee::Chat(&model), &request, |task, _site| {
-            task.granted_model(&call.model)?;
-            let env = task.input.env.clone();
-            let resource = env
-                .resources
-                .chat_model(&call.model)
-                .map_err(|e| HostError::Failed(e.to_string()))?;
-            let offer = task.offer(&resource, call.use_tools);
-            let extra_system = offer.prompt;
-            let tools = offer.tools;
-            let usage = task.input.usage.clone();
-            let action = task.input.action_name.clone();
-            Ok(async move {
-                let started = Instant::now();
-                let reply = resource
-                    .chat(
-                        call.messages,
-                        tools,
-                        &call.options,
-                        call.output_schema,
-                        extra_system,
-                    )
-                    .await;
-                let tokens = reply
-                    .as_ref()
-                    .ok()
-                    .map(|r| (r.usage.input_tokens, r.usage.output_tokens));
-                usage.record(&action, &call.model, started, tokens);
-                reply.map_err(|e| model_error(&call.model, e))
-            })
-        })
+        let asked = self
+            .logs_calls()
+            .then(|| serde_json::to_value(&call.messages).unwrap_or_default());
+        self.call_async(
+            CHAT,
+            Callee::Chat(&model),
+            asked,
+            &request,
+            |task, _site| {
+                task.granted_model(&call.model)?;
+                let env = task.input.env.clone();
+                let resource = env
+                    .resources
+                    .chat_model(&call.model)
+                    .map_err(|e| HostError::Failed(e.to_string()))?;
+                let offer = task.offer(&resource, call.use_tools);
+                let extra_system = offer.prompt;
+                let tools = offer.tools;
+                let usage = task.input.usage.clone();
+                let action = task.input.action_name.clone();
+                Ok(async move {
+                    let started = Instant::now();
+                    let reply = resource
+                        .chat(
+                            call.messages,
+                            tools,
+                            &call.options,
+                            call.output_schema,
+                            extra_system,
+                        )
+                        .await;
+                    let tokens = reply
+                        .as_ref()
+                        .ok()
+                        .map(|r| (r.usage.input_tokens, r.usage.output_tokens));
+                    usage.record(&action, &call.model, started, tokens);
+                    reply.map_err(|e| model_error(&call.model, e))
+                })
+            },
+        )
         .await
     }
 
@@ -184,9 +193,11 @@ impl Task {
         texts: Vec<String>,
     ) -> Result<Vec<Vec<f32>>, HostError> {
         let request = super::durable::request_digest(EMBED.name, &(&model, &texts));
+        let asked = self.logs_calls().then(|| serde_json::json!(texts));
         self.call_async(
             EMBED,
             Callee::Embed(&model.clone()),
+            asked,
             &request,
             |task, _site| {
                 task.granted_model(&model)?;

@@ -162,7 +162,8 @@ impl Task {
     ) -> Result<Value, HostError> {
         let request = (&name, &arguments);
         let request = super::durable::request_digest(CALL.name, &request);
-        self.call_async(CALL, Callee::Tool(&name.clone()), &request, |task, site| {
+        let asked = self.logs_calls().then(|| arguments.clone());
+        self.call_async(CALL, Callee::Tool(&name.clone()), asked, &request, |task, site| {
             if task.input.env.tools.spec(&name).is_none() {
                 return Err(HostError::Invalid(format!("no tool named `{name}`")));
             }

@@ -65,6 +65,10 @@ const RUN_DONE: u8 = 4;
 const CALL: u8 = 5;
 const RESUME: u8 = 6;
 const DELIVERED: u8 = 7;
+const ACCEPTED: u8 = 8;
+const INPUT_DONE: u8 = 9;
+const FORGOTTEN: u8 = 10;
+const NUMBERED: u8 = 11;
 
 /// Ops encoded into one frame (a buffer reused from frame to frame).
 pub(super) struct Frame {
@@ -114,7 +118,9 @@ impl Frame {
         self.field(memory);
     }
 
-    /// Output `id` joins the outbox at `order` (its place in commit order).
+    /// Output `id` joins the outbox as number `order` (its place in commit
+    /// order, from 1; older journals wrote a string of key and sequence
+    /// number here).
     pub(super) fn output(&mut self, id: &str, order: &str, event: &[u8]) {
         self.buf.push(OUTPUT);
         self.field(id.as_bytes());
@@ -157,6 +163,54 @@ impl Frame {
     pub(super) fn delivered(&mut self, id: &str) {
         self.buf.push(DELIVERED);
         self.field(id.as_bytes());
+    }
+
+    /// Input `seq` (event `id` of `key`, whose content has `digest`) was
+    /// accepted; `event` is it as JSON while it waits to run, empty once it
+    /// ran.
+    pub(super) fn accepted(&mut self, seq: u64, id: &str, key: &str, digest: u64, event: &[u8]) {
+        self.accepted_head(seq, id, key, digest);
+        self.field(event);
+    }
+
+    fn accepted_head(&mut self, seq: u64, id: &str, key: &str, digest: u64) {
+        self.buf.push(ACCEPTED);
+        self.buf.extend_from_slice(&seq.to_le_bytes());
+        self.field(id.as_bytes());
+        self.field(key.as_bytes());
+        self.buf.extend_from_slice(&digest.to_le_bytes());
+    }
+
+    /// As [`Frame::accepted`], serialising `event` straight into the frame.
+    pub(super) fn accepted_event(&mut self, seq: u64, digest: u64, event: &crate::Event) {
+        self.accepted_head(seq, &event.id, &event.key, digest);
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        serde_json::to_writer(&mut self.buf, event).expect("events serialise");
+        let len = (self.buf.len() - at - 4) as u32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// Accepted input `seq` ran; its outputs are numbers `first..first +
+    /// count`.
+    pub(super) fn input_done(&mut self, seq: u64, first: u64, count: u64) {
+        self.buf.push(INPUT_DONE);
+        for n in [seq, first, count] {
+            self.buf.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+
+    /// Accepted input `seq` is no longer remembered.
+    pub(super) fn forgotten(&mut self, seq: u64) {
+        self.buf.push(FORGOTTEN);
+        self.buf.extend_from_slice(&seq.to_le_bytes());
+    }
+
+    /// Outputs up to number `n` have been numbered (kept across rewrites,
+    /// so numbers never repeat once the outbox is empty).
+    pub(super) fn numbered(&mut self, n: u64) {
+        self.buf.push(NUMBERED);
+        self.buf.extend_from_slice(&n.to_le_bytes());
     }
 
     /// Fills in the header of frame number `seq`, marked `whole` if it is
@@ -228,6 +282,29 @@ pub(super) struct Image {
     pub outbox: HashMap<String, (String, Vec<u8>)>,
     /// The resume point (JSON).
     pub resume: Option<Vec<u8>>,
+    /// Accepted inputs by sequence number: waiting to run, or ran and
+    /// still remembered.
+    pub accepted: BTreeMap<u64, Accepted>,
+    /// The highest output number given.
+    pub numbered: u64,
+}
+
+/// An accepted input as the journal keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Accepted {
+    pub id: String,
+    pub key: String,
+    /// A digest of its content (see `Event::content_digest`).
+    pub digest: u64,
+    /// The event (JSON) while it waits to run.
+    pub event: Option<Vec<u8>>,
+    /// Once it ran: its outputs' numbers, `(first, count)`.
+    pub outputs: Option<(u64, u64)>,
+}
+
+/// The number in an outbox order written by this format.
+pub(super) fn output_number(order: &str) -> Option<u64> {
+    order.parse().ok()
 }
 
 impl Image {
@@ -251,7 +328,42 @@ impl Image {
                     let id = ops.text()?;
                     let order = ops.text()?;
                     let event = ops.field()?.to_vec();
+                    if let Some(n) = output_number(&order) {
+                        self.numbered = self.numbered.max(n);
+                    }
                     self.outbox.insert(id, (order, event));
+                }
+                ACCEPTED => {
+                    let seq = ops.u64()?;
+                    let id = ops.text()?;
+                    let key = ops.text()?;
+                    let digest = ops.u64()?;
+                    let event = ops.field()?;
+                    let accepted = Accepted {
+                        id,
+                        key,
+                        digest,
+                        event: (!event.is_empty()).then(|| event.to_vec()),
+                        outputs: None,
+                    };
+                    self.accepted.insert(seq, accepted);
+                }
+                INPUT_DONE => {
+                    let seq = ops.u64()?;
+                    let first = ops.u64()?;
+                    let count = ops.u64()?;
+                    if let Some(accepted) = self.accepted.get_mut(&seq) {
+                        accepted.event = None;
+                        accepted.outputs = Some((first, count));
+                    }
+                }
+                FORGOTTEN => {
+                    let seq = ops.u64()?;
+                    self.accepted.remove(&seq);
+                }
+                NUMBERED => {
+                    let n = ops.u64()?;
+                    self.numbered = self.numbered.max(n);
                 }
                 RUN_DONE => {
                     let run = ops.text()?;
@@ -315,6 +427,17 @@ impl Image {
         if let Some(point) = &self.resume {
             next(&mut frame)?;
             frame.resume(point);
+        }
+        for (seq, accepted) in &self.accepted {
+            next(&mut frame)?;
+            let event = accepted.event.as_deref().unwrap_or_default();
+            frame.accepted(*seq, &accepted.id, &accepted.key, accepted.digest, event);
+            if let Some((first, count)) = accepted.outputs {
+                frame.input_done(*seq, first, count);
+            }
+        }
+        if self.numbered > 0 {
+            frame.numbered(self.numbered);
         }
         if !frame.is_empty() {
             full(&mut frame)?;

@@ -10,9 +10,14 @@
 //! - Per host call that reaches the world (models, tools): its recorded
 //!   result, keyed by (input event, event, action, call index). A re-run
 //!   task gets recorded results instead of calling again.
-//! - An outbox of committed output events, removed once the sink has them;
+//! - An outbox of committed output events, numbered from 1 in commit order
+//!   (numbers are never given twice), removed once the sink has them;
 //!   outputs have deterministic ids, so a sink deduplicates what it may see
 //!   twice after a crash.
+//! - For a service that takes its input over the network: the input
+//!   events it accepted, on disk before it says so, until they have run;
+//!   then, until forgotten, that they ran and which outputs they released
+//!   (so a retried submit is recognised).
 //!
 //! Commits are grouped: one frame (one fdatasync) takes every commit
 //! queued at that moment, so throughput does not collapse to one fsync per
@@ -25,5 +30,5 @@ mod store;
 
 pub(crate) use position::InFlight;
 pub use position::{InputPosition, ResumePoint, line_digest};
+pub use store::{AcceptedInput, Inspection, Journal, JournalError, compact, inspect};
 pub(crate) use store::{CallRecord, Outcome};
-pub use store::{Inspection, Journal, JournalError, compact, inspect};

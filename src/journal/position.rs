@@ -27,6 +27,19 @@ pub struct InputPosition {
     pub number: u64,
 }
 
+impl InputPosition {
+    /// Input event number `seq`, from no file (a service's input).
+    pub fn numbered(seq: u64) -> InputPosition {
+        InputPosition {
+            seq,
+            start: 0,
+            end: 0,
+            line: 0,
+            number: 0,
+        }
+    }
+}
+
 /// Where a restarted run picks its input up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumePoint {

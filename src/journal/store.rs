@@ -107,7 +107,35 @@ struct Commit {
     outputs: Vec<Event>,
     run: Option<String>,
     resume: Option<ResumePoint>,
-    done: oneshot::Sender<Result<Vec<Event>, String>>,
+    /// The number of its first output, given by the writer.
+    first_output: u64,
+    done: oneshot::Sender<Result<Committed, String>>,
+}
+
+/// A run's commit on disk: the outputs it releases, and the number the
+/// journal gave the first of them (the rest follow it, one each).
+#[derive(Debug)]
+pub(crate) struct Committed {
+    pub outputs: Vec<Event>,
+    pub first_output: u64,
+}
+
+/// An input event a service accepted (see [`Journal::accept`]): waiting to
+/// run, or ran and still remembered so that a retried submit is known.
+#[derive(Debug, Clone)]
+pub struct AcceptedInput {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its id.
+    pub id: String,
+    /// Its key.
+    pub key: String,
+    /// The digest of its content ([`Event::content_digest`]).
+    pub digest: u64,
+    /// The event, while it waits to run.
+    pub event: Option<Event>,
+    /// Once it ran: the numbers of its outputs.
+    pub outputs: Option<std::ops::Range<u64>>,
 }
 
 enum Write {
@@ -120,6 +148,10 @@ enum Write {
     /// A call record the caller waits for (an intent).
     DurableCall(String, Vec<u8>, oneshot::Sender<Result<(), String>>),
     Delivered(Vec<String>),
+    /// An accepted input: (seq, digest, event).
+    Accept(u64, u64, Box<Event>),
+    /// Accepted inputs no longer remembered.
+    Forget(Vec<u64>),
 }
 
 impl Write {
@@ -176,7 +208,14 @@ pub struct Journal {
     recovered_calls: BTreeMap<String, Vec<u8>>,
     /// Every key's sequence number and memory, and the outbox, as opened.
     keys_at_open: Vec<(String, u64, Value)>,
-    outbox_at_open: Vec<Event>,
+    /// The outbox as opened, with each output's number, in number order.
+    outbox_at_open: Vec<(u64, Event)>,
+    /// Accepted inputs as opened, by sequence number.
+    accepted_at_open: Vec<AcceptedInput>,
+    /// The highest input sequence number the journal knows of, as opened.
+    last_seq: u64,
+    /// The highest output number given, as opened.
+    numbered: u64,
     /// Where the input stood at the last commit before this run.
     resume: Option<ResumePoint>,
     /// Where the writer records its commits, once a runtime with metrics
@@ -266,22 +305,51 @@ impl Journal {
             let memory = read_memory(&memory).map_err(|e| err(format!("key `{key}`: {e}")))?;
             keys_at_open.push((key, seq, memory));
         }
-        let mut outbox: Vec<(String, Vec<u8>)> = image.outbox.into_values().collect();
-        outbox.sort_by(|a, b| a.0.cmp(&b.0));
-        let outbox_at_open = outbox
-            .into_iter()
-            .map(|(_, event)| serde_json::from_slice(&event))
-            .collect::<Result<_, _>>()
+        let (outbox_at_open, numbered) = numbered_outbox(image.outbox, image.numbered)
             .map_err(|e| err(format!("outbox: {e}")))?;
-        let resume = image
+        let resume: Option<ResumePoint> = image
             .resume
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let mut accepted_at_open = Vec::with_capacity(image.accepted.len());
+        for (seq, accepted) in image.accepted {
+            let event = match &accepted.event {
+                Some(bytes) => Some(
+                    serde_json::from_slice(bytes)
+                        .map_err(|e| err(format!("accepted input {seq}: {e}")))?,
+                ),
+                None => None,
+            };
+            accepted_at_open.push(AcceptedInput {
+                seq,
+                id: accepted.id,
+                key: accepted.key,
+                digest: accepted.digest,
+                event,
+                outputs: accepted.outputs.map(|(first, count)| first..first + count),
+            });
+        }
+        let last_seq = keys_at_open
+            .iter()
+            .map(|(_, seq, _)| *seq)
+            .chain(accepted_at_open.last().map(|a| a.seq))
+            .chain(resume.map(|r| r.seq.saturating_sub(1)))
+            .max()
+            .unwrap_or(0);
+        let waiting = accepted_at_open
+            .iter()
+            .filter(|a| a.event.is_some())
+            .map(|a| a.seq)
+            .collect();
+        let numbering = Numbering {
+            next_output: numbered + 1,
+            waiting,
+        };
         let (writes, queue) = mpsc::unbounded_channel();
         let metrics = Arc::<std::sync::OnceLock<JournalMetrics>>::default();
         let recorded = metrics.clone();
         let writer = std::thread::Builder::new()
             .name("weir-journal".into())
-            .spawn(move || writer(log, queue, &recorded))
+            .spawn(move || writer(log, queue, numbering, &recorded))
             .map_err(|e| err(e.to_string()))?;
         Ok(Arc::new(Journal {
             path,
@@ -291,6 +359,9 @@ impl Journal {
             recovered_calls: image.calls,
             keys_at_open,
             outbox_at_open,
+            accepted_at_open,
+            last_seq,
+            numbered,
             resume,
             metrics,
         }))
@@ -309,9 +380,57 @@ impl Journal {
     }
 
     /// Committed outputs the sink had not acknowledged when the journal was
-    /// opened, in commit order per key.
-    pub fn outbox(&self) -> &[Event] {
+    /// opened, in commit order, each with its number (outputs are numbered
+    /// from 1 as they are committed; numbers are never given twice).
+    pub fn outbox(&self) -> &[(u64, Event)] {
         &self.outbox_at_open
+    }
+
+    /// The highest output number given when the journal was opened (0:
+    /// none yet); the next commit's outputs follow it.
+    pub fn outputs_numbered(&self) -> u64 {
+        self.numbered
+    }
+
+    /// The input events accepted ([`Journal::accept`]) and still
+    /// remembered when the journal was opened, by sequence number: those
+    /// with an `event` had not run (send them again, at their `seq`).
+    pub fn accepted(&self) -> &[AcceptedInput] {
+        &self.accepted_at_open
+    }
+
+    /// The highest input sequence number the journal knew of when opened:
+    /// a caller numbering its own inputs (see [`Journal::accept`]) goes on
+    /// after it.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Records input event `event`, numbered `seq` (higher than every
+    /// input before it), as accepted: once the returned future resolves it
+    /// is on disk, and a restart finds it in [`Journal::accepted`] until it
+    /// has run. When its run commits, the journal remembers that it ran
+    /// and which outputs it released (until [`Journal::forget`]). Queue the
+    /// event to the runtime (at `seq`, [`crate::EventSender::send_at`])
+    /// only after calling this: the journal writes in call order.
+    pub fn accept(
+        &self,
+        seq: u64,
+        event: &Event,
+    ) -> impl std::future::Future<Output = Result<(), JournalError>> + Send + 'static {
+        let (done, wait) = oneshot::channel();
+        let write = Write::Accept(seq, event.content_digest(), Box::new(event.clone()));
+        let sent =
+            self.writes.send(write).is_ok() && self.writes.send(Write::Barrier(done)).is_ok();
+        let path = self.path.clone();
+        async move { answered(&path, sent, wait).await }
+    }
+
+    /// Stops remembering accepted inputs `seqs` that have run.
+    pub fn forget(&self, seqs: Vec<u64>) {
+        if !seqs.is_empty() {
+            let _ = self.writes.send(Write::Forget(seqs));
+        }
     }
 
     /// The recorded result of host call `id`, if there is one.
@@ -396,7 +515,7 @@ impl Journal {
         memory: Vec<u8>,
         outputs: Vec<Event>,
         run: &str,
-    ) -> impl std::future::Future<Output = Result<Vec<Event>, JournalError>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<Committed, JournalError>> + Send + 'static {
         self.commit_at(key, seq, memory, outputs, run, None)
     }
 
@@ -412,7 +531,7 @@ impl Journal {
         outputs: Vec<Event>,
         run: &str,
         resume: Option<ResumePoint>,
-    ) -> impl std::future::Future<Output = Result<Vec<Event>, JournalError>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<Committed, JournalError>> + Send + 'static {
         let (done, wait) = oneshot::channel();
         let had_calls = self
             .pending_calls
@@ -426,6 +545,7 @@ impl Journal {
             outputs,
             run: (had_calls || self.recovered_calls_of(run)).then(|| run.to_string()),
             resume,
+            first_output: 0,
             done,
         };
         let sent = self.writes.send(Write::Commit(commit)).is_ok();
@@ -484,8 +604,39 @@ async fn answered<T>(
     answer.await.map_err(|_| stopped())?.map_err(err)
 }
 
-fn outbox_order(key: &str, seq: u64, n: usize) -> String {
-    format!("{key}\u{1}{seq:020}\u{1}{n:06}")
+/// The outbox as the log holds it, in number order with each output's
+/// number, and the highest number given. Outputs older journals kept
+/// under their key's order, without numbers, are numbered after the rest.
+fn numbered_outbox(
+    outbox: HashMap<String, (String, Vec<u8>)>,
+    numbered: u64,
+) -> Result<(Vec<(u64, Event)>, u64), serde_json::Error> {
+    let mut entries: Vec<(String, Vec<u8>)> = outbox.into_values().collect();
+    entries.sort_by(|a, b| {
+        let (x, y) = (log::output_number(&a.0), log::output_number(&b.0));
+        // Numbered ones first (by number), then older ones by their order.
+        (x.is_none(), x, &a.0).cmp(&(y.is_none(), y, &b.0))
+    });
+    let mut last = numbered;
+    let mut numbered_outbox = Vec::with_capacity(entries.len());
+    for (order, event) in entries {
+        let n = match log::output_number(&order) {
+            Some(n) => n,
+            None => {
+                last += 1;
+                last
+            }
+        };
+        numbered_outbox.push((n, serde_json::from_slice(&event)?));
+    }
+    Ok((numbered_outbox, last))
+}
+
+/// What the writer numbers: the next output's number, and the accepted
+/// inputs waiting to run (whose commits also mark them as run).
+struct Numbering {
+    next_output: u64,
+    waiting: std::collections::HashSet<u64>,
 }
 
 /// The least time between the starts of two group commits under load.
@@ -509,6 +660,7 @@ fn under_load(waited_for: usize) -> bool {
 fn writer(
     mut log: Log,
     mut queue: mpsc::UnboundedReceiver<Write>,
+    mut numbering: Numbering,
     metrics: &std::sync::OnceLock<JournalMetrics>,
 ) {
     // After a failed write (a full disk, an I/O error) nothing more is
@@ -533,7 +685,7 @@ fn writer(
         let started = std::time::Instant::now();
         let result = match &failed {
             Some(message) => Err(message.clone()),
-            None => append(&mut log, &batch).map_err(|e| e.to_string()),
+            None => append(&mut log, &mut batch, &mut numbering).map_err(|e| e.to_string()),
         };
         if let (Ok(bytes), Some(metrics)) = (&result, metrics.get()) {
             let commits = batch
@@ -550,7 +702,11 @@ fn writer(
         for write in batch.drain(..) {
             match write {
                 Write::Commit(commit) => {
-                    let _ = commit.done.send(result.clone().map(|()| commit.outputs));
+                    let committed = result.clone().map(|()| Committed {
+                        outputs: commit.outputs,
+                        first_output: commit.first_output,
+                    });
+                    let _ = commit.done.send(committed);
                 }
                 Write::DurableCall(_, _, done) | Write::Barrier(done) => {
                     let _ = done.send(result.clone());
@@ -573,23 +729,40 @@ fn writer(
     }
 }
 
-/// Appends a batch as one frame and syncs it; the bytes written.
-fn append(log: &mut Log, batch: &[Write]) -> std::io::Result<u64> {
+/// Appends a batch as one frame and syncs it; the bytes written. Each
+/// commit's outputs get the next numbers (set on the commit, for its
+/// answer).
+fn append(log: &mut Log, batch: &mut [Write], numbering: &mut Numbering) -> std::io::Result<u64> {
     // Only the batch's last resume point counts: it is written once, after
     // every commit it counts (the frame is whole or not at all).
     let mut resume = None;
     let frame = log.frame();
-    for write in batch {
+    for write in batch.iter_mut() {
         match write {
             Write::Commit(commit) => {
                 resume = commit.resume.or(resume);
                 frame.key(&commit.key, commit.seq, &commit.memory);
-                for (n, event) in commit.outputs.iter().enumerate() {
-                    let order = outbox_order(&commit.key, commit.seq, n);
+                commit.first_output = numbering.next_output;
+                for event in &commit.outputs {
+                    let order = format!("{:020}", numbering.next_output);
+                    numbering.next_output += 1;
                     frame.output_event(&event.id, &order, event);
+                }
+                if numbering.waiting.remove(&commit.seq) {
+                    let count = commit.outputs.len() as u64;
+                    frame.input_done(commit.seq, commit.first_output, count);
                 }
                 if let Some(run) = &commit.run {
                     frame.run_done(run);
+                }
+            }
+            Write::Accept(seq, digest, event) => {
+                numbering.waiting.insert(*seq);
+                frame.accepted_event(*seq, *digest, event);
+            }
+            Write::Forget(seqs) => {
+                for seq in seqs {
+                    frame.forgotten(*seq);
                 }
             }
             Write::Call(id, bytes) | Write::DurableCall(id, bytes, _) => frame.call(id, bytes),
@@ -625,6 +798,10 @@ pub struct Inspection {
     pub pending_calls: u64,
     /// Committed outputs the sink has not acknowledged.
     pub outbox: u64,
+    /// Accepted inputs (`weir serve`) waiting to run.
+    pub accepted_waiting: u64,
+    /// Accepted inputs that ran, remembered to recognise a retried submit.
+    pub accepted_done: u64,
     /// The file's size in bytes.
     pub file_bytes: u64,
     /// The bytes the live state takes (the rest is superseded records,
@@ -664,6 +841,16 @@ pub fn inspect(dir: &Path) -> Result<Inspection, JournalError> {
             .and_then(|bytes| serde_json::from_slice(bytes).ok()),
         pending_calls: image.calls.len() as u64,
         outbox: image.outbox.len() as u64,
+        accepted_waiting: image
+            .accepted
+            .values()
+            .filter(|a| a.event.is_some())
+            .count() as u64,
+        accepted_done: image
+            .accepted
+            .values()
+            .filter(|a| a.event.is_none())
+            .count() as u64,
         file_bytes: loaded.len,
         used_bytes: image.live_bytes(),
         torn_bytes: loaded.len - loaded.whole,

@@ -67,6 +67,10 @@ pub struct EventNode {
     pub timestamp: String,
     /// How many times it was logged (more than once after a crash).
     pub observations: u32,
+    /// Its payload, as logged (STANDARD cuts long values); absent from
+    /// logs without payloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
     /// The actions that handled it, by name.
     pub actions: Vec<ActionNode>,
 }
@@ -110,6 +114,9 @@ pub struct CallNode {
     pub kind: String,
     /// The model resource or tool.
     pub name: String,
+    /// The model that answered, for a model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// `success`, `failed` or `reused` (answered from the journal).
     pub status: String,
     /// How long it took.
@@ -124,6 +131,13 @@ pub struct CallNode {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What was asked: a chat's messages, an embedding's texts, a tool's
+    /// arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
+    /// What came back: a chat's message, a tool's result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Value>,
 }
 
 /// The log files at `path`: the file itself, or a directory's
@@ -368,6 +382,7 @@ impl Linker<'_> {
             event_type: text(event, "eventType"),
             timestamp: text(event, "timestamp"),
             observations: self.seen.get(id).map_or(1, |(_, n)| *n),
+            payload: event.get("payload").cloned(),
             actions,
         }
     }
@@ -450,11 +465,16 @@ fn call(record: &Value) -> CallNode {
     CallNode {
         kind: text(record, "entityType"),
         name: text(record, "entityName"),
+        model: record["entityMetadata"]["model"]
+            .as_str()
+            .map(str::to_string),
         status,
         duration_ms,
         input_tokens: attributes["inputTokens"].as_u64(),
         output_tokens: attributes["outputTokens"].as_u64(),
         error,
+        request: attributes.get("request").cloned(),
+        reply: attributes.get("reply").cloned(),
     }
 }
 

@@ -61,8 +61,13 @@ pub struct RunReport {
     pub run: String,
     /// Its key.
     pub key: String,
+    /// Its input's sequence number.
+    pub seq: u64,
     /// What it released: output and error events.
     pub outputs: Vec<Event>,
+    /// With a journal: the number the journal gave the first of `outputs`
+    /// (the others follow it, one each; see [`Journal::outbox`]).
+    pub first_output: Option<u64>,
 }
 
 /// Sends input events into a running agent. Dropping every clone (or calling
@@ -111,6 +116,19 @@ impl EventSender {
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => RunError::Full,
                 mpsc::error::TrySendError::Closed(_) => RunError::Stopped,
+            })
+    }
+
+    /// Reserves room for `event` in the intake if there is some now
+    /// ([`RunError::Full`] if not), so a caller can record that it took
+    /// the event (a service's journal) before the runtime can run it.
+    pub fn try_reserve(&self, event: &Event) -> Result<SendPermit<'_>, RunError> {
+        self.intake_for(event)?
+            .try_reserve()
+            .map(SendPermit)
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(()) => RunError::Full,
+                mpsc::error::TrySendError::Closed(()) => RunError::Stopped,
             })
     }
 
@@ -163,6 +181,19 @@ impl EventSender {
     /// Ends the input from this sender.
     pub fn close(&mut self) {
         self.tx = None;
+    }
+}
+
+/// Room for one input event in a runtime's intake
+/// ([`EventSender::try_reserve`]).
+pub struct SendPermit<'a>(mpsc::Permit<'a, Intake>);
+
+impl SendPermit<'_> {
+    /// Queues `event` (the one the room was reserved for) as input number
+    /// `seq`: numbers must grow in the order events are queued.
+    pub fn send_at(self, event: Event, seq: u64) {
+        self.0
+            .send(Intake::Event(event, Some(InputPosition::numbered(seq))));
     }
 }
 

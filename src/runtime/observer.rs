@@ -176,7 +176,7 @@ impl RunObserver {
     }
 
     /// The run ended: its report, when the runtime reports runs.
-    pub(super) fn end(self, key: &str) -> Option<RunReport> {
+    pub(super) fn end(self, key: &str, seq: u64) -> Option<RunReport> {
         if let Some(trace) = self.trace {
             trace.end(self.outputs, self.errors, self.cut);
         }
@@ -186,7 +186,9 @@ impl RunObserver {
         self.released.map(|outputs| RunReport {
             run: self.run.to_string(),
             key: key.to_string(),
+            seq,
             outputs,
+            first_output: None,
         })
     }
 }

@@ -154,7 +154,7 @@ pub(super) async fn agent_run(
             }
         }
     }
-    let mut report = observer.end(&key);
+    let mut report = observer.end(&key, seq);
     drop(permit);
     // Without a journal its outputs are out: reported now (with one, once
     // committed, below).
@@ -168,18 +168,29 @@ pub(super) async fn agent_run(
         // The commit is queued now; the key's next run may start at once,
         // and the outputs are released, in commit order, once it is on disk.
         let snapshot = memory.short_term.to_json();
-        let durable = {
+        // A place in the release queue first, so that commits are released
+        // in the order they are queued (the journal numbers outputs in
+        // that order, and a service streams them by number).
+        if let Ok(place) = releases.reserve().await {
             // Queued under the lock, so that commits queue in the order
             // their resume points count them: a resume point on disk never
             // counts a commit that is not.
             let mut in_flight = shared.in_flight.lock().expect("in-flight lock");
             in_flight.committed(seq);
             let resume = in_flight.resume_point();
-            journal.commit_at(&key, seq, snapshot, outputs, &run_id, resume)
-        };
-        // The run is reported once its outputs are released.
-        let durable = async move { durable.await.map(|outputs| (outputs, report)) };
-        let _ = releases.send(Box::pin(durable)).await;
+            let durable = journal.commit_at(&key, seq, snapshot, outputs, &run_id, resume);
+            // The run is reported once its outputs are released.
+            let durable = async move {
+                durable.await.map(|committed| {
+                    let report = report.map(|mut report| {
+                        report.first_output = Some(committed.first_output);
+                        report
+                    });
+                    (committed.outputs, report)
+                })
+            };
+            place.send(Box::pin(durable));
+        }
     }
     memory.short_term
 }

@@ -130,13 +130,7 @@ pub(super) async fn schedule(
             }
             None => break,
         };
-        let position = position.unwrap_or(InputPosition {
-            seq: taken + 1,
-            start: 0,
-            end: 0,
-            line: 0,
-            number: 0,
-        });
+        let position = position.unwrap_or(InputPosition::numbered(taken + 1));
         let seq = position.seq;
         taken = seq;
         shared.counters.events_in.fetch_add(1, Relaxed);

@@ -4,7 +4,12 @@
 //!   (a JSON array, or JSON lines with any other content type); answers
 //!   202 with the events' ids (given ones kept, missing ones made), 400
 //!   naming the bad event, 413 over the body limit, 429 with Retry-After
-//!   when the intake is full (the ids taken so far are in the answer).
+//!   when the intake is full (the ids taken so far are in the answer), 409
+//!   for an id taken before by another event. An id taken before by the
+//!   same event is a retry: answered as taken (listed in `again`), not run
+//!   twice; with `Idempotency-Key: K`, events without ids get `K/1`, `K/2`,
+//!   ..., so retrying the request is safe. With a journal the answer comes
+//!   once the events are on disk.
 //!   With `?wait=SECONDS` (at most 60), it answers once the runs have ended
 //!   (200) or the time is up (202): each run's status and outputs.
 //! - `GET /v1/agents/{agent}/runs/{id}`: how a run stands (`pending`, or
@@ -15,7 +20,11 @@
 //! - `GET /v1/agents/{agent}/outputs`: the agent's outputs and error events
 //!   as Server-Sent Events (`id` = the output's number; resume with
 //!   `Last-Event-ID`, or start at `?after=N`; without either, new ones).
+//!   `DELETE .../outputs?through=N` acknowledges them: those up to N are no
+//!   longer kept.
 //! - `GET /v1/agents`: the agents and their actions.
+//! - The web view (`GET /`) and the runs, trees and counters it reads:
+//!   in `view`.
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus),
 //!   `GET /openapi.json` (this API in OpenAPI 3.1, `openapi.json` beside
 //!   this file; a test checks it against the routes).
@@ -24,7 +33,7 @@
 //! JSON: `{"error": "..."}`.
 
 use super::runs::Status;
-use super::{ServedAgent, Service};
+use super::{ServedAgent, Service, Submitted};
 use crate::event::{self, Event};
 use crate::observe::telemetry::scrape;
 use crate::runtime::RunError;
@@ -48,12 +57,16 @@ pub(super) fn router(service: Arc<Service>) -> Router {
     let v1 = Router::new()
         .route("/v1/agents", get(agents))
         .route("/v1/agents/{agent}/events", post(submit))
-        .route("/v1/agents/{agent}/outputs", get(outputs))
+        .route(
+            "/v1/agents/{agent}/outputs",
+            get(outputs).delete(acknowledge),
+        )
         .route("/v1/agents/{agent}/runs/{id}", get(run_status))
         .route(
             "/v1/agents/{agent}/keys/{key}/memory",
             get(read_memory).delete(reset_memory),
         )
+        .merge(super::view::routes())
         .layer(middleware::from_fn_with_state(service.clone(), authorize))
         .layer(DefaultBodyLimit::max(service.settings.max_body_bytes));
     Router::new()
@@ -61,11 +74,12 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .merge(super::view::page())
         .merge(v1)
         .with_state(service)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
@@ -104,7 +118,10 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// Agent `name`, or the 404 that names the agents there are.
-fn agent<'a>(service: &'a Service, name: &str) -> Result<&'a ServedAgent, Box<Response>> {
+pub(super) fn agent<'a>(
+    service: &'a Service,
+    name: &str,
+) -> Result<&'a ServedAgent, Box<Response>> {
     service.agents.get(name).ok_or_else(|| {
         let names: Vec<&str> = service.agents.keys().map(String::as_str).collect();
         Box::new(error(
@@ -257,41 +274,86 @@ async fn submit(
         Ok(events) => events,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
+    let idempotency = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_string));
+    let idempotency = match idempotency {
+        Some(Ok(key)) if !key.is_empty() && key.len() <= 200 => Some(key),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`Idempotency-Key` must be 1 to 200 visible ASCII characters",
+            );
+        }
+        None => None,
+    };
     let mut ids = Vec::with_capacity(events.len());
-    for mut event in events {
+    let mut durable = None;
+    let mut again = Vec::new();
+    for (n, mut event) in events.into_iter().enumerate() {
         if event.id.is_empty() {
-            event.id = new_id();
+            // A retried request with the same idempotency key gives its
+            // events the same ids, so they are known as retries.
+            event.id = match &idempotency {
+                Some(key) => format!("{key}/{}", n + 1),
+                None => new_id(),
+            };
         }
         let id = event.id.clone();
-        match agent.try_send(event) {
-            Ok(()) => ids.push(id),
-            Err(RunError::Full) => {
-                let mut response = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    axum::Json(json!({
-                        "error": "the agent's intake is full: send the events not accepted again shortly",
-                        "ids": ids,
-                    })),
-                )
-                    .into_response();
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return response;
+        let refused = match agent.submit(event) {
+            Ok(Submitted::Taken(on_disk)) => {
+                durable = on_disk.or(durable);
+                ids.push(id);
+                continue;
             }
-            Err(e @ RunError::InputRefused { .. }) => {
-                return error(StatusCode::BAD_REQUEST, e.to_string());
+            Ok(Submitted::Again(on_disk)) => {
+                durable = on_disk.or(durable);
+                again.push(id.clone());
+                ids.push(id);
+                continue;
             }
-            Err(e) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the agent takes no more events: {e}"),
-                );
-            }
+            Ok(Submitted::Conflict) => (
+                StatusCode::CONFLICT,
+                format!(
+                    "event {}: id `{}` was taken for another event (ids name one event: give this one its own)",
+                    n + 1,
+                    crate::util::head(&id, 200)
+                ),
+            ),
+            Err(RunError::Full) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "the agent's intake is full: send the events not accepted again shortly".into(),
+            ),
+            Err(e @ RunError::InputRefused { .. }) => (StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the agent takes no more events: {e}"),
+            ),
+        };
+        // What was taken before stays taken: the answer names it (once it
+        // is on disk), so the client sends only the rest again.
+        if let Some(failed) = on_disk(durable).await {
+            return failed;
         }
+        let (status, message) = refused;
+        let mut response =
+            (status, axum::Json(json!({ "error": message, "ids": ids }))).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        return response;
+    }
+    if let Some(failed) = on_disk(durable).await {
+        return failed;
     }
     let Some(wait) = wait else {
-        return (StatusCode::ACCEPTED, axum::Json(json!({ "ids": ids }))).into_response();
+        let mut answer = json!({ "ids": ids });
+        if !again.is_empty() {
+            answer["again"] = json!(again);
+        }
+        return (StatusCode::ACCEPTED, axum::Json(answer)).into_response();
     };
     let deadline = std::time::Instant::now() + wait;
     let mut runs = Vec::with_capacity(ids.len());
@@ -306,7 +368,23 @@ async fn submit(
     } else {
         StatusCode::ACCEPTED
     };
-    (status, axum::Json(json!({ "ids": ids, "runs": runs }))).into_response()
+    let mut answer = json!({ "ids": ids, "runs": runs });
+    if !again.is_empty() {
+        answer["again"] = json!(again);
+    }
+    (status, axum::Json(answer)).into_response()
+}
+
+/// Waits until the events taken are on disk (the last one's write is the
+/// journal's latest: the ones before it are on disk with it); the answer
+/// to give if they could not be written.
+async fn on_disk(durable: Option<super::Durable>) -> Option<Response> {
+    let failed = durable?.await.err()?;
+    tracing::error!(error = %failed, "cannot record accepted events");
+    Some(error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the events could not be recorded, so none is accepted: {failed}"),
+    ))
 }
 
 fn run_json(id: &str, status: &Status) -> Value {
@@ -413,6 +491,36 @@ async fn outputs(
         .into_response()
 }
 
+#[derive(serde::Deserialize)]
+struct Through {
+    through: Option<u64>,
+}
+
+/// Drops the outputs up to `?through=N` (a client has them stored): they
+/// are no longer kept, in memory or in the journal.
+async fn acknowledge(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+    Query(through): Query<Through>,
+) -> Response {
+    let agent = match agent(&service, &name) {
+        Ok(agent) => agent,
+        Err(response) => return *response,
+    };
+    let Some(through) = through.through else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "say which outputs are acknowledged: `?through=N` (an output's number, its SSE id)",
+        );
+    };
+    let dropped = agent.outputs.acknowledge(through);
+    let count = dropped.len();
+    if let Some(journal) = &agent.intake.lock().expect("intake lock").journal {
+        journal.delivered(dropped);
+    }
+    axum::Json(json!({ "acknowledged": count, "latest": agent.outputs.latest() })).into_response()
+}
+
 /// The API's OpenAPI description.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -471,7 +579,7 @@ async fn ready(State(service): State<Arc<Service>>) -> Response {
     let open = service
         .agents
         .values()
-        .all(|a| a.events.lock().expect("intake lock").is_some());
+        .all(|a| a.intake.lock().expect("intake lock").events.is_some());
     if open {
         (StatusCode::OK, "ready\n").into_response()
     } else {

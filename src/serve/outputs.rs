@@ -1,6 +1,7 @@
 //! An agent's outputs as the service keeps them: numbered in the order
 //! they came out (the number is the Server-Sent Events id a client resumes
-//! from), the latest `capacity` of them kept.
+//! from; with a journal, the journal's number, which survives restarts),
+//! the latest `capacity` of them kept until a client acknowledges them.
 
 use crate::event::Event;
 use std::collections::VecDeque;
@@ -34,16 +35,47 @@ impl OutputLog {
         }
     }
 
-    /// Keeps `event` as the next output.
-    pub(crate) fn push(&self, event: Event) {
+    /// Keeps `event` as output `number` (numbers grow), or as the next
+    /// output when the log numbers them. Returns the id of an output no
+    /// longer kept to make room.
+    pub(crate) fn push(&self, number: Option<u64>, event: Event) -> Option<String> {
         let mut kept = self.kept.lock().expect("output log lock");
-        let number = kept.back().map_or(*self.latest.borrow(), |(n, _)| *n) + 1;
-        if kept.len() == self.capacity {
-            kept.pop_front();
-        }
+        let latest = *self.latest.borrow();
+        let number = number.unwrap_or(latest + 1).max(latest + 1);
+        let dropped = match kept.len() >= self.capacity {
+            true => kept.pop_front().map(|(_, event)| event.id.clone()),
+            false => None,
+        };
         kept.push_back((number, Arc::new(event)));
         drop(kept);
         self.latest.send_replace(number);
+        dropped
+    }
+
+    /// Starts from what a journal kept: outputs numbered up to `numbered`,
+    /// and those kept (in number order). Returns the ids of those beyond
+    /// capacity, dropped.
+    pub(crate) fn restore(&self, numbered: u64, outputs: &[(u64, Event)]) -> Vec<String> {
+        let dropped = outputs
+            .iter()
+            .filter_map(|(n, event)| self.push(Some(*n), event.clone()))
+            .collect();
+        self.latest
+            .send_modify(|latest| *latest = numbered.max(*latest));
+        dropped
+    }
+
+    /// Drops the outputs numbered up to `through` (a client has them);
+    /// returns their ids.
+    pub(crate) fn acknowledge(&self, through: u64) -> Vec<String> {
+        let mut kept = self.kept.lock().expect("output log lock");
+        let mut dropped = Vec::new();
+        while kept.front().is_some_and(|(n, _)| *n <= through) {
+            if let Some((_, event)) = kept.pop_front() {
+                dropped.push(event.id.clone());
+            }
+        }
+        dropped
     }
 
     /// At most `max` outputs numbered after `position`.
@@ -97,9 +129,11 @@ mod tests {
     #[test]
     fn outputs_are_numbered_and_the_oldest_go_first() {
         let log = OutputLog::new(3);
+        let mut dropped = Vec::new();
         for n in 1..=5 {
-            log.push(output(n));
+            dropped.extend(log.push(None, output(n)));
         }
+        assert_eq!(dropped.len(), 2);
         assert_eq!(log.latest(), 5);
         let since = log.since(0, 10);
         let numbers: Vec<u64> = since.outputs.iter().map(|(n, _)| *n).collect();
@@ -110,5 +144,22 @@ mod tests {
         assert_eq!(since.missed, 0);
         assert!(log.since(5, 10).outputs.is_empty());
         assert_eq!(log.since(0, 1).outputs.len(), 1);
+        // A journal's numbers are kept; acknowledged outputs go.
+        log.push(Some(9), output(9));
+        assert_eq!(log.latest(), 9);
+        assert_eq!(log.acknowledge(5).len(), 2);
+        let since = log.since(0, 10);
+        assert_eq!(since.outputs[0].0, 9);
+        assert_eq!(since.missed, 8);
+    }
+
+    #[test]
+    fn a_restored_log_goes_on_from_the_journal() {
+        let log = OutputLog::new(2);
+        let kept = [(4, output(4)), (6, output(6)), (7, output(7))];
+        assert_eq!(log.restore(9, &kept).len(), 1, "beyond capacity");
+        assert_eq!(log.latest(), 9, "numbered past what is kept");
+        log.push(None, output(10));
+        assert_eq!(log.latest(), 10);
     }
 }

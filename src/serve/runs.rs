@@ -3,7 +3,7 @@
 //! input's outputs or ask how its run stands.
 
 use crate::runtime::RunReport;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Notify;
@@ -18,8 +18,10 @@ pub(crate) struct RunBook {
 
 #[derive(Default)]
 struct Book {
-    pending: HashSet<String>,
-    done: HashMap<String, Arc<RunReport>>,
+    /// Runs taken and not ended: id -> (content digest, sequence number).
+    pending: HashMap<String, (u64, u64)>,
+    /// Ended runs kept: id -> (report, content digest).
+    done: HashMap<String, (Arc<RunReport>, u64)>,
     /// Ended runs, oldest first, to forget beyond capacity.
     order: VecDeque<String>,
 }
@@ -31,6 +33,17 @@ pub(crate) enum Status {
     Unknown,
 }
 
+/// Whether an event's id is known, for a submit.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Known {
+    /// A new run.
+    No,
+    /// A run of this id and content was taken already: a retried submit.
+    Same,
+    /// A run of this id was taken for another event.
+    Other,
+}
+
 impl RunBook {
     pub(crate) fn new(capacity: usize) -> RunBook {
         RunBook {
@@ -40,44 +53,64 @@ impl RunBook {
         }
     }
 
-    /// Run `id` is about to be submitted (before it can end); false if a
-    /// run of that id was pending already (a client reusing an id).
-    pub(crate) fn submitted(&self, id: &str) -> bool {
-        self.book
-            .lock()
-            .expect("run book lock")
+    /// Whether a run of `id` is pending or kept, and for the same content.
+    pub(crate) fn known(&self, id: &str, digest: u64) -> Known {
+        let book = self.book.lock().expect("run book lock");
+        let known = book
             .pending
-            .insert(id.to_string())
+            .get(id)
+            .map(|(d, _)| *d)
+            .or_else(|| book.done.get(id).map(|(_, d)| *d));
+        match known {
+            None => Known::No,
+            Some(known) if known == digest => Known::Same,
+            Some(_) => Known::Other,
+        }
     }
 
-    /// Run `id` was not taken after all.
-    pub(crate) fn withdrawn(&self, id: &str) {
-        self.book.lock().expect("run book lock").pending.remove(id);
-    }
-
-    /// A run ended.
-    pub(crate) fn ended(&self, report: RunReport) {
+    /// Run `id` (input `seq`, content `digest`) is taken: pending until it
+    /// ends.
+    pub(crate) fn submitted(&self, id: &str, digest: u64, seq: u64) {
         let mut book = self.book.lock().expect("run book lock");
-        book.pending.remove(&report.run);
+        book.pending.insert(id.to_string(), (digest, seq));
+    }
+
+    /// A run ended (`digest`: its input's, when it was not submitted here,
+    /// as for a run a journal remembers). Returns the sequence numbers of
+    /// the ended runs no longer kept.
+    pub(crate) fn ended(&self, report: RunReport, digest: Option<u64>) -> Vec<u64> {
+        let mut book = self.book.lock().expect("run book lock");
+        let digest = match book.pending.remove(&report.run) {
+            Some((digest, _)) => digest,
+            None => digest.unwrap_or_default(),
+        };
         let id = report.run.clone();
-        if book.done.insert(id.clone(), Arc::new(report)).is_none() {
+        if book
+            .done
+            .insert(id.clone(), (Arc::new(report), digest))
+            .is_none()
+        {
             book.order.push_back(id);
         }
+        let mut forgotten = Vec::new();
         while book.order.len() > self.capacity {
-            if let Some(old) = book.order.pop_front() {
-                book.done.remove(&old);
+            if let Some(old) = book.order.pop_front()
+                && let Some((report, _)) = book.done.remove(&old)
+            {
+                forgotten.push(report.seq);
             }
         }
         drop(book);
         self.ended.notify_waiters();
+        forgotten
     }
 
     pub(crate) fn status(&self, id: &str) -> Status {
         let book = self.book.lock().expect("run book lock");
-        if let Some(report) = book.done.get(id) {
+        if let Some((report, _)) = book.done.get(id) {
             return Status::Done(report.clone());
         }
-        if book.pending.contains(id) {
+        if book.pending.contains_key(id) {
             return Status::Pending;
         }
         Status::Unknown
@@ -108,18 +141,20 @@ impl RunBook {
 mod tests {
     use super::*;
 
-    fn report(run: &str) -> RunReport {
+    fn report(run: &str, seq: u64) -> RunReport {
         RunReport {
             run: run.into(),
             key: "k".into(),
+            seq,
             outputs: Vec::new(),
+            first_output: None,
         }
     }
 
     #[tokio::test]
     async fn a_waiter_wakes_when_its_run_ends_and_old_runs_are_forgotten() {
         let book = Arc::new(RunBook::new(2));
-        book.submitted("a");
+        book.submitted("a", 7, 1);
         assert!(matches!(book.status("a"), Status::Pending));
         assert!(matches!(book.status("zz"), Status::Unknown));
         let waiting = book.clone();
@@ -128,22 +163,28 @@ mod tests {
             matches!(waiting.wait("a", deadline).await, Status::Done(_))
         });
         tokio::task::yield_now().await;
-        book.ended(report("a"));
+        assert!(book.ended(report("a", 1), None).is_empty());
         assert!(waiter.await.unwrap());
-        book.ended(report("b"));
-        book.ended(report("c"));
+        assert_eq!(book.known("a", 7), Known::Same, "an ended run is known");
+        assert_eq!(book.known("a", 8), Known::Other, "other content");
+        book.ended(report("b", 2), None);
+        assert_eq!(
+            book.ended(report("c", 3), None),
+            [1],
+            "a's input is forgotten"
+        );
         assert!(
             matches!(book.status("a"), Status::Unknown),
             "forgotten beyond capacity"
         );
+        assert_eq!(book.known("a", 7), Known::No);
         assert!(matches!(book.status("c"), Status::Done(_)));
-        // A reused id says so: its caller then withdraws nothing when the
-        // second submit is not taken, and the first stays pending.
-        assert!(book.submitted("e"));
-        assert!(!book.submitted("e"));
-        assert!(matches!(book.status("e"), Status::Pending));
+        // A pending run is known by id and content.
+        book.submitted("e", 1, 4);
+        assert_eq!(book.known("e", 1), Known::Same);
+        assert_eq!(book.known("e", 2), Known::Other);
         // A deadline passes.
-        book.submitted("d");
+        book.submitted("d", 1, 5);
         let status = book
             .wait("d", Instant::now() + std::time::Duration::from_millis(20))
             .await;

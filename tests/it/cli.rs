@@ -350,6 +350,33 @@ fn the_embedding_example_runs() {
     assert!(text.contains("ada's short-term memory: 8"), "{text}");
 }
 
+#[test]
+fn the_service_embedding_example_serves_beside_its_own_routes() {
+    components();
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--quiet",
+            "--example",
+            "serve_embedded",
+            "--",
+            "--once",
+        ])
+        .current_dir(repo())
+        .env("WEIR_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(answer["runs"][0]["status"], "done", "{answer}");
+    assert_eq!(
+        answer["runs"][0]["outputs"][0]["payload"]["total_words"], 3,
+        "{answer}"
+    );
+}
+
 /// An agent whose `echo` action (which echoes each input as an output) may
 /// write to `dir/out`.
 fn agent_writing_to(dir: &Path) -> PathBuf {

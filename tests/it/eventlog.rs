@@ -429,6 +429,11 @@ async fn model_calls_are_records_with_their_model_usage_and_failures() {
     assert_eq!(first["entityMetadata"]["model"], "scripted-model");
     assert_eq!(first["eventAttributes"]["inputTokens"], 40);
     assert_eq!(first["eventAttributes"]["outputTokens"], 1);
+    // What the call asked and what came back.
+    let asked = &first["eventAttributes"]["request"];
+    assert_eq!(asked[0]["role"], "user", "{first}");
+    assert!(asked[0]["content"].as_str().unwrap().contains("Good."));
+    assert_eq!(first["eventAttributes"]["reply"]["content"], "4", "{first}");
     let run = first["inputRunId"].as_str().unwrap();
     assert_eq!(first["parentExecutionId"], format!("{run}/analyze"));
     // The second review's call failed, and so did its action.
@@ -464,6 +469,13 @@ async fn model_calls_are_records_with_their_model_usage_and_failures() {
     let first = &forest.runs[0].input.actions[0];
     assert_eq!(first.calls.len(), 2);
     assert_eq!(first.calls[0].input_tokens, Some(40));
+    assert_eq!(first.calls[0].model.as_deref(), Some("scripted-model"));
+    assert_eq!(first.calls[0].reply.as_ref().unwrap()["content"], "4");
+    assert!(first.calls[0].request.is_some());
+    assert_eq!(
+        forest.runs[0].input.payload.as_ref().unwrap()["review_id"],
+        "r1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,6 +570,15 @@ async fn tool_calls_are_records_and_an_ungranted_one_is_a_denial_note() {
     assert_eq!(tools.len(), 2, "{records:#?}");
     assert_eq!(tools[0]["entityName"], "add");
     assert_eq!(tools[0]["status"], "success");
+    assert_eq!(
+        tools[0]["eventAttributes"]["request"],
+        json!({ "a": 2, "b": 40 })
+    );
+    assert!(
+        !tools[0]["eventAttributes"]["reply"].is_null(),
+        "{}",
+        tools[0]
+    );
     assert_eq!(tools[1]["entityName"], "explode");
     assert_eq!(tools[1]["eventType"], "_execution_failed_event");
     assert_eq!(tools[1]["problemCategory"], "tool_call_failed");

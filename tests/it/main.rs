@@ -18,6 +18,8 @@ mod replay;
 mod reviews;
 mod runtime;
 mod serve;
+mod serve_durable;
+mod serve_web;
 mod skill_md;
 mod skills;
 mod telemetry;

@@ -9,18 +9,21 @@ use std::sync::Arc;
 use weir::serve::{Service, ServiceSettings};
 use weir::{ActionBuilder, Agent, Event, RuntimeSettings};
 
-fn word_stats() -> Agent {
+pub(crate) fn word_stats() -> Agent {
     Agent::from_manifest(repo().join("examples/word-stats/agent.toml")).unwrap()
 }
 
 /// Serves `agents` on loopback; the base URL and the service.
-async fn serving(agents: Vec<Agent>, settings: ServiceSettings) -> (String, Arc<Service>) {
+pub(crate) async fn serving(
+    agents: Vec<Agent>,
+    settings: ServiceSettings,
+) -> (String, Arc<Service>) {
     components();
     let mut plans = Vec::new();
     for agent in &agents {
         plans.push(plan(agent).await);
     }
-    let service = Arc::new(Service::start(plans, settings, None).unwrap());
+    let service = Arc::new(Service::start(plans, settings, None).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = service.router();
@@ -30,14 +33,14 @@ async fn serving(agents: Vec<Agent>, settings: ServiceSettings) -> (String, Arc<
 
 /// One Server-Sent Event.
 #[derive(Debug)]
-struct Sse {
-    id: Option<String>,
-    event: String,
-    data: String,
+pub(crate) struct Sse {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
 }
 
 /// Reads `n` events (comments and keep-alives skipped) from a stream.
-async fn read_events(response: &mut reqwest::Response, n: usize) -> Vec<Sse> {
+pub(crate) async fn read_events(response: &mut reqwest::Response, n: usize) -> Vec<Sse> {
     let mut text = String::new();
     let mut events = Vec::new();
     while events.len() < n {
@@ -71,7 +74,7 @@ async fn read_events(response: &mut reqwest::Response, n: usize) -> Vec<Sse> {
     events
 }
 
-fn events_jsonl() -> String {
+pub(crate) fn events_jsonl() -> String {
     std::fs::read_to_string(repo().join("examples/word-stats/events.jsonl")).unwrap()
 }
 
@@ -569,7 +572,7 @@ async fn the_openapi_description_matches_the_routes_it_describes() {
             );
         }
     }
-    assert_eq!(operations, 10, "every route is described");
+    assert_eq!(operations, 16, "every route is described");
     // Routes not described are not served.
     let missing = http.get(format!("{url}/v1/nothing")).send().await.unwrap();
     assert_eq!(missing.status(), 404);

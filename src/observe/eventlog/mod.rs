@@ -99,24 +99,49 @@ impl EventLog {
         }
         match open_file(path, agent) {
             Ok((file, path)) => {
-                log.path = path.clone();
-                let (queue, records) = std::sync::mpsc::sync_channel(QUEUE);
-                let stats = log.stats.clone();
-                let truncation = log.truncation;
-                let writer = std::thread::Builder::new()
-                    .name("weir-event-log".into())
-                    .spawn(move || write_records(file, path, records, truncation, stats));
-                match writer {
-                    Ok(writer) => {
-                        log.queue = Some(queue);
-                        *log.writer.lock().expect("writer lock") = Some(writer);
-                    }
-                    Err(e) => log.stats.fail_once(&log.path, &e),
-                }
+                log.path = path;
+                log.start_writer(Out::File(std::io::BufWriter::with_capacity(64 << 10, file)));
             }
             Err(e) => log.stats.fail_once(path, &e),
         }
         log
+    }
+
+    /// An event log that keeps no file: each record goes, as its JSON line
+    /// (cut as the file's would be), to `tap` on the writer thread, so the
+    /// runtime's path pays no more than for a file.
+    pub(crate) fn tapped(settings: &EventLogSettings, agent: &str, tap: Arc<dyn Tap>) -> EventLog {
+        let mut log = EventLog {
+            agent: Arc::from(agent),
+            levels: Levels::new(settings.level, settings.types.clone()),
+            truncation: settings.standard,
+            path: PathBuf::from("<memory>"),
+            queue: None,
+            writer: std::sync::Mutex::new(None),
+            stats: Arc::default(),
+        };
+        if log.levels.any_on() {
+            log.start_writer(Out::Tap(tap));
+        }
+        log
+    }
+
+    /// Starts the writer thread, writing to `out`.
+    fn start_writer(&mut self, out: Out) {
+        let (queue, records) = std::sync::mpsc::sync_channel(QUEUE);
+        let stats = self.stats.clone();
+        let truncation = self.truncation;
+        let path = self.path.clone();
+        let writer = std::thread::Builder::new()
+            .name("weir-event-log".into())
+            .spawn(move || write_records(out, path, records, truncation, stats));
+        match writer {
+            Ok(writer) => {
+                self.queue = Some(queue);
+                *self.writer.lock().expect("writer lock") = Some(writer);
+            }
+            Err(e) => self.stats.fail_once(&self.path, &e),
+        }
     }
 
     /// Where records are written (the file made in a directory).
@@ -244,16 +269,47 @@ const MAX_NAP: Duration = Duration::from_millis(50);
 /// logged (sooner when 64 KiB are buffered, at a flush and at close).
 const MAX_UNFLUSHED: Duration = Duration::from_millis(50);
 
+/// What takes an in-memory log's records ([`EventLog::tapped`]).
+pub(crate) trait Tap: Send + Sync {
+    /// One record: its JSON, without the line's end.
+    fn record(&self, line: &[u8]);
+}
+
+/// Where the writer puts lines.
+enum Out {
+    File(std::io::BufWriter<std::fs::File>),
+    Tap(Arc<dyn Tap>),
+}
+
+impl Out {
+    /// Puts one line (ending in `\n`).
+    fn put(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match self {
+            Out::File(out) => out.write_all(line),
+            Out::Tap(tap) => {
+                tap.record(line.strip_suffix(b"\n").unwrap_or(line));
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::File(out) => out.flush(),
+            Out::Tap(_) => Ok(()),
+        }
+    }
+}
+
 /// The writer thread: serialises each record as a line, and writes the
 /// lines out in batches.
 fn write_records(
-    file: std::fs::File,
+    mut out: Out,
     path: PathBuf,
     records: Receiver<Entry>,
     truncation: Truncation,
     stats: Arc<Stats>,
 ) {
-    let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
     let mut line = Vec::with_capacity(1024);
     let mut unflushed = 0u64;
     let mut flushed_at = Instant::now();
@@ -275,7 +331,7 @@ fn write_records(
                 if unflushed == 0 {
                     flushed_at = Instant::now();
                 }
-                match out.write_all(&line) {
+                match out.put(&line) {
                     Ok(()) => unflushed += 1,
                     Err(e) => {
                         stats.fail_once(&path, &e);
@@ -296,7 +352,7 @@ fn write_records(
 }
 
 /// Flushes the buffered lines; counts them written, or failed.
-fn flush(out: &mut impl Write, unflushed: &mut u64, path: &Path, stats: &Stats) {
+fn flush(out: &mut Out, unflushed: &mut u64, path: &Path, stats: &Stats) {
     if *unflushed == 0 {
         return;
     }
@@ -378,4 +434,36 @@ pub(crate) struct CallRecord {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// More about it (token usage).
     pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Lines(std::sync::Mutex<Vec<String>>);
+
+    impl Tap for Lines {
+        fn record(&self, line: &[u8]) {
+            let line = String::from_utf8(line.to_vec()).unwrap();
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    #[test]
+    fn a_tapped_log_hands_each_record_over_cut_as_a_file_would_keep_it() {
+        let lines = Arc::new(Lines::default());
+        let log = EventLog::tapped(&EventLogSettings::default(), "a", lines.clone());
+        let run: Arc<str> = Arc::from("in");
+        let long = "x".repeat(3000);
+        log.event(&run, false, &Event::input("k", serde_json::json!(long)));
+        log.flush();
+        let kept = lines.0.lock().unwrap().clone();
+        assert_eq!(kept.len(), 1);
+        let record: serde_json::Value = serde_json::from_str(&kept[0]).unwrap();
+        assert_eq!(record["inputRunId"], "in");
+        assert_eq!(record["payload"]["omittedChars"], 1000, "{record}");
+        assert_eq!(log.stats().written, 1);
+        log.close();
+    }
 }
