@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use weir::serve::{Service, ServiceSettings};
+use weir::serve::{ListenSettings, Service, ServiceSettings};
 use weir::{Agent, AgentPlan};
 
 #[derive(clap::Args)]
@@ -38,6 +38,13 @@ pub(crate) struct ServeArgs {
     /// The longest a client may take to send a request body, in seconds (then 408).
     #[arg(long, default_value_t = ServiceSettings::default().body_timeout.as_secs_f64())]
     body_timeout: f64,
+    /// The longest a client may take to send a request's headers, and to
+    /// keep a connection idle, in seconds (then the connection is closed).
+    #[arg(long, default_value_t = ListenSettings::default().header_timeout.as_secs_f64())]
+    header_timeout: f64,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, default_value_t = ListenSettings::default().max_connections)]
+    max_connections: usize,
     #[command(flatten)]
     telemetry: TelemetryArgs,
 }
@@ -86,10 +93,12 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
             }
         }
     };
-    axum::serve(listener, service.router())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving")?;
+    let listen = ListenSettings {
+        header_timeout: std::time::Duration::try_from_secs_f64(args.header_timeout)
+            .context("--header-timeout is seconds")?,
+        max_connections: args.max_connections,
+    };
+    service.serve(listener, listen, shutdown).await;
     telemetry.finish().await;
     Ok(std::process::ExitCode::SUCCESS)
 }

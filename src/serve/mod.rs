@@ -15,6 +15,7 @@
 //! `outputs`, the web view in `view` (its runs kept in `recent`).
 
 mod api;
+mod listen;
 mod outputs;
 mod recent;
 mod runs;
@@ -25,6 +26,7 @@ use crate::journal::{InputPosition, Journal, JournalError};
 use crate::observe::telemetry::Telemetry;
 use crate::plan::AgentPlan;
 use crate::runtime::{EventSender, RunError, RunReport, RunSummary, Runtime};
+pub use listen::ListenSettings;
 use outputs::OutputLog;
 use runs::{Known, RunBook};
 use std::collections::BTreeMap;

@@ -6,7 +6,7 @@
 use crate::support::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use weir::serve::{Service, ServiceSettings};
+use weir::serve::{ListenSettings, Service, ServiceSettings};
 use weir::{ActionBuilder, Agent, Event, RuntimeSettings};
 
 pub(crate) fn word_stats() -> Agent {
@@ -18,6 +18,15 @@ pub(crate) async fn serving(
     agents: Vec<Agent>,
     settings: ServiceSettings,
 ) -> (String, Arc<Service>) {
+    serving_with(agents, settings, ListenSettings::default()).await
+}
+
+/// [`serving`] with `listen`'s connection limits.
+async fn serving_with(
+    agents: Vec<Agent>,
+    settings: ServiceSettings,
+    listen: ListenSettings,
+) -> (String, Arc<Service>) {
     components();
     let mut plans = Vec::new();
     for agent in &agents {
@@ -26,8 +35,12 @@ pub(crate) async fn serving(
     let service = Arc::new(Service::start(plans, settings, None).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = service.router();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let serving = service.clone();
+    tokio::spawn(async move {
+        serving
+            .serve(listener, listen, std::future::pending())
+            .await
+    });
     (url, service)
 }
 
@@ -660,4 +673,78 @@ async fn a_client_trickling_its_body_is_cut_off_at_the_deadline() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("did not arrive within 0.3 s"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_connections_are_closed_and_connections_are_bounded() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listen = ListenSettings {
+        header_timeout: std::time::Duration::from_secs(1),
+        max_connections: 2,
+    };
+    let (url, _service) =
+        serving_with(vec![word_stats()], ServiceSettings::default(), listen).await;
+    let address = url.trim_start_matches("http://").to_string();
+    let read_to_end = |mut stream: tokio::net::TcpStream| async move {
+        let mut got = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut got),
+        )
+        .await
+        .map(|read| (read.is_ok(), got))
+    };
+
+    // Headers trickling in, never finished: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (_, got) = read_to_end(slow).await.expect("closed well within 10 s");
+    assert!(
+        !String::from_utf8_lossy(&got).contains("ok"),
+        "never served"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    // Two connections held (a request answered, then idle): a third
+    // waits to be served until one is closed for idling.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0; 1024];
+        let n = stream.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    let mut third = tokio::net::TcpStream::connect(&address).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 1];
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        third.peek(&mut first),
+    )
+    .await;
+    assert!(early.is_err(), "not served while two connections are held");
+    let (_, got) = read_to_end(third)
+        .await
+        .expect("served once a slot is free");
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // The idle ones were closed by then.
+    for stream in held {
+        let (_, rest) = read_to_end(stream).await.expect("closed");
+        assert!(rest.is_empty());
+    }
 }

@@ -1,0 +1,354 @@
+//! What serving costs: the trivial agent (one fresh-instance task per
+//! event) through `weir serve` over HTTP/1.1 keep-alive, against `weir run`
+//! on the same events in the same round, journal off and on.
+//!
+//! - Throughput: `WEIR_BENCH_EVENTS` events (default 20000) submitted by C
+//!   concurrent clients in batches of B (JSON lines), timed from the first
+//!   submit to the last output read from the SSE stream; `weir run` reads
+//!   the same events from a file. Reported as events/s and as the ratio to
+//!   `weir run` (the goal: the service within 2x).
+//! - Latency: one event per request, open loop at half the peak
+//!   single-event rate, for `WEIR_BENCH_SECS` seconds (default 10): each
+//!   event's time from sending its submit to reading its output on the
+//!   stream (p50, p99, max; the goal: p99 under 10 ms).
+//! - Soak (`WEIR_BENCH_SOAK_SECS`, e.g. 600): the latency load for that
+//!   long, the server's RSS sampled every 10 s.
+//!
+//! `cargo bench --bench serve` (env `WEIR_BENCH_ROUNDS`, default 3). The
+//! servers and `weir run` are the release `weir` binary in child
+//! processes; the clients run in this process, on the same 2 cores.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+mod support;
+use support::env_usize;
+
+const KEYS: usize = 100;
+
+fn weir() -> &'static str {
+    env!("CARGO_BIN_EXE_weir")
+}
+
+/// The trivial agent's manifest in `dir`.
+fn trivial(dir: &Path) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = dir.join("trivial.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[agent]\nname = \"trivial\"\n\n[components.b]\npath = \"{}\"\n\n[actions.single]\ncomponent = \"b\"\nlisten = [\"_input_event\"]\n",
+            repo.join("build/components/guest_bench.wasm").display()
+        ),
+    )
+    .unwrap();
+    manifest
+}
+
+fn line(i: usize) -> String {
+    format!(
+        "{{\"id\":\"e{i}\",\"key\":\"k{}\",\"payload\":\"the quick brown fox jumps over the lazy dog {i}\"}}\n",
+        i % KEYS
+    )
+}
+
+/// `weir run` over `n` events: events/s.
+fn weir_run(dir: &Path, manifest: &Path, n: usize, journal: bool) -> f64 {
+    let input = dir.join("in.jsonl");
+    if std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0) == 0 {
+        std::fs::write(&input, (0..n).map(line).collect::<String>()).unwrap();
+    }
+    let state = dir.join("run-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let mut command = Command::new(weir());
+    command
+        .arg("run")
+        .arg(manifest)
+        .arg("--input")
+        .arg(&input)
+        .args(["--output", "/dev/null"])
+        .stderr(Stdio::null());
+    if journal {
+        command.arg("--state").arg(&state);
+    }
+    let started = Instant::now();
+    assert!(command.status().unwrap().success());
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A `weir serve` child and its URL.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `weir serve` keeping `kept` outputs.
+fn serve(dir: &Path, manifest: &Path, journal: bool, kept: usize) -> Server {
+    use std::io::BufRead as _;
+    let state = dir.join("serve-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let mut command = Command::new(weir());
+    command
+        .arg("serve")
+        .arg(manifest)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kept-outputs",
+            &kept.to_string(),
+        ])
+        .env("WEIR_LOG", "error")
+        .stderr(Stdio::piped());
+    if journal {
+        command.arg("--state").arg(&state);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let url = first
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("weir: serving ... at URL")
+        .to_string();
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    Server { child, url }
+}
+
+/// Reads the output stream after output `after`, calling `seen` with each
+/// output's upstream (input) id as it arrives, until `n` outputs.
+async fn read_outputs(
+    url: String,
+    after: u64,
+    n: usize,
+    mut seen: impl FnMut(&str) + Send + 'static,
+) {
+    let http = reqwest::Client::new();
+    let mut response = http
+        .get(format!("{url}/v1/agents/trivial/outputs?after={after}"))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let mut count = 0;
+    while count < n {
+        let chunk = response.chunk().await.unwrap().expect("the stream goes on");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                let output: Value = serde_json::from_str(data).unwrap();
+                if let Some(upstream) = output["upstream_id"].as_str() {
+                    seen(upstream);
+                    count += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Submits events `0..n` from `clients` clients in batches of `batch`;
+/// events/s from the first submit to the last output.
+async fn throughput(url: &str, n: usize, clients: usize, batch: usize) -> f64 {
+    let reader = tokio::spawn(read_outputs(url.to_string(), 0, n, |_| {}));
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (next, url) = (next.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                let from = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                if from >= n {
+                    return;
+                }
+                let body: String = (from..(from + batch).min(n)).map(line).collect();
+                loop {
+                    let answer = http
+                        .post(format!("{url}/v1/agents/trivial/events"))
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    match answer.status().as_u16() {
+                        202 => break,
+                        429 => tokio::time::sleep(Duration::from_millis(2)).await,
+                        other => panic!("{other}: {:?}", answer.text().await),
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    reader.await.unwrap();
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One event per request at `rate` a second for `secs` (ids from `first`):
+/// the latencies in ms, sorted.
+async fn latency(url: &str, rate: f64, secs: f64, first: usize) -> Vec<f64> {
+    let n = (rate * secs) as usize;
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let took: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let (sent_at, took_by) = (sent.clone(), took.clone());
+    // The stream from the latest output on.
+    let listed: Value = reqwest::get(format!("{url}/v1/agents"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let after = listed["agents"][0]["outputs"].as_u64().unwrap();
+    let reader = tokio::spawn(read_outputs(url.to_string(), after, n, move |id| {
+        if let Some(at) = sent_at.lock().unwrap().remove(id) {
+            took_by
+                .lock()
+                .unwrap()
+                .push(at.elapsed().as_secs_f64() * 1000.0);
+        }
+    }));
+    let http = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for i in first..first + n {
+        ticker.tick().await;
+        let (http, url, sent) = (http.clone(), url.to_string(), sent.clone());
+        tokio::spawn(async move {
+            sent.lock().unwrap().insert(format!("e{i}"), Instant::now());
+            let answer = http
+                .post(format!("{url}/v1/agents/trivial/events"))
+                .body(line(i))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 202);
+        });
+    }
+    reader.await.unwrap();
+    let mut took = std::mem::take(&mut *took.lock().unwrap());
+    took.sort_by(f64::total_cmp);
+    took
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        Command::new(repo.join("scripts/build-skills"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = trivial(dir.path());
+    assert!(
+        Command::new(weir())
+            .arg("plan")
+            .arg(&manifest)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let n = env_usize("WEIR_BENCH_EVENTS", 20_000);
+    let rounds = env_usize("WEIR_BENCH_ROUNDS", 3);
+    let secs = env_usize("WEIR_BENCH_SECS", 10) as f64;
+    let soak = env_usize("WEIR_BENCH_SOAK_SECS", 0) as f64;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let shapes = [(16, 1), (4, 100)];
+
+    println!(
+        "| journal | `weir run` events/s | serve, 16 clients x 1 event | serve, 4 clients x 100 events | p50 / p99 / max ms at half the 1-event peak |"
+    );
+    println!("|---|---|---|---|---|");
+    for journal in [false, true] {
+        let mut run = Vec::new();
+        let mut served: Vec<Vec<f64>> = vec![Vec::new(); shapes.len()];
+        for round in 0..rounds {
+            run.push(weir_run(dir.path(), &manifest, n, journal));
+            for (s, &(clients, batch)) in shapes.iter().enumerate() {
+                let server = serve(dir.path(), &manifest, journal, 1_000_000);
+                let rate = runtime.block_on(throughput(&server.url, n, clients, batch));
+                served[s].push(rate);
+                eprintln!(
+                    "journal {journal} round {round}: weir run {:.0}/s, serve {clients}x{batch} {rate:.0}/s",
+                    run[round]
+                );
+            }
+        }
+        let run = median(run);
+        let served: Vec<f64> = served.into_iter().map(median).collect();
+        // Latency at half the single-event peak, on a fresh server.
+        let server = serve(dir.path(), &manifest, journal, 10_000);
+        let rate = served[0] / 2.0;
+        let took = runtime.block_on(latency(&server.url, rate, secs, 0));
+        println!(
+            "| {} | {run:.0} | {:.0} ({:.2}x) | {:.0} ({:.2}x) | {:.1} / {:.1} / {:.1} at {rate:.0}/s ({} events) |",
+            if journal { "on" } else { "off" },
+            served[0],
+            run / served[0],
+            served[1],
+            run / served[1],
+            percentile(&took, 0.5),
+            percentile(&took, 0.99),
+            took.last().copied().unwrap_or(0.0),
+            took.len(),
+        );
+        if soak > 0.0 && journal {
+            // The same load for `soak` seconds, RSS every 10 s.
+            let pid = server.child.id();
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let watching = done.clone();
+            let sampler = std::thread::spawn(move || {
+                let mut samples = Vec::new();
+                let started = Instant::now();
+                while !watching.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_secs(10));
+                    samples.push((started.elapsed().as_secs(), rss_kib(pid)));
+                }
+                samples
+            });
+            let first = (rate * secs) as usize;
+            let took = runtime.block_on(latency(&server.url, rate, soak, first));
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let samples = sampler.join().unwrap();
+            println!(
+                "\nsoak: {soak:.0} s at {rate:.0}/s with the journal, {} events, p99 {:.1} ms; server RSS (s, KiB): {samples:?}",
+                took.len(),
+                percentile(&took, 0.99)
+            );
+        }
+    }
+}
