@@ -76,8 +76,6 @@ pub struct RunReport {
 #[derive(Clone)]
 pub struct EventSender {
     tx: Option<mpsc::Sender<Intake>>,
-    /// The runtime keeps a journal (memory cannot be reset yet).
-    durable: bool,
 }
 
 /// What the intake carries: input events, and operations on a key's
@@ -141,15 +139,9 @@ impl EventSender {
 
     /// Key `key`'s short-term memory as it stands once the events sent for
     /// it before have run (null for a key never seen); with `reset`, the
-    /// memory is also cleared (the value returned is the one it had).
-    /// Resetting is refused under a journal: it would not be durable.
+    /// memory is also cleared (the value returned is the one it had). Under
+    /// a journal a reset is answered once it is on disk.
     pub async fn memory(&self, key: &str, reset: bool) -> Result<Value, RunError> {
-        if reset && self.durable {
-            return Err(RunError::InputRefused {
-                key: key.to_string(),
-                reason: "resetting memory is not supported with a journal yet".into(),
-            });
-        }
         let tx = self.intake()?;
         let (answer, answered) = tokio::sync::oneshot::channel();
         tx.send(Intake::Memory {
@@ -340,7 +332,6 @@ impl Runtime {
     /// Starts the run on the current tokio runtime.
     pub fn start(self) -> RunHandle {
         let settings = self.settings;
-        let durable = self.journal.is_some();
         let (input_tx, input_rx) = mpsc::channel(settings.max_concurrency.max(64));
         let (output_tx, output_rx) = mpsc::channel(1024);
         let counters = Counters::new(self.plan.actions.keys().cloned());
@@ -391,10 +382,7 @@ impl Runtime {
             releaser,
         ));
         RunHandle {
-            events: EventSender {
-                tx: Some(input_tx),
-                durable,
-            },
+            events: EventSender { tx: Some(input_tx) },
             outputs: output_rx,
             runs,
             done,

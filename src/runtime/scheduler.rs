@@ -30,18 +30,48 @@ enum Queued {
         _pending: OwnedSemaphorePermit,
     },
     Memory {
+        key: String,
         reset: bool,
         answer: tokio::sync::oneshot::Sender<serde_json::Value>,
     },
 }
 
-/// The memory's value; cleared with `reset`.
-fn read_memory(memory: &mut MemoryObject, reset: bool) -> serde_json::Value {
+/// Answers an operation on `key`'s memory with its value, and clears it
+/// with `reset`. Under a journal a reset is committed (the key's memory as
+/// of its last input, `seq`) and answered once it is on disk, so a restart
+/// does not bring the memory back.
+fn memory_op(
+    shared: &Shared,
+    key: &str,
+    seq: u64,
+    memory: &mut MemoryObject,
+    reset: bool,
+    answer: tokio::sync::oneshot::Sender<serde_json::Value>,
+) {
     let value = memory.to_value();
-    if reset {
-        *memory = MemoryObject::new();
+    if !reset {
+        let _ = answer.send(value);
+        return;
     }
-    value
+    *memory = MemoryObject::new();
+    match &shared.journal {
+        Some(journal) => {
+            let committed = journal.commit_later(key, seq, memory.to_json(), Vec::new(), "");
+            tokio::spawn(async move {
+                match committed.await {
+                    Ok(_) => {
+                        let _ = answer.send(value);
+                    }
+                    // Dropping the answer says the runtime has stopped: a
+                    // failed journal stops it.
+                    Err(e) => tracing::error!(error = %e, "cannot commit a memory reset"),
+                }
+            });
+        }
+        None => {
+            let _ = answer.send(value);
+        }
+    }
 }
 
 /// One key's lane: its queue of input events, and its short-term memory
@@ -54,6 +84,9 @@ struct KeyLane {
     memory: Option<MemoryObject>,
     /// A lane task is running the key's events.
     running: bool,
+    /// The sequence number of the key's last input event run (or committed
+    /// before a restart).
+    seq: u64,
 }
 
 type Lane = Arc<Mutex<KeyLane>>;
@@ -78,13 +111,15 @@ pub(super) async fn schedule(
     let mut keys: HashMap<String, Key> = memory
         .into_iter()
         .map(|(key, object)| {
+            let committed = committed.get(&key).copied().unwrap_or(0);
             let lane = KeyLane {
                 memory: Some(object),
+                seq: committed,
                 ..KeyLane::default()
             };
             let state = Key {
                 lane: Arc::new(Mutex::new(lane)),
-                committed: committed.get(&key).copied().unwrap_or(0),
+                committed,
             };
             (key, state)
         })
@@ -121,10 +156,11 @@ pub(super) async fn schedule(
                 let mut lane = state.lane.lock().expect("lane lock");
                 if lane.running {
                     // After the key's queued events.
-                    lane.queue.push_back(Queued::Memory { reset, answer });
+                    lane.queue.push_back(Queued::Memory { key, reset, answer });
                 } else {
+                    let seq = lane.seq;
                     let memory = lane.memory.get_or_insert_with(MemoryObject::new);
-                    let _ = answer.send(read_memory(memory, reset));
+                    memory_op(&shared, &key, seq, memory, reset, answer);
                 }
                 continue;
             }
@@ -235,8 +271,8 @@ async fn run_lane(shared: Arc<Shared>, lane: Lane) {
         let next = {
             let mut lane = lane.lock().expect("lane lock");
             match lane.queue.pop_front() {
-                Some(Queued::Memory { reset, answer }) => {
-                    let _ = answer.send(read_memory(&mut memory, reset));
+                Some(Queued::Memory { key, reset, answer }) => {
+                    memory_op(&shared, &key, lane.seq, &mut memory, reset, answer);
                     continue;
                 }
                 Some(Queued::Event {
@@ -265,6 +301,7 @@ async fn run_lane(shared: Arc<Shared>, lane: Lane) {
         // it), which a spawn and a task's end would otherwise copy around.
         let (event, seq, pending) = next;
         memory = Box::pin(agent_run(&shared, event, seq, memory, permit)).await;
+        lane.lock().expect("lane lock").seq = seq;
         // The event's pending permit is released here, as the run is done.
         drop(pending);
     }

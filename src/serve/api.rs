@@ -567,7 +567,6 @@ async fn memory(service: &Service, name: &str, key: String, reset: bool) -> Resp
     };
     match read {
         Ok(memory) => axum::Json(json!({ "key": key, "memory": memory })).into_response(),
-        Err(e @ RunError::InputRefused { .. }) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the agent has stopped: {e}"),

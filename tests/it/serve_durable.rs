@@ -35,6 +35,7 @@ async fn a_retried_submit_runs_once_and_a_restart_keeps_runs_outputs_and_their_n
     let tmp = tempfile::tempdir().unwrap();
     let settings = ServiceSettings {
         state: Some(tmp.path().join("state")),
+        admin_token: Some("admin".into()),
         ..ServiceSettings::default()
     };
     let (url, service) = serving(vec![word_stats()], settings.clone()).await;
@@ -97,6 +98,21 @@ async fn a_retried_submit_runs_once_and_a_restart_keeps_runs_outputs_and_their_n
     assert_eq!(
         numbered.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
         ["1", "2", "3", "4"]
+    );
+    // A key's memory reset is durable: it stays reset after a restart.
+    let memory = |url: &str, key: &str| format!("{url}/v1/agents/word-stats/keys/{key}/memory");
+    let reset: Value = http
+        .delete(memory(&url, "ann"))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        reset["memory"]["stats"].is_object(),
+        "what it held: {reset}"
     );
     service.finish().await;
     drop(service);
