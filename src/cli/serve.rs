@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use weir::serve::{ListenSettings, Service, ServiceSettings};
+use weir::serve::{ListenSettings, Reloaded, Service, ServiceSettings};
 use weir::{Agent, AgentPlan};
 
 #[derive(clap::Args)]
@@ -56,11 +56,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
          clients holding it are served",
         args.listen
     );
-    let mut plans = Vec::new();
-    for manifest in &args.agents {
-        let agent = Agent::from_manifest(manifest)?;
-        plans.push(AgentPlan::from_agent(&agent).await?);
-    }
+    let plans = plan_all(&args.agents).await?;
     let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     let stop = StopSignal::install()?;
     // The service serves /metrics itself.
@@ -82,6 +78,17 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
         .with_context(|| format!("cannot listen at {}", args.listen))?;
     let bound = listener.local_addr()?;
     eprintln!("weir: serving {} at http://{bound}", names.join(", "));
+    // Caught from now on: SIGHUP's default is to end the process.
+    #[cfg(unix)]
+    let reloader = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let hangups = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
+        tokio::spawn(reload_on_sighup(
+            hangups,
+            service.clone(),
+            args.agents.clone(),
+        ))
+    };
     let stopping = service.clone();
     let shutdown = async move {
         stop.wait().await;
@@ -99,8 +106,50 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
         max_connections: args.max_connections,
     };
     service.serve(listener, listen, shutdown).await;
+    #[cfg(unix)]
+    reloader.abort();
     telemetry.finish().await;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Each manifest's plan (compiled and checked).
+async fn plan_all(manifests: &[PathBuf]) -> anyhow::Result<Vec<AgentPlan>> {
+    let mut plans = Vec::new();
+    for manifest in manifests {
+        let agent = Agent::from_manifest(manifest)?;
+        plans.push(AgentPlan::from_agent(&agent).await?);
+    }
+    Ok(plans)
+}
+
+/// On SIGHUP, reads the manifests again (and the components and skills
+/// they name) and serves each changed agent's new plan once the runs taken
+/// on the old one are done. A manifest that no longer plans leaves every
+/// agent as it was, and says why.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    service: Arc<Service>,
+    manifests: Vec<PathBuf>,
+) {
+    while hangups.recv().await.is_some() {
+        let plans = match plan_all(&manifests).await {
+            Ok(plans) => plans,
+            Err(e) => {
+                eprintln!("weir: not reloaded, every agent serves as before: {e:#}");
+                continue;
+            }
+        };
+        for (name, reloaded) in service.reload(plans).await {
+            match reloaded {
+                Ok(Reloaded::Unchanged) => eprintln!("weir: reload: agent {name} is unchanged"),
+                Ok(Reloaded::Replaced) => eprintln!(
+                    "weir: reload: agent {name} serves its new plan (the runs taken before finished on the old one)"
+                ),
+                Err(e) => eprintln!("weir: reload: agent {name}: {e}"),
+            }
+        }
+    }
 }
 
 /// SIGTERM or Ctrl-C (SIGINT), caught from the moment it is made (a

@@ -152,6 +152,8 @@ enum Write {
     Accept(u64, u64, Box<Event>),
     /// Accepted inputs no longer remembered.
     Forget(Vec<u64>),
+    /// The agent's new fingerprint.
+    Meta(String),
 }
 
 impl Write {
@@ -275,6 +277,20 @@ impl Journal {
     /// (the last group commit, cut short by a crash) is cut off. Must be
     /// called inside a tokio runtime.
     pub fn open(dir: &Path, fingerprint: &str) -> Result<Arc<Journal>, JournalError> {
+        Journal::open_with(dir, fingerprint, false)
+    }
+
+    /// As [`Journal::open`], but a journal another version of the agent
+    /// wrote (a changed manifest or component) is taken over when it holds
+    /// no unfinished work (no accepted event waiting to run, no recorded
+    /// call of a run not committed): its memory, outputs and remembered
+    /// runs carry on, stamped with `fingerprint`. For a service that keeps
+    /// each agent's journal under the agent's name.
+    pub fn open_adopting(dir: &Path, fingerprint: &str) -> Result<Arc<Journal>, JournalError> {
+        Journal::open_with(dir, fingerprint, true)
+    }
+
+    fn open_with(dir: &Path, fingerprint: &str, adopt: bool) -> Result<Arc<Journal>, JournalError> {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::Store {
             path: dir.to_path_buf(),
             message: e.to_string(),
@@ -286,7 +302,29 @@ impl Journal {
         // Nothing is written before the file is known to be this agent's
         // journal, whole but maybe for a torn tail.
         let opened = log::open(dir).map_err(|e| read_error(&path, e))?;
-        check_meta(&path, &opened.loaded.image, fingerprint)?;
+        let mut stamp = false;
+        match check_meta(&path, &opened.loaded.image, fingerprint) {
+            Err(JournalError::OtherAgent { found, .. }) if adopt => {
+                let image = &opened.loaded.image;
+                let waiting = image
+                    .accepted
+                    .values()
+                    .filter(|a| a.event.is_some())
+                    .count();
+                if waiting > 0 || !image.calls.is_empty() {
+                    return Err(JournalError::Store {
+                        path,
+                        message: format!(
+                            "written by another version of this agent ({found}), with unfinished work ({waiting} accepted events waiting to run, {} recorded calls of runs not committed): serve it with the version that wrote it until that work is done, then change the agent",
+                            image.calls.len()
+                        ),
+                    });
+                }
+                tracing::warn!(journal = %path.display(), "the agent changed since this journal was written: its memory, outputs and remembered runs carry on");
+                stamp = true;
+            }
+            checked => checked?,
+        }
         let (mut log, loaded) = opened.start().map_err(|e| err(e.to_string()))?;
         if loaded.whole < loaded.len {
             tracing::warn!(
@@ -296,7 +334,7 @@ impl Journal {
             );
         }
         let image = loaded.image;
-        if image.meta.is_none() {
+        if image.meta.is_none() || stamp {
             log.frame().meta(FORMAT, fingerprint);
             log.append().map_err(|e| err(e.to_string()))?;
         }
@@ -424,6 +462,13 @@ impl Journal {
             self.writes.send(write).is_ok() && self.writes.send(Write::Barrier(done)).is_ok();
         let path = self.path.clone();
         async move { answered(&path, sent, wait).await }
+    }
+
+    /// Records that from now on the journal is `fingerprint`'s (a service
+    /// that reloaded a changed agent once the old one's runs were done);
+    /// written with the next group commit.
+    pub fn stamp(&self, fingerprint: &str) {
+        let _ = self.writes.send(Write::Meta(fingerprint.to_string()));
     }
 
     /// Stops remembering accepted inputs `seqs` that have run.
@@ -772,6 +817,7 @@ fn append(log: &mut Log, batch: &mut [Write], numbering: &mut Numbering) -> std:
                     frame.delivered(id);
                 }
             }
+            Write::Meta(fingerprint) => frame.meta(FORMAT, fingerprint),
             Write::Barrier(_) => {}
         }
     }

@@ -296,8 +296,12 @@ impl Runtime {
     }
 
     /// Starts with this short-term memory per key (as
-    /// [`RunHandle::finish_with_memory`] returns it).
+    /// [`RunHandle::finish_with_memory`] returns it), and none for other
+    /// keys: after [`Runtime::with_journal`], in place of the memory the
+    /// journal held when opened (a runtime taking over from another that
+    /// used the same journal).
     pub fn with_memory(mut self, memory: BTreeMap<String, Value>) -> Result<Self, RunError> {
+        self.memory.clear();
         for (key, value) in memory {
             let mut object = MemoryObject::new();
             object.set("", value).map_err(|e| RunError::Memory {

@@ -140,15 +140,16 @@ async fn agents(State(service): State<Arc<Service>>) -> Response {
         .agents
         .iter()
         .map(|(name, agent)| {
-            let actions: Vec<Value> = agent
-                .plan
+            let (plan, digest) = agent.plan();
+            let actions: Vec<Value> = plan
                 .actions
                 .values()
                 .map(|a| json!({ "name": a.name, "listen": a.listen }))
                 .collect();
             json!({
                 "name": name,
-                "description": agent.plan.description,
+                "description": plan.description,
+                "plan": digest,
                 "actions": actions,
                 "outputs": agent.outputs.latest(),
             })
@@ -325,6 +326,12 @@ async fn submit(
                 "the agent's intake is full: send the events not accepted again shortly".into(),
             ),
             Err(e @ RunError::InputRefused { .. }) => (StatusCode::BAD_REQUEST, e.to_string()),
+            Err(_) if agent.reloading() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "agent `{name}` is reloading (the runs taken before finish on the old plan): send the events not accepted again shortly"
+                ),
+            ),
             Err(e) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("the agent takes no more events: {e}"),
@@ -338,7 +345,7 @@ async fn submit(
         let (status, message) = refused;
         let mut response =
             (status, axum::Json(json!({ "error": message, "ids": ids }))).into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if status == StatusCode::TOO_MANY_REQUESTS || agent.reloading() {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -378,7 +385,7 @@ async fn submit(
 /// Waits until the events taken are on disk (the last one's write is the
 /// journal's latest: the ones before it are on disk with it); the answer
 /// to give if they could not be written.
-async fn on_disk(durable: Option<super::Durable>) -> Option<Response> {
+async fn on_disk(durable: Option<super::agent::Durable>) -> Option<Response> {
     let failed = durable?.await.err()?;
     tracing::error!(error = %failed, "cannot record accepted events");
     Some(error(
@@ -579,10 +586,12 @@ async fn ready(State(service): State<Arc<Service>>) -> Response {
         .agents
         .values()
         .all(|a| a.intake.lock().expect("intake lock").events.is_some());
-    if open {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    let reloading = service.agents.values().any(|a| a.reloading());
+    match (open, reloading) {
+        (true, _) => (StatusCode::OK, "ready\n").into_response(),
+        // Back once the runs taken on the old plans are done.
+        (false, true) => (StatusCode::SERVICE_UNAVAILABLE, "reloading\n").into_response(),
+        (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
     }
 }
 

@@ -319,9 +319,14 @@ impl SkillStore {
             .prefix("install-")
             .tempdir_in(&tmp)
             .map_err(io(tmp.display().to_string()))?;
+        // Locked before it takes its name: another install seeing the lock
+        // file must never find it free (created, not yet locked) and take
+        // this live directory for an abandoned one.
         let lock_path = dir.path().join(STAGING_LOCK);
-        let lock = std::fs::File::create(&lock_path)
+        let locking = dir.path().join(".locking");
+        let lock = std::fs::File::create(&locking)
             .and_then(|file| file.lock().map(|()| file))
+            .and_then(|file| std::fs::rename(&locking, &lock_path).map(|()| file))
             .map_err(io(lock_path.display().to_string()))?;
         Ok(Staging { dir, _lock: lock })
     }

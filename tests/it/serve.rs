@@ -361,6 +361,84 @@ async fn a_full_intake_is_answered_429_with_retry_after() {
 }
 
 #[test]
+fn weir_serve_reloads_a_changed_manifest_on_sighup_and_keeps_serving_a_broken_one() {
+    use std::io::BufRead as _;
+    use std::process::Command;
+    components();
+    let tmp = tempfile::tempdir().unwrap();
+    let original = std::fs::read_to_string(repo().join("examples/word-stats/agent.toml"))
+        .unwrap()
+        .replace("../../build", &repo().join("build").display().to_string());
+    let manifest = write(tmp.path(), "agent.toml", &original);
+    let (mut weir, mut stderr, url) = announced(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("serve")
+            .arg(&manifest)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("WEIR_LOG"),
+        "weir: serving word-stats at ",
+    );
+    let http = http_runtime();
+    let top = |url: &str| {
+        http.block_on(async {
+            let answer: Value = json_of(
+                reqwest::Client::new()
+                    .post(format!("{url}/v1/agents/word-stats/events?wait=30"))
+                    .json(&json!({ "key": "a", "payload": "one two three four five" })),
+            )
+            .await;
+            answer["runs"][0]["outputs"][0]["payload"]["top_words"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+    };
+    assert_eq!(top(&url), 3);
+    let hangup = |weir: &std::process::Child| {
+        let sent = Command::new("kill")
+            .args(["-HUP", &weir.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let said = |stderr: &mut std::io::BufReader<std::process::ChildStderr>| {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        line
+    };
+
+    // A manifest that no longer plans: said, and the old plan serves on.
+    std::fs::write(
+        &manifest,
+        original.replace("[actions.count]", "[actions.count]\nnope = 1"),
+    )
+    .unwrap();
+    hangup(&weir);
+    let line = said(&mut stderr);
+    assert!(
+        line.contains("not reloaded, every agent serves as before"),
+        "{line}"
+    );
+    assert!(line.contains("nope"), "names the field at fault: {line}");
+    assert_eq!(top(&url), 3);
+
+    // The changed manifest serves once reloaded.
+    std::fs::write(&manifest, original.replace("top = 3", "top = 1")).unwrap();
+    hangup(&weir);
+    let line = said(&mut stderr);
+    assert!(
+        line.contains("agent word-stats serves its new plan"),
+        "{line}"
+    );
+    assert_eq!(top(&url), 1);
+    hangup(&weir);
+    let line = said(&mut stderr);
+    assert!(line.contains("agent word-stats is unchanged"), "{line}");
+    weir.kill().unwrap();
+    weir.wait().unwrap();
+}
+
+#[test]
 fn weir_serve_serves_until_sigterm_and_refuses_an_open_address_without_a_token() {
     use std::process::Command;
     components();

@@ -432,3 +432,181 @@ fn record(seen: &mut BTreeMap<u64, String>, event: &Sse) {
         assert_eq!(before, event.data, "output {number} changed");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_lets_runs_taken_finish_on_the_old_plan_and_the_new_one_goes_on_from_there() {
+    let server = ModelServer::start().await;
+    // Slow enough that the first run is still asking when the reload comes.
+    server.fallback(Reply::Delayed(
+        Duration::from_millis(1500),
+        Box::new(Reply::Json(openai_text("noted", 5, 1))),
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let old = agent(tmp.path(), &server.url);
+    let text = std::fs::read_to_string(&old).unwrap();
+    let new = tmp.path().join("durable-2.toml");
+    // The new plan asks another model.
+    std::fs::write(&new, text.replace("model = \"m\"", "model = \"m2\"")).unwrap();
+    let load = |manifest: &std::path::Path| weir::Agent::from_manifest(manifest).unwrap();
+    let settings = ServiceSettings {
+        state: Some(tmp.path().join("state")),
+        ..ServiceSettings::default()
+    };
+    let (url, service) = serving(vec![load(&old)], settings.clone()).await;
+    let http = reqwest::Client::new();
+    let events = format!("{url}/v1/agents/durable/events");
+    let event = |id: &str, seq: u64| json!({ "id": id, "key": "k", "payload": { "model": "assistant", "question": id, "seq": seq } });
+    let (status, _) = post(&http, &events, &event("before", 1)).await;
+    assert_eq!(status, 202);
+    while server.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The reload waits for the run in flight; submits meanwhile are told
+    // to come back.
+    let new_plan = plan(&load(&new)).await;
+    let listed: Value = json_of(http.get(format!("{url}/v1/agents"))).await;
+    let digest_before = listed["agents"][0]["plan"].clone();
+    let reloading = service.clone();
+    let reload = tokio::spawn(async move { reloading.reload(vec![new_plan]).await });
+    let mut waited = 0;
+    loop {
+        let ready = http.get(format!("{url}/readyz")).send().await.unwrap();
+        if ready.status() == 503 {
+            assert_eq!(ready.text().await.unwrap(), "reloading\n");
+            break;
+        }
+        waited += 1;
+        assert!(waited < 2000, "the reload never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut told_to_wait = 0;
+    while told_to_wait < 1000 {
+        let response = http
+            .post(&events)
+            .json(&event("after", 2))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            202 => break,
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                let answer: Value = response.json().await.unwrap();
+                assert!(
+                    answer["error"].as_str().unwrap().contains("reloading"),
+                    "{answer}"
+                );
+                told_to_wait += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert!(told_to_wait > 0, "the submit came during the reload");
+    let reloaded = reload.await.unwrap();
+    assert_eq!(
+        reloaded["durable"].as_ref().unwrap(),
+        &weir::serve::Reloaded::Replaced
+    );
+    let done: Value = json_of(http.get(format!("{url}/v1/agents/durable/runs/after"))).await;
+    let done = if done["status"] == "done" {
+        done
+    } else {
+        let (_, answer) = post(&http, &format!("{events}?wait=30"), &event("after", 2)).await;
+        answer["runs"][0].clone()
+    };
+    assert_eq!(done["status"], "done", "{done}");
+
+    // The run taken before asked the old plan's model, the one after the
+    // new plan's; the key's memory went on (the new run saw both).
+    let models: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| r.body["model"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(models, ["m", "m2"]);
+    let mut stream = http
+        .get(format!("{url}/v1/agents/durable/outputs?after=0"))
+        .send()
+        .await
+        .unwrap();
+    let outputs = read_events(&mut stream, 4).await;
+    let numbers: Vec<&str> = outputs.iter().map(|e| e.id.as_deref().unwrap()).collect();
+    assert_eq!(
+        numbers,
+        ["1", "2", "3", "4"],
+        "one numbering across the reload"
+    );
+    let seen: Vec<Value> = outputs
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.data).unwrap())
+        .filter_map(|o| o["payload"]["seen"].as_array().cloned())
+        .map(Value::from)
+        .collect();
+    assert_eq!(seen, [json!([1]), json!([1, 2])]);
+    let reloaded_plan = plan(&load(&new)).await;
+    let listed: Value = json_of(http.get(format!("{url}/v1/agents"))).await;
+    assert_ne!(
+        listed["agents"][0]["plan"], digest_before,
+        "the new plan is served"
+    );
+    // The same plan again changes nothing.
+    let again = service.reload(vec![reloaded_plan]).await;
+    assert_eq!(
+        again["durable"].as_ref().unwrap(),
+        &weir::serve::Reloaded::Unchanged
+    );
+    service.finish().await;
+    drop(service);
+
+    // The journal is the new plan's now: a restart on it goes on.
+    let (url, service) = serving(vec![load(&new)], settings).await;
+    let memory: Value = json_of(http.get(format!("{url}/v1/agents/durable/keys/k/memory"))).await;
+    assert!(memory["memory"].to_string().contains("[1,2]"), "{memory}");
+    service.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_agent_takes_its_journal_over_only_when_no_work_is_unfinished() {
+    use weir::journal::Journal;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let journal = Journal::open(&dir, "agent-v1").unwrap();
+    journal
+        .commit("k", 1, json!({ "n": 1 }), Vec::new(), "run-1")
+        .await
+        .unwrap();
+    let waiting = weir::Event::input("k", json!("later"));
+    journal.accept(2, &waiting).await.unwrap();
+    drop(journal);
+
+    // An accepted event waiting to run: refused, saying why.
+    let refused = Journal::open_adopting(&dir, "agent-v2")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        refused.contains("1 accepted events waiting to run"),
+        "{refused}"
+    );
+    assert!(
+        Journal::open(&dir, "agent-v2").is_err(),
+        "open never adopts"
+    );
+
+    // Once it has run, the new version takes the journal over.
+    let journal = Journal::open(&dir, "agent-v1").unwrap();
+    journal
+        .commit("k", 2, json!({ "n": 2 }), Vec::new(), "run-2")
+        .await
+        .unwrap();
+    drop(journal);
+    let adopted = Journal::open_adopting(&dir, "agent-v2").unwrap();
+    assert_eq!(adopted.keys()[0].2, json!({ "n": 2 }), "memory carries on");
+    drop(adopted);
+    let again = Journal::open(&dir, "agent-v2").unwrap();
+    assert_eq!(again.keys()[0].1, 2, "stamped with the new version");
+    drop(again);
+    assert!(Journal::open(&dir, "agent-v1").is_err());
+}
