@@ -14,7 +14,9 @@
 //! - Soak (`WEIR_BENCH_SOAK_SECS`, e.g. 600): the latency load for that
 //!   long, the server's RSS sampled every 10 s.
 //!
-//! `cargo bench --bench serve` (env `WEIR_BENCH_ROUNDS`, default 3). The
+//! `cargo bench --bench serve` (env `WEIR_BENCH_ROUNDS`, default 3;
+//! `WEIR_BENCH_SERVE_ARGS`, more `weir serve` arguments, e.g.
+//! `--kept-runs 0`). The
 //! servers and `weir run` are the release `weir` binary in child
 //! processes; the clients run in this process, on the same 2 cores.
 
@@ -56,8 +58,34 @@ fn line(i: usize) -> String {
     )
 }
 
-/// `weir run` over `n` events: events/s.
-fn weir_run(dir: &Path, manifest: &Path, n: usize, journal: bool) -> f64 {
+/// CPU seconds (user + system) of the children waited for so far.
+fn children_cpu() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// CPU seconds (user + system) of process `pid` so far.
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / per_second
+}
+
+/// `weir run` over `n` events: events/s and CPU us per event.
+fn weir_run(dir: &Path, manifest: &Path, n: usize, journal: bool) -> (f64, f64) {
     let input = dir.join("in.jsonl");
     if std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0) == 0 {
         std::fs::write(&input, (0..n).map(line).collect::<String>()).unwrap();
@@ -75,9 +103,10 @@ fn weir_run(dir: &Path, manifest: &Path, n: usize, journal: bool) -> f64 {
     if journal {
         command.arg("--state").arg(&state);
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), children_cpu());
     assert!(command.status().unwrap().success());
-    n as f64 / started.elapsed().as_secs_f64()
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    (rate, (children_cpu() - cpu) * 1e6 / n as f64)
 }
 
 /// A `weir serve` child and its URL.
@@ -110,6 +139,9 @@ fn serve(dir: &Path, manifest: &Path, journal: bool, kept: usize) -> Server {
         ])
         .env("WEIR_LOG", "error")
         .stderr(Stdio::piped());
+    if let Ok(extra) = std::env::var("WEIR_BENCH_SERVE_ARGS") {
+        command.args(extra.split_whitespace());
+    }
     if journal {
         command.arg("--state").arg(&state);
     }
@@ -200,8 +232,9 @@ async fn throughput(url: &str, n: usize, clients: usize, batch: usize) -> f64 {
 }
 
 /// One event per request at `rate` a second for `secs` (ids from `first`):
-/// the latencies in ms, sorted.
-async fn latency(url: &str, rate: f64, secs: f64, first: usize) -> Vec<f64> {
+/// the latencies in ms, sorted, and how many submits were answered 429.
+async fn latency(url: &str, rate: f64, secs: f64, first: usize) -> (Vec<f64>, usize) {
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let n = (rate * secs) as usize;
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let took: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -228,21 +261,33 @@ async fn latency(url: &str, rate: f64, secs: f64, first: usize) -> Vec<f64> {
     for i in first..first + n {
         ticker.tick().await;
         let (http, url, sent) = (http.clone(), url.to_string(), sent.clone());
+        let refused = refused.clone();
         tokio::spawn(async move {
             sent.lock().unwrap().insert(format!("e{i}"), Instant::now());
-            let answer = http
-                .post(format!("{url}/v1/agents/trivial/events"))
-                .body(line(i))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(answer.status(), 202);
+            // A full intake (429) is sent again shortly: its wait is part
+            // of the event's latency.
+            loop {
+                let answer = http
+                    .post(format!("{url}/v1/agents/trivial/events"))
+                    .body(line(i))
+                    .send()
+                    .await
+                    .unwrap();
+                match answer.status().as_u16() {
+                    202 => break,
+                    429 => {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    other => panic!("{other}"),
+                }
+            }
         });
     }
     reader.await.unwrap();
     let mut took = std::mem::take(&mut *took.lock().unwrap());
     took.sort_by(f64::total_cmp);
-    took
+    (took, refused.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -290,37 +335,48 @@ fn main() {
     let shapes = [(16, 1), (4, 100)];
 
     println!(
-        "| journal | `weir run` events/s | serve, 16 clients x 1 event | serve, 4 clients x 100 events | p50 / p99 / max ms at half the 1-event peak |"
+        "| journal | `weir run` events/s (CPU us/event) | serve, 16 clients x 1 event | serve, 4 clients x 100 events | p50 / p99 / max ms at half the 1-event peak |"
     );
     println!("|---|---|---|---|---|");
     for journal in [false, true] {
-        let mut run = Vec::new();
+        let (mut run, mut run_cpu) = (Vec::new(), Vec::new());
         let mut served: Vec<Vec<f64>> = vec![Vec::new(); shapes.len()];
+        let mut served_cpu: Vec<Vec<f64>> = vec![Vec::new(); shapes.len()];
         for round in 0..rounds {
-            run.push(weir_run(dir.path(), &manifest, n, journal));
+            let (rate, cpu) = weir_run(dir.path(), &manifest, n, journal);
+            run.push(rate);
+            run_cpu.push(cpu);
             for (s, &(clients, batch)) in shapes.iter().enumerate() {
                 let server = serve(dir.path(), &manifest, journal, 1_000_000);
+                let before = process_cpu(server.child.id());
                 let rate = runtime.block_on(throughput(&server.url, n, clients, batch));
+                let cpu = (process_cpu(server.child.id()) - before) * 1e6 / n as f64;
                 served[s].push(rate);
+                served_cpu[s].push(cpu);
                 eprintln!(
-                    "journal {journal} round {round}: weir run {:.0}/s, serve {clients}x{batch} {rate:.0}/s",
-                    run[round]
+                    "journal {journal} round {round}: weir run {:.0}/s {:.1} us/event, serve {clients}x{batch} {rate:.0}/s {cpu:.1} us/event",
+                    run[round], run_cpu[round]
                 );
             }
         }
-        let run = median(run);
+        let (run, run_cpu) = (median(run), median(run_cpu));
         let served: Vec<f64> = served.into_iter().map(median).collect();
+        let served_cpu: Vec<f64> = served_cpu.into_iter().map(median).collect();
         // Latency at half the single-event peak, on a fresh server.
         let server = serve(dir.path(), &manifest, journal, 10_000);
         let rate = served[0] / 2.0;
-        let took = runtime.block_on(latency(&server.url, rate, secs, 0));
+        let (took, refused) = runtime.block_on(latency(&server.url, rate, secs, 0));
         println!(
-            "| {} | {run:.0} | {:.0} ({:.2}x) | {:.0} ({:.2}x) | {:.1} / {:.1} / {:.1} at {rate:.0}/s ({} events) |",
+            "| {} | {run:.0} ({run_cpu:.1}) | {:.0}/s, {:.2}x slower; CPU {:.1} us, {:.2}x | {:.0}/s, {:.2}x slower; CPU {:.1} us, {:.2}x | {:.1} / {:.1} / {:.1} at {rate:.0}/s ({} events, {refused} 429s) |",
             if journal { "on" } else { "off" },
             served[0],
             run / served[0],
+            served_cpu[0],
+            served_cpu[0] / run_cpu,
             served[1],
             run / served[1],
+            served_cpu[1],
+            served_cpu[1] / run_cpu,
             percentile(&took, 0.5),
             percentile(&took, 0.99),
             took.last().copied().unwrap_or(0.0),
@@ -341,11 +397,11 @@ fn main() {
                 samples
             });
             let first = (rate * secs) as usize;
-            let took = runtime.block_on(latency(&server.url, rate, soak, first));
+            let (took, refused) = runtime.block_on(latency(&server.url, rate, soak, first));
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             let samples = sampler.join().unwrap();
             println!(
-                "\nsoak: {soak:.0} s at {rate:.0}/s with the journal, {} events, p99 {:.1} ms; server RSS (s, KiB): {samples:?}",
+                "\nsoak: {soak:.0} s at {rate:.0}/s with the journal, {} events ({refused} 429s), p99 {:.1} ms; server RSS (s, KiB): {samples:?}",
                 took.len(),
                 percentile(&took, 0.99)
             );

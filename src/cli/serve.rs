@@ -30,6 +30,13 @@ pub(crate) struct ServeArgs {
     /// Outputs kept per agent for clients to read or resume from.
     #[arg(long, default_value_t = ServiceSettings::default().kept_outputs)]
     kept_outputs: usize,
+    /// Runs kept per agent for the web view (their event-log records, in
+    /// memory); 0 keeps none and records nothing.
+    #[arg(long, default_value_t = ServiceSettings::default().kept_runs)]
+    kept_runs: usize,
+    /// The bytes of those records kept per agent at most.
+    #[arg(long, default_value_t = ServiceSettings::default().kept_run_bytes)]
+    kept_run_bytes: usize,
     /// Keep durable state here (a journal per agent, in a directory named
     /// after it): accepted events are on disk before a submit is answered,
     /// and a restarted service continues where it stopped.
@@ -69,7 +76,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
         body_timeout: std::time::Duration::try_from_secs_f64(args.body_timeout)
             .context("--body-timeout is seconds")?,
         state: args.state.clone(),
-        ..ServiceSettings::default()
+        kept_runs: args.kept_runs,
+        kept_run_bytes: args.kept_run_bytes,
     };
     let service =
         Arc::new(Service::start(plans, settings, Some(telemetry.telemetry.clone())).await?);

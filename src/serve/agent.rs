@@ -123,9 +123,12 @@ impl ServedAgent {
         memory: Option<BTreeMap<String, Value>>,
     ) -> anyhow::Result<(EventSender, Running)> {
         let mut runtime = Runtime::shared(plan.clone()).with_run_reports();
-        // The web view's event log: in memory, bounded, no file.
-        let log = EventLog::tapped(&plan.event_log, &plan.name, self.recent.clone());
-        runtime = runtime.with_event_log(Arc::new(log));
+        // The web view's event log: in memory, bounded, no file (none when
+        // no run is to be kept: it is most of what a run costs to observe).
+        if self.recent.keeps_runs() {
+            let log = EventLog::tapped(&plan.event_log, &plan.name, self.recent.clone());
+            runtime = runtime.with_event_log(Arc::new(log));
+        }
         if let Some(telemetry) = &self.telemetry {
             runtime = runtime.with_telemetry(telemetry);
         }

@@ -56,7 +56,9 @@ pub struct ServiceSettings {
     /// crash. `None` keeps everything in memory.
     pub state: Option<std::path::PathBuf>,
     /// Runs kept per agent for the web view and its endpoints (default
-    /// 1,000): their event-log records, kept in memory.
+    /// 1,000): their event-log records, kept in memory. 0 keeps none and
+    /// writes no records (observing runs costs some CPU: see
+    /// BENCHMARKS.md); the web view then lists no runs and counts nothing.
     pub kept_runs: usize,
     /// The bytes of those records kept per agent at most (default 32 MiB;
     /// one run keeps at most a quarter of it).

@@ -28,6 +28,8 @@ pub(crate) struct RecentRuns {
     max_runs: usize,
     /// Bytes kept at most, records and runs together.
     max_bytes: usize,
+    /// Whether any run is kept (see [`RecentRuns::keeps_runs`]).
+    keeps: bool,
     /// Bytes one run keeps at most: a run that logs more keeps its first
     /// records and counts the rest, so one runaway run cannot push every
     /// other out.
@@ -171,7 +173,14 @@ impl RecentRuns {
             max_runs: max_runs.max(1),
             max_bytes,
             max_run_bytes: max_bytes / 4,
+            keeps: max_runs > 0,
         }
+    }
+
+    /// Whether runs are kept at all (`kept_runs` 0 turns the records off:
+    /// the web view then lists no runs and counts nothing).
+    pub(crate) fn keeps_runs(&self) -> bool {
+        self.keeps
     }
 
     /// The agent's counters.
