@@ -5,7 +5,7 @@
 //! writes and a full disk lose nothing. Replay is in `replay.rs`, effects
 //! and reconcilers in `reconcile.rs`.
 
-use crate::support::durable::{StateRun, kill, model_agent, until};
+use crate::support::durable::{StateRun, ask_and_order as agent, kill, until};
 use crate::support::model_server::{ModelServer, Reply, openai_text};
 use crate::support::*;
 use serde_json::{Value, json};
@@ -14,23 +14,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const KEYS: usize = 20;
-
-/// Two actions on every input: `ask` calls the model, `order` keeps the
-/// sequence numbers it has seen in memory.
-fn agent(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
-    let actions = r#"[actions.ask]
-component = "m"
-listen = ["_input_event"]
-models = ["assistant"]
-
-[actions.order]
-component = "m"
-listen = ["_input_event"]
-
-[runtime]
-max_concurrency = 8"#;
-    model_agent(dir, "durable", actions, server)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {

@@ -5,7 +5,7 @@
 //! recorded.
 
 use crate::serve::{Sse, read_events, serving, word_stats};
-use crate::support::durable::model_agent;
+use crate::support::durable::ask_and_order as agent;
 use crate::support::model_server::{ModelServer, Reply, openai_text};
 use crate::support::*;
 use serde_json::{Value, json};
@@ -184,23 +184,6 @@ async fn a_retried_submit_runs_once_and_a_restart_keeps_runs_outputs_and_their_n
 }
 
 const KEYS: usize = 10;
-
-/// The durable agent of `durable.rs`: `ask` calls the model, `order` keeps
-/// the sequence numbers it has seen in memory.
-fn agent(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
-    let actions = r#"[actions.ask]
-component = "m"
-listen = ["_input_event"]
-models = ["assistant"]
-
-[actions.order]
-component = "m"
-listen = ["_input_event"]
-
-[runtime]
-max_concurrency = 8"#;
-    model_agent(dir, "durable", actions, server)
-}
 
 /// A `weir serve --state` process and its address.
 struct Server {

@@ -13,6 +13,24 @@ pub fn model_agent(dir: &Path, name: &str, actions: &str, server: &str) -> PathB
     model_agent_with(dir, name, actions, server, &misbehave)
 }
 
+/// The agent `durable`, two actions on every input: `ask` calls the model,
+/// `order` keeps the sequence numbers (`payload.seq`) it has seen in memory
+/// and outputs them (`payload.seen`).
+pub fn ask_and_order(dir: &Path, server: &str) -> PathBuf {
+    let actions = r#"[actions.ask]
+component = "m"
+listen = ["_input_event"]
+models = ["assistant"]
+
+[actions.order]
+component = "m"
+listen = ["_input_event"]
+
+[runtime]
+max_concurrency = 8"#;
+    model_agent(dir, "durable", actions, server)
+}
+
 /// [`model_agent`] with `component` as `m`.
 pub fn model_agent_with(
     dir: &Path,
