@@ -5,11 +5,13 @@
 //! writes and a full disk lose nothing. Replay is in `replay.rs`, effects
 //! and reconcilers in `reconcile.rs`.
 
-use crate::support::durable::{StateRun, ask_and_order as agent, kill, until};
+use crate::support::durable::{
+    StateRun, ask_and_order as agent, kill, longest_seen, times_asked, until,
+};
 use crate::support::model_server::{ModelServer, Reply, openai_text};
 use crate::support::*;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -125,38 +127,17 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 
     // Short-term memory as in a crash-free run: each key's `order` outputs
     // saw its sequence numbers exactly once, in order.
-    let mut last_seen: BTreeMap<String, Value> = BTreeMap::new();
-    for o in &outputs {
-        if o["payload"]["seen"].is_array() {
-            let key = o["key"].as_str().unwrap().to_string();
-            let seen = &o["payload"]["seen"];
-            let longer = last_seen
-                .get(&key)
-                .is_none_or(|prev| prev.as_array().unwrap().len() < seen.as_array().unwrap().len());
-            if longer {
-                last_seen.insert(key, seen.clone());
-            }
-        }
-    }
+    let last_seen = longest_seen(&outputs);
     assert_eq!(last_seen.len(), KEYS);
     for (key, seen) in &last_seen {
         let expected: Vec<Value> = (1..=events / KEYS).map(|s| json!(s)).collect();
-        assert_eq!(seen.as_array().unwrap(), &expected, "memory of {key}");
+        assert_eq!(seen, &expected, "memory of {key}");
     }
 
     // Each question was asked once, but for calls in flight at a kill or
     // finished since the last commit reached the disk (a few per key in
     // flight; far below the 2,000 a journal-less restart would repeat).
-    let mut asked: HashMap<String, usize> = HashMap::new();
-    for request in server.received() {
-        let question = request.body["messages"]
-            .as_array()
-            .and_then(|m| m.last())
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or_default()
-            .to_string();
-        *asked.entry(question).or_default() += 1;
-    }
+    let asked = times_asked(&server);
     assert_eq!(asked.len(), events, "every question asked");
     let repeats: usize = asked.values().map(|n| n - 1).sum();
     assert!(

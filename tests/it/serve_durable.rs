@@ -5,11 +5,11 @@
 //! recorded.
 
 use crate::serve::{Sse, read_events, serving, word_stats};
-use crate::support::durable::ask_and_order as agent;
+use crate::support::durable::{ask_and_order as agent, longest_seen, times_asked};
 use crate::support::model_server::{ModelServer, Reply, openai_text};
 use crate::support::*;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use weir::serve::ServiceSettings;
 
@@ -371,15 +371,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice() {
     assert!(outputs.iter().all(|o| o["type"] == "_output_event"));
 
     // Each key's memory saw its events once each, in order.
-    let mut longest: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for o in &outputs {
-        if let Some(seen) = o["payload"]["seen"].as_array() {
-            let key = o["key"].as_str().unwrap().to_string();
-            if longest.get(&key).is_none_or(|prev| prev.len() < seen.len()) {
-                longest.insert(key, seen.clone());
-            }
-        }
-    }
+    let longest = longest_seen(&outputs);
     assert_eq!(longest.len(), KEYS);
     for (key, seen) in &longest {
         let expected: Vec<Value> = (1..=events / KEYS).map(|s| json!(s)).collect();
@@ -387,16 +379,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice() {
     }
 
     // Each question asked once, but for calls in flight at a kill.
-    let mut asked: HashMap<String, usize> = HashMap::new();
-    for request in server.received() {
-        let question = request.body["messages"]
-            .as_array()
-            .and_then(|m| m.last())
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or_default()
-            .to_string();
-        *asked.entry(question).or_default() += 1;
-    }
+    let asked = times_asked(&server);
     assert_eq!(asked.len(), events, "every question asked");
     let repeats: usize = asked.values().map(|n| n - 1).sum();
     assert!(

@@ -31,6 +31,40 @@ max_concurrency = 8"#;
     model_agent(dir, "durable", actions, server)
 }
 
+/// Each key's longest `payload.seen` among `outputs` (what its `order`
+/// action's memory held last): a key's events once each, in order, after
+/// a run without loss or repeats.
+pub fn longest_seen(outputs: &[Value]) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut longest = std::collections::BTreeMap::<String, Vec<Value>>::new();
+    for o in outputs {
+        if let Some(seen) = o["payload"]["seen"].as_array() {
+            let key = o["key"].as_str().unwrap().to_string();
+            if longest.get(&key).is_none_or(|prev| prev.len() < seen.len()) {
+                longest.insert(key, seen.clone());
+            }
+        }
+    }
+    longest
+}
+
+/// How many times `server` was asked each question (the last message's
+/// content).
+pub fn times_asked(
+    server: &super::model_server::ModelServer,
+) -> std::collections::HashMap<String, usize> {
+    let mut asked = std::collections::HashMap::new();
+    for request in server.received() {
+        let question = request.body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        *asked.entry(question).or_default() += 1;
+    }
+    asked
+}
+
 /// [`model_agent`] with `component` as `m`.
 pub fn model_agent_with(
     dir: &Path,
