@@ -103,6 +103,16 @@ impl Frame {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// A field holding `value` as JSON, serialised straight into the frame
+    /// (its length filled in after).
+    fn json_field(&mut self, value: &impl serde::Serialize) {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        serde_json::to_writer(&mut self.buf, value).expect("events serialise");
+        let len = (self.buf.len() - at - 4) as u32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
     /// Which agent wrote the journal, and in what format.
     pub(super) fn meta(&mut self, format: &str, agent: &str) {
         self.buf.push(META);
@@ -133,11 +143,7 @@ impl Frame {
         self.buf.push(OUTPUT);
         self.field(id.as_bytes());
         self.field(order.as_bytes());
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&[0; 4]);
-        serde_json::to_writer(&mut self.buf, event).expect("events serialise");
-        let len = (self.buf.len() - at - 4) as u32;
-        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.json_field(event);
     }
 
     /// Run `run` is committed: its call records go.
@@ -184,11 +190,7 @@ impl Frame {
     /// As [`Frame::accepted`], serialising `event` straight into the frame.
     pub(super) fn accepted_event(&mut self, seq: u64, digest: u64, event: &crate::Event) {
         self.accepted_head(seq, &event.id, &event.key, digest);
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&[0; 4]);
-        serde_json::to_writer(&mut self.buf, event).expect("events serialise");
-        let len = (self.buf.len() - at - 4) as u32;
-        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.json_field(event);
     }
 
     /// Accepted input `seq` ran; its outputs are numbers `first..first +

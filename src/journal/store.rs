@@ -148,8 +148,8 @@ enum Write {
     /// A call record the caller waits for (an intent).
     DurableCall(String, Vec<u8>, oneshot::Sender<Result<(), String>>),
     Delivered(Vec<String>),
-    /// An accepted input: (seq, digest, event).
-    Accept(u64, u64, Box<Event>),
+    /// An accepted input (seq, digest, event), answered once on disk.
+    Accept(u64, u64, Box<Event>, oneshot::Sender<Result<(), String>>),
     /// Accepted inputs no longer remembered.
     Forget(Vec<u64>),
     /// The agent's new fingerprint.
@@ -161,7 +161,7 @@ impl Write {
     fn is_waited_for(&self) -> bool {
         matches!(
             self,
-            Write::Commit(_) | Write::Barrier(_) | Write::DurableCall(..)
+            Write::Commit(_) | Write::Barrier(_) | Write::DurableCall(..) | Write::Accept(..)
         )
     }
 }
@@ -457,9 +457,8 @@ impl Journal {
         event: &Event,
     ) -> impl std::future::Future<Output = Result<(), JournalError>> + Send + 'static {
         let (done, wait) = oneshot::channel();
-        let write = Write::Accept(seq, event.content_digest(), Box::new(event.clone()));
-        let sent =
-            self.writes.send(write).is_ok() && self.writes.send(Write::Barrier(done)).is_ok();
+        let write = Write::Accept(seq, event.content_digest(), Box::new(event.clone()), done);
+        let sent = self.writes.send(write).is_ok();
         let path = self.path.clone();
         async move { answered(&path, sent, wait).await }
     }
@@ -753,7 +752,7 @@ fn writer(
                     });
                     let _ = commit.done.send(committed);
                 }
-                Write::DurableCall(_, _, done) | Write::Barrier(done) => {
+                Write::DurableCall(_, _, done) | Write::Barrier(done) | Write::Accept(.., done) => {
                     let _ = done.send(result.clone());
                 }
                 _ => {}
@@ -801,7 +800,7 @@ fn append(log: &mut Log, batch: &mut [Write], numbering: &mut Numbering) -> std:
                     frame.run_done(run);
                 }
             }
-            Write::Accept(seq, digest, event) => {
+            Write::Accept(seq, digest, event, _) => {
                 numbering.waiting.insert(*seq);
                 frame.accepted_event(*seq, *digest, event);
             }
