@@ -20,7 +20,7 @@ pub enum RunError {
     /// The run has ended and takes no more events.
     #[error("the run has stopped")]
     Stopped,
-    /// The intake is full ([`EventSender::try_send`](super::EventSender::try_send)):
+    /// The intake is full ([`EventSender::try_reserve`](super::EventSender::try_reserve)):
     /// try again once some events are taken.
     #[error("the intake is full; try again shortly")]
     Full,

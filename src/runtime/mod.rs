@@ -105,21 +105,11 @@ impl EventSender {
         self.queue(event, Some(position)).await
     }
 
-    /// Queues `event` if the intake has room now; [`RunError::Full`] if
-    /// not (a service answers its client "try later" rather than
-    /// buffering without bound).
-    pub fn try_send(&self, event: Event) -> Result<(), RunError> {
-        self.intake_for(&event)?
-            .try_send(Intake::Event(event, None))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => RunError::Full,
-                mpsc::error::TrySendError::Closed(_) => RunError::Stopped,
-            })
-    }
-
     /// Reserves room for `event` in the intake if there is some now
-    /// ([`RunError::Full`] if not), so a caller can record that it took
-    /// the event (a service's journal) before the runtime can run it.
+    /// ([`RunError::Full`] if not: a service answers its client "try
+    /// later" rather than buffering without bound), so a caller can record
+    /// that it took the event (a service's journal) before the runtime can
+    /// run it.
     pub fn try_reserve(&self, event: &Event) -> Result<SendPermit<'_>, RunError> {
         self.intake_for(event)?
             .try_reserve()
