@@ -248,12 +248,32 @@ pub fn parse_input_line(
     if text.trim().is_empty() {
         return Ok(None);
     }
+    input_event(serde_json::from_str(text), source_name, line).map(Some)
+}
+
+/// As [`parse_input_line`], for an input event already parsed as JSON (an
+/// element of a JSON array a service was sent): checked the same way, with
+/// the same errors, without writing it out and reading it again.
+pub fn parse_input_value(
+    value: serde_json::Value,
+    source_name: &str,
+    line: usize,
+) -> Result<Event, InputError> {
+    input_event(serde_json::from_value(value), source_name, line)
+}
+
+/// The event an input line or value was read as, checked.
+fn input_event(
+    parsed: Result<InputLine, serde_json::Error>,
+    source_name: &str,
+    line: usize,
+) -> Result<Event, InputError> {
     let error = |message: String| InputError {
         source_name: source_name.to_string(),
         line,
         message,
     };
-    let parsed: InputLine = serde_json::from_str(text).map_err(|e| {
+    let parsed = parsed.map_err(|e| {
         error(format!(
             "not an input event ({e}); expected {{\"key\": ..., \"payload\": ...}}"
         ))
@@ -268,7 +288,7 @@ pub fn parse_input_line(
         Some(KeyValue::Text(s)) => s,
         Some(KeyValue::Number(n)) => n.to_string(),
     };
-    Ok(Some(Event {
+    Ok(Event {
         id: parsed.id.unwrap_or_default(),
         event_type: parsed
             .event_type
@@ -278,7 +298,7 @@ pub fn parse_input_line(
         upstream_id: None,
         upstream_action: None,
         attributes: parsed.attributes,
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -167,39 +167,43 @@ fn parse_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, String> 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().unwrap_or("").trim() == "application/json");
-    let lines: Vec<String> = if json {
-        match serde_json::from_str::<Value>(text) {
-            Ok(Value::Array(items)) => items.iter().map(Value::to_string).collect(),
-            Ok(one @ Value::Object(_)) => vec![one.to_string()],
+    let mut events = Vec::new();
+    // Event `n` of the body as read (none for a blank line).
+    let mut take = |n: usize, read: Result<Option<Event>, event::InputError>| {
+        let read = read.map_err(|e| match json {
+            true => format!("event {n}: {}", e.message),
+            false => e.to_string(),
+        })?;
+        let Some(event) = read else { return Ok(()) };
+        if let Some(problem) = event::name_problem(&event) {
+            return Err(format!("event {n}: {problem}"));
+        }
+        events.push(event);
+        match events.len() > MAX_BATCH {
+            true => Err(format!(
+                "over {MAX_BATCH} events in one request: send them in several"
+            )),
+            false => Ok(()),
+        }
+    };
+    if json {
+        let items = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Array(items)) => items,
+            Ok(one @ Value::Object(_)) => vec![one],
             Ok(_) => {
                 return Err("the body must be an event (a JSON object) or an array of them".into());
             }
             Err(e) => return Err(format!("the body is not JSON: {e}")),
+        };
+        for (n, item) in items.into_iter().enumerate() {
+            take(
+                n + 1,
+                event::parse_input_value(item, "request", n + 1).map(Some),
+            )?;
         }
     } else {
-        text.lines().map(str::to_string).collect()
-    };
-    let mut events = Vec::new();
-    for (n, line) in lines.iter().enumerate() {
-        let parsed = event::parse_input_line(line, "request", n + 1).map_err(|e| {
-            if json {
-                format!("event {}: {}", n + 1, e.message)
-            } else {
-                e.to_string()
-            }
-        })?;
-        let Some(event) = parsed else { continue };
-        if let Some(problem) = event::name_problem(&event) {
-            return Err(format!("event {}: {problem}", n + 1));
-        }
-        if let Some(problem) = event::types::input_problem(&event.event_type) {
-            return Err(format!("event {}: {problem}", n + 1));
-        }
-        events.push(event);
-        if events.len() > MAX_BATCH {
-            return Err(format!(
-                "over {MAX_BATCH} events in one request: send them in several"
-            ));
+        for (n, line) in text.lines().enumerate() {
+            take(n + 1, event::parse_input_line(line, "request", n + 1))?;
         }
     }
     if events.is_empty() {
