@@ -10,7 +10,7 @@
 use super::ServiceSettings;
 use super::outputs::OutputLog;
 use super::recent::RecentRuns;
-use super::runs::{Known, RunBook};
+use super::runs::{Ended, Known, RunBook};
 use crate::event::Event;
 use crate::journal::{InputPosition, Journal, JournalError};
 use crate::observe::eventlog::EventLog;
@@ -150,13 +150,22 @@ impl ServedAgent {
         let (kept, book, viewed) = (self.outputs.clone(), self.runs.clone(), self.recent.clone());
         let reported = tokio::spawn(async move {
             while let Some(report) = reports.recv().await {
+                viewed.ended(&report);
+                let RunReport {
+                    run,
+                    key,
+                    seq,
+                    outputs,
+                    first_output,
+                } = report;
+                // One copy of each output, for the log and the run book.
+                let outputs: Vec<Arc<Event>> = outputs.into_iter().map(Arc::new).collect();
                 let mut dropped = Vec::new();
-                for (n, event) in report.outputs.iter().enumerate() {
-                    let number = report.first_output.map(|first| first + n as u64);
+                for (n, event) in outputs.iter().enumerate() {
+                    let number = first_output.map(|first| first + n as u64);
                     dropped.extend(kept.push(number, event.clone()));
                 }
-                viewed.ended(&report);
-                let forgotten = book.ended(report, None);
+                let forgotten = book.ended(run, Ended { key, seq, outputs }, None);
                 if let Some(journal) = &journal {
                     journal.delivered(dropped);
                     journal.forget(forgotten);
@@ -195,19 +204,18 @@ impl ServedAgent {
                         numbers.start.saturating_sub(1),
                         (numbers.end - numbers.start) as usize,
                     );
-                    let report = RunReport {
-                        run: accepted.id.clone(),
+                    let ended = Ended {
                         key: accepted.key.clone(),
                         seq: accepted.seq,
                         outputs: kept
                             .outputs
-                            .iter()
+                            .into_iter()
                             .filter(|(n, _)| numbers.contains(n))
-                            .map(|(_, event)| (**event).clone())
+                            .map(|(_, event)| event)
                             .collect(),
-                        first_output: Some(numbers.start),
                     };
-                    forgotten.extend(self.runs.ended(report, Some(accepted.digest)));
+                    let id = accepted.id.clone();
+                    forgotten.extend(self.runs.ended(id, ended, Some(accepted.digest)));
                 }
             }
         }

@@ -38,7 +38,7 @@ impl OutputLog {
     /// Keeps `event` as output `number` (numbers grow), or as the next
     /// output when the log numbers them. Returns the id of an output no
     /// longer kept to make room.
-    pub(crate) fn push(&self, number: Option<u64>, event: Event) -> Option<String> {
+    pub(crate) fn push(&self, number: Option<u64>, event: Arc<Event>) -> Option<String> {
         let mut kept = self.kept.lock().expect("output log lock");
         let latest = *self.latest.borrow();
         let number = number.unwrap_or(latest + 1).max(latest + 1);
@@ -46,7 +46,7 @@ impl OutputLog {
             true => kept.pop_front().map(|(_, event)| event.id.clone()),
             false => None,
         };
-        kept.push_back((number, Arc::new(event)));
+        kept.push_back((number, event));
         drop(kept);
         self.latest.send_replace(number);
         dropped
@@ -58,7 +58,7 @@ impl OutputLog {
     pub(crate) fn restore(&self, numbered: u64, outputs: &[(u64, Event)]) -> Vec<String> {
         let dropped = outputs
             .iter()
-            .filter_map(|(n, event)| self.push(Some(*n), event.clone()))
+            .filter_map(|(n, event)| self.push(Some(*n), Arc::new(event.clone())))
             .collect();
         self.latest
             .send_modify(|latest| *latest = numbered.max(*latest));
@@ -122,8 +122,8 @@ impl OutputLog {
 mod tests {
     use super::*;
 
-    fn output(n: u64) -> Event {
-        Event::input("k", serde_json::json!(n))
+    fn output(n: u64) -> Arc<Event> {
+        Arc::new(Event::input("k", serde_json::json!(n)))
     }
 
     #[test]
@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn a_restored_log_goes_on_from_the_journal() {
         let log = OutputLog::new(2);
-        let kept = [(4, output(4)), (6, output(6)), (7, output(7))];
+        let kept = [4, 6, 7].map(|n| (n, (*output(n)).clone()));
         assert_eq!(log.restore(9, &kept).len(), 1, "beyond capacity");
         assert_eq!(log.latest(), 9, "numbered past what is kept");
         log.push(None, output(10));

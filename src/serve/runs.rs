@@ -2,7 +2,7 @@
 //! latest ended ones with what they released, so a client can wait for an
 //! input's outputs or ask how its run stands.
 
-use crate::runtime::RunReport;
+use crate::event::Event;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -20,15 +20,25 @@ pub(crate) struct RunBook {
 struct Book {
     /// Runs taken and not ended: id -> (content digest, sequence number).
     pending: HashMap<String, (u64, u64)>,
-    /// Ended runs kept: id -> (report, content digest).
-    done: HashMap<String, (Arc<RunReport>, u64)>,
+    /// Ended runs kept: id -> (how it ended, content digest).
+    done: HashMap<String, (Arc<Ended>, u64)>,
     /// Ended runs, oldest first, to forget beyond capacity.
     order: VecDeque<String>,
 }
 
+/// A run that ended, as the book keeps it.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    pub key: String,
+    /// Its input's sequence number.
+    pub seq: u64,
+    /// What it released (shared with the output log).
+    pub outputs: Vec<Arc<Event>>,
+}
+
 /// How a run stands.
 pub(crate) enum Status {
-    Done(Arc<RunReport>),
+    Done(Arc<Ended>),
     Pending,
     Unknown,
 }
@@ -75,19 +85,18 @@ impl RunBook {
         book.pending.insert(id.to_string(), (digest, seq));
     }
 
-    /// A run ended (`digest`: its input's, when it was not submitted here,
-    /// as for a run a journal remembers). Returns the sequence numbers of
-    /// the ended runs no longer kept.
-    pub(crate) fn ended(&self, report: RunReport, digest: Option<u64>) -> Vec<u64> {
+    /// Run `id` ended (`digest`: its input's, when it was not submitted
+    /// here, as for a run a journal remembers). Returns the sequence numbers
+    /// of the ended runs no longer kept.
+    pub(crate) fn ended(&self, id: String, ended: Ended, digest: Option<u64>) -> Vec<u64> {
         let mut book = self.book.lock().expect("run book lock");
-        let digest = match book.pending.remove(&report.run) {
+        let digest = match book.pending.remove(&id) {
             Some((digest, _)) => digest,
             None => digest.unwrap_or_default(),
         };
-        let id = report.run.clone();
         if book
             .done
-            .insert(id.clone(), (Arc::new(report), digest))
+            .insert(id.clone(), (Arc::new(ended), digest))
             .is_none()
         {
             book.order.push_back(id);
@@ -95,9 +104,9 @@ impl RunBook {
         let mut forgotten = Vec::new();
         while book.order.len() > self.capacity {
             if let Some(old) = book.order.pop_front()
-                && let Some((report, _)) = book.done.remove(&old)
+                && let Some((ended, _)) = book.done.remove(&old)
             {
-                forgotten.push(report.seq);
+                forgotten.push(ended.seq);
             }
         }
         drop(book);
@@ -107,8 +116,8 @@ impl RunBook {
 
     pub(crate) fn status(&self, id: &str) -> Status {
         let book = self.book.lock().expect("run book lock");
-        if let Some((report, _)) = book.done.get(id) {
-            return Status::Done(report.clone());
+        if let Some((ended, _)) = book.done.get(id) {
+            return Status::Done(ended.clone());
         }
         if book.pending.contains_key(id) {
             return Status::Pending;
@@ -141,14 +150,13 @@ impl RunBook {
 mod tests {
     use super::*;
 
-    fn report(run: &str, seq: u64) -> RunReport {
-        RunReport {
-            run: run.into(),
+    fn ended(book: &RunBook, run: &str, seq: u64) -> Vec<u64> {
+        let ended = Ended {
             key: "k".into(),
             seq,
             outputs: Vec::new(),
-            first_output: None,
-        }
+        };
+        book.ended(run.into(), ended, None)
     }
 
     #[tokio::test]
@@ -163,16 +171,12 @@ mod tests {
             matches!(waiting.wait("a", deadline).await, Status::Done(_))
         });
         tokio::task::yield_now().await;
-        assert!(book.ended(report("a", 1), None).is_empty());
+        assert!(ended(&book, "a", 1).is_empty());
         assert!(waiter.await.unwrap());
         assert_eq!(book.known("a", 7), Known::Same, "an ended run is known");
         assert_eq!(book.known("a", 8), Known::Other, "other content");
-        book.ended(report("b", 2), None);
-        assert_eq!(
-            book.ended(report("c", 3), None),
-            [1],
-            "a's input is forgotten"
-        );
+        ended(&book, "b", 2);
+        assert_eq!(ended(&book, "c", 3), [1], "a's input is forgotten");
         assert!(
             matches!(book.status("a"), Status::Unknown),
             "forgotten beyond capacity"
