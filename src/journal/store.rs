@@ -617,7 +617,11 @@ impl Journal {
 
     /// The sink has these outputs (by id): drop them from the outbox.
     pub fn delivered(&self, ids: Vec<String>) {
-        let _ = self.writes.send(Write::Delivered(ids));
+        // Nothing to write: no message (a service calls this per run, most
+        // often with none, and each message wakes the writer).
+        if !ids.is_empty() {
+            let _ = self.writes.send(Write::Delivered(ids));
+        }
     }
 }
 
