@@ -122,8 +122,9 @@ impl Drop for Server {
     }
 }
 
-/// `weir serve` keeping `kept` outputs.
-fn serve(dir: &Path, manifest: &Path, journal: bool, kept: usize) -> Server {
+/// `weir serve` as configured by default (it keeps the latest 10,000
+/// outputs and runs), plus `WEIR_BENCH_SERVE_ARGS`.
+fn serve(dir: &Path, manifest: &Path, journal: bool) -> Server {
     use std::io::BufRead as _;
     let state = dir.join("serve-state");
     let _ = std::fs::remove_dir_all(&state);
@@ -131,12 +132,7 @@ fn serve(dir: &Path, manifest: &Path, journal: bool, kept: usize) -> Server {
     command
         .arg("serve")
         .arg(manifest)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--kept-outputs",
-            &kept.to_string(),
-        ])
+        .args(["--listen", "127.0.0.1:0"])
         .env("WEIR_LOG", "error")
         .stderr(Stdio::piped());
     if let Ok(extra) = std::env::var("WEIR_BENCH_SERVE_ARGS") {
@@ -160,13 +156,15 @@ fn serve(dir: &Path, manifest: &Path, journal: bool, kept: usize) -> Server {
 }
 
 /// Reads the output stream after output `after`, calling `seen` with each
-/// output's upstream (input) id as it arrives, until `n` outputs.
+/// output's upstream (input) id as it arrives, until `n` outputs; returns
+/// how many of them the server no longer kept when the stream got to them
+/// (it keeps the latest `--kept-outputs`), which the reader counts as read.
 async fn read_outputs(
     url: String,
     after: u64,
     n: usize,
     mut seen: impl FnMut(&str) + Send + 'static,
-) {
+) -> usize {
     let http = reqwest::Client::new();
     let mut response = http
         .get(format!("{url}/v1/agents/trivial/outputs?after={after}"))
@@ -174,7 +172,7 @@ async fn read_outputs(
         .await
         .unwrap();
     let mut text = String::new();
-    let mut count = 0;
+    let (mut count, mut missed) = (0, 0);
     while count < n {
         let chunk = response.chunk().await.unwrap().expect("the stream goes on");
         text.push_str(std::str::from_utf8(&chunk).unwrap());
@@ -185,15 +183,20 @@ async fn read_outputs(
                 if let Some(upstream) = output["upstream_id"].as_str() {
                     seen(upstream);
                     count += 1;
+                } else if let Some(gone) = output["missed"].as_u64() {
+                    missed += gone as usize;
+                    count += gone as usize;
                 }
             }
         }
     }
+    missed
 }
 
 /// Submits events `0..n` from `clients` clients in batches of `batch`;
-/// events/s from the first submit to the last output.
-async fn throughput(url: &str, n: usize, clients: usize, batch: usize) -> f64 {
+/// events/s from the first submit to the last output, and how many outputs
+/// the stream's reader fell too far behind to read.
+async fn throughput(url: &str, n: usize, clients: usize, batch: usize) -> (f64, usize) {
     let reader = tokio::spawn(read_outputs(url.to_string(), 0, n, |_| {}));
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -227,8 +230,8 @@ async fn throughput(url: &str, n: usize, clients: usize, batch: usize) -> f64 {
     for task in tasks {
         task.await.unwrap();
     }
-    reader.await.unwrap();
-    n as f64 / started.elapsed().as_secs_f64()
+    let missed = reader.await.unwrap();
+    (n as f64 / started.elapsed().as_secs_f64(), missed)
 }
 
 /// One event per request at `rate` a second for `secs` (ids from `first`):
@@ -284,7 +287,8 @@ async fn latency(url: &str, rate: f64, secs: f64, first: usize) -> (Vec<f64>, us
             }
         });
     }
-    reader.await.unwrap();
+    let missed = reader.await.unwrap();
+    assert_eq!(missed, 0, "the latency load's reader fell behind");
     let mut took = std::mem::take(&mut *took.lock().unwrap());
     took.sort_by(f64::total_cmp);
     (took, refused.load(std::sync::atomic::Ordering::Relaxed))
@@ -342,14 +346,17 @@ fn main() {
         let (mut run, mut run_cpu) = (Vec::new(), Vec::new());
         let mut served: Vec<Vec<f64>> = vec![Vec::new(); shapes.len()];
         let mut served_cpu: Vec<Vec<f64>> = vec![Vec::new(); shapes.len()];
+        // Outputs dropped (beyond --kept-outputs) before the reader got to them.
+        let mut fell_behind = 0;
         for round in 0..rounds {
             let (rate, cpu) = weir_run(dir.path(), &manifest, n, journal);
             run.push(rate);
             run_cpu.push(cpu);
             for (s, &(clients, batch)) in shapes.iter().enumerate() {
-                let server = serve(dir.path(), &manifest, journal, 1_000_000);
+                let server = serve(dir.path(), &manifest, journal);
                 let before = process_cpu(server.child.id());
-                let rate = runtime.block_on(throughput(&server.url, n, clients, batch));
+                let (rate, missed) = runtime.block_on(throughput(&server.url, n, clients, batch));
+                fell_behind += missed;
                 let cpu = (process_cpu(server.child.id()) - before) * 1e6 / n as f64;
                 served[s].push(rate);
                 served_cpu[s].push(cpu);
@@ -363,7 +370,7 @@ fn main() {
         let served: Vec<f64> = served.into_iter().map(median).collect();
         let served_cpu: Vec<f64> = served_cpu.into_iter().map(median).collect();
         // Latency at half the single-event peak, on a fresh server.
-        let server = serve(dir.path(), &manifest, journal, 10_000);
+        let server = serve(dir.path(), &manifest, journal);
         let rate = served[0] / 2.0;
         let (took, refused) = runtime.block_on(latency(&server.url, rate, secs, 0));
         println!(
@@ -382,6 +389,11 @@ fn main() {
             took.last().copied().unwrap_or(0.0),
             took.len(),
         );
+        if fell_behind > 0 {
+            println!(
+                "\n(the output stream's reader missed {fell_behind} outputs in all: dropped before it read them)\n"
+            );
+        }
         if soak > 0.0 && journal {
             // The same load for `soak` seconds, RSS every 10 s.
             let pid = server.child.id();

@@ -478,13 +478,14 @@ async fn outputs(
                     } else {
                         "output"
                     };
-                    let data = serde_json::to_string(&*event).expect("events serialise");
-                    queue.push_back(
-                        sse::Event::default()
-                            .id(number.to_string())
-                            .event(kind)
-                            .data(data),
-                    );
+                    // Written straight into the frame (JSON has no raw
+                    // line breaks for `data` to split).
+                    let item = sse::Event::default()
+                        .id(number.to_string())
+                        .event(kind)
+                        .json_data(&*event)
+                        .expect("events serialise");
+                    queue.push_back(item);
                 }
                 if queue.is_empty() {
                     if log.is_closed() {

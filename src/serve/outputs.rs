@@ -82,12 +82,11 @@ impl OutputLog {
     pub(crate) fn since(&self, position: u64, max: usize) -> Since {
         let kept = self.kept.lock().expect("output log lock");
         let first_kept = kept.front().map_or(u64::MAX, |(n, _)| *n);
-        let outputs: Vec<_> = kept
-            .iter()
-            .filter(|(n, _)| *n > position)
-            .take(max)
-            .cloned()
-            .collect();
+        // Numbers grow along the log, so the first one after `position` is
+        // found by bisection: a reader near the end must not walk every
+        // kept output (up to `--kept-outputs`) for each batch it reads.
+        let start = kept.partition_point(|(n, _)| *n <= position);
+        let outputs: Vec<_> = kept.range(start..).take(max).cloned().collect();
         let missed = match outputs.first() {
             Some((n, _)) if first_kept == *n => n - position - 1,
             _ => 0,

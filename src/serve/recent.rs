@@ -3,23 +3,24 @@
 //! request) and bounded by count and bytes, with a summary of each run and
 //! the agent's counters kept up to date as records come in.
 //!
-//! Fed by an in-memory event log ([`EventLog::tapped`], records as the
-//! file's lines would be: the manifest's `[event_log]` levels and cuts
-//! apply) and by the runtime's run reports, which say when a run ended.
+//! Fed by an in-memory event log ([`EventLog::tapped`]: the manifest's
+//! `[event_log]` levels apply, and its cuts when a record is read) and by
+//! the runtime's run reports, which say when a run ended. Records are kept
+//! as logged and written out only for the run the view asks for.
 //!
 //! [`EventLog::tapped`]: crate::observe::eventlog::EventLog::tapped
 
 use crate::event::types;
-use crate::observe::eventlog::{NOTE_TYPES, Tap};
+use crate::observe::eventlog::{NOTE_TYPES, Record, Tap, What};
 use crate::runtime::RunReport;
-use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
+use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// A run kept costs its records' bytes and about this much besides.
 const RUN_OVERHEAD: usize = 512;
-/// A record kept costs its bytes and about this much besides.
+/// A record kept costs its bytes ([`Record::size`]) and about this much
+/// besides.
 const RECORD_OVERHEAD: usize = 32;
 
 pub(crate) struct RecentRuns {
@@ -48,7 +49,7 @@ struct Inner {
 /// One run kept.
 struct Kept {
     summary: RunSummary,
-    records: Vec<Box<str>>,
+    records: Vec<Record>,
     bytes: usize,
     /// Its failure was counted in [`Counters::runs_failed`].
     failure_counted: bool,
@@ -118,8 +119,6 @@ pub(crate) struct Counters {
     /// Model tokens in and out.
     pub input_tokens: u64,
     pub output_tokens: u64,
-    /// Records the view could not read (none, unless the log is broken).
-    pub unreadable_records: u64,
 }
 
 /// Which runs to list.
@@ -128,39 +127,6 @@ pub(crate) struct Filter<'a> {
     pub key: Option<&'a str>,
     pub input_type: Option<&'a str>,
     pub status: Option<&'a str>,
-}
-
-/// What the view reads of a record; the rest is skipped.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Head<'a> {
-    #[serde(borrow)]
-    timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    input_run_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    business_key: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    event_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    upstream_event_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    execution_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    parent_execution_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    entity_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    status: Option<Cow<'a, str>>,
-    #[serde(default)]
-    event_attributes: Attributes,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Attributes {
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
 }
 
 impl RecentRuns {
@@ -215,7 +181,7 @@ impl RecentRuns {
     }
 
     /// Run `id`'s summary and records, if it is kept.
-    pub(crate) fn run(&self, id: &str) -> Option<(RunSummary, Vec<Box<str>>)> {
+    pub(crate) fn run(&self, id: &str) -> Option<(RunSummary, Vec<Record>)> {
         let inner = self.inner.lock().expect("recent runs lock");
         let kept = inner.runs.get(id)?;
         Some((kept.summary.clone(), kept.records.clone()))
@@ -228,8 +194,9 @@ impl RecentRuns {
             .iter()
             .any(|event| event.event_type == types::ERROR);
         let mut inner = self.inner.lock().expect("recent runs lock");
-        // A run's records may come after its report (the log's writer
-        // is a thread of its own): the run is then kept from here.
+        // Records and reports come by different ways (a report through
+        // the runtime's channel), so a run's report may come first: the
+        // run is then kept from here.
         let inner = &mut *inner;
         let kept = inner.entry(&report.run, &report.key);
         if kept.summary.ended {
@@ -242,93 +209,93 @@ impl RecentRuns {
         self.evict(inner, &report.run);
     }
 
-    /// Takes one record (its JSON line).
-    fn take(&self, line: &[u8]) {
-        let Ok(head) = serde_json::from_slice::<Head<'_>>(line) else {
-            self.inner
-                .lock()
-                .expect("recent runs lock")
-                .counters
-                .unreadable_records += 1;
-            return;
-        };
-        let Some(run) = head.input_run_id.as_deref() else {
-            return;
-        };
-        let event_type = head.event_type.as_deref().unwrap_or_default();
-        let at = head
-            .timestamp
-            .as_deref()
-            .and_then(|t| humantime::parse_rfc3339(t).ok());
+    /// Takes one record.
+    fn take(&self, record: Record) {
+        let head = record.head();
         let mut guard = self.inner.lock().expect("recent runs lock");
         let inner = &mut *guard;
-        inner.entry(run, head.business_key.as_deref().unwrap_or_default());
+        inner.entry(head.run, head.key);
         let Inner {
             runs,
             counters,
             bytes,
             ..
         } = &mut *inner;
-        let kept = runs.get_mut(run).expect("just kept");
+        let kept = runs.get_mut(head.run).expect("just kept");
         let summary = &mut kept.summary;
-        if event_type.starts_with("_execution_") && head.execution_id.is_some() {
-            let failed = head.status.as_deref() == Some("failed");
-            if head.parent_execution_id.is_none() {
+        match head.what {
+            What::Execution {
+                call: false,
+                failed,
+                ..
+            } => {
                 summary.actions += 1;
                 counters.actions += 1;
                 if failed {
                     summary.failed = true;
                     counters.failed_actions += 1;
                 }
-            } else {
+            }
+            What::Execution {
+                call: true,
+                entity_type,
+                input_tokens,
+                output_tokens,
+                ..
+            } => {
                 summary.calls += 1;
-                match head.entity_type.as_deref() {
-                    Some("tool") => counters.tool_calls += 1,
+                match entity_type {
+                    "tool" => counters.tool_calls += 1,
                     _ => counters.model_calls += 1,
                 }
-                let tokens = &head.event_attributes;
-                summary.input_tokens += tokens.input_tokens.unwrap_or(0);
-                summary.output_tokens += tokens.output_tokens.unwrap_or(0);
-                counters.input_tokens += tokens.input_tokens.unwrap_or(0);
-                counters.output_tokens += tokens.output_tokens.unwrap_or(0);
+                summary.input_tokens += input_tokens;
+                summary.output_tokens += output_tokens;
+                counters.input_tokens += input_tokens;
+                counters.output_tokens += output_tokens;
             }
-        } else if !NOTE_TYPES.contains(&event_type) {
-            if head.upstream_event_id.is_none() {
-                // The input; logged again when a run is re-done after a
-                // crash, and counted once.
+            What::Event { event_type, .. } if NOTE_TYPES.contains(&event_type) => {}
+            // The input; logged again when a run is re-done after a crash,
+            // and counted once.
+            What::Event {
+                event_type,
+                upstream: None,
+            } => {
                 if summary.input_type.is_none() {
                     summary.input_type = Some(event_type.to_string());
-                    summary.started = head.timestamp.as_deref().map(str::to_string);
-                    summary.started_at = at;
+                    summary.started = Some(humantime::format_rfc3339_micros(head.at).to_string());
+                    summary.started_at = Some(head.at);
                     counters.events_in += 1;
                 }
-            } else if event_type == types::OUTPUT {
+            }
+            What::Event { event_type, .. } if event_type == types::OUTPUT => {
                 summary.outputs += 1;
                 counters.outputs += 1;
-            } else if event_type == types::ERROR {
+            }
+            What::Event { event_type, .. } if event_type == types::ERROR => {
                 summary.errors += 1;
                 summary.failed = true;
                 counters.errors += 1;
             }
+            What::Event { .. } => {}
         }
-        if let (Some(start), Some(at)) = (summary.started_at, at)
-            && let Ok(since) = at.duration_since(start)
+        if let Some(start) = summary.started_at
+            && let Ok(since) = head.at.duration_since(start)
         {
             let ms = since.as_secs_f64() * 1e3;
             summary.duration_ms = Some(summary.duration_ms.map_or(ms, |d| d.max(ms)));
         }
-        let size = line.len() + RECORD_OVERHEAD;
+        let size = record.size() + RECORD_OVERHEAD;
+        let run = record.run().clone();
         if kept.bytes + size > self.max_run_bytes {
             kept.summary.omitted_records += 1;
         } else {
-            let text = String::from_utf8_lossy(line).into_owned();
-            kept.records.push(text.into_boxed_str());
             kept.summary.records += 1;
             kept.bytes += size;
             *bytes += size;
+            kept.records.push(record);
         }
-        inner.settle(run);
-        self.evict(inner, run);
+        inner.settle(&run);
+        self.evict(inner, &run);
     }
 
     /// Forgets the oldest runs while over a bound, but not `current`, the
@@ -406,29 +373,57 @@ impl Inner {
 }
 
 impl Tap for RecentRuns {
-    fn record(&self, line: &[u8]) {
-        self.take(line);
+    fn record(&self, record: Record) {
+        self.take(record);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Event;
+    use crate::observe::eventlog::{EventLog, EventLogSettings, ExecutionOutcome, ExecutionRecord};
     use serde_json::json;
 
-    fn record(run: &str, value: serde_json::Value) -> Vec<u8> {
-        let mut value = value;
-        value["inputRunId"] = json!(run);
-        value["businessKey"] = json!("k");
-        value["timestamp"] = json!("2026-12-04T12:00:00.000001Z");
-        value.to_string().into_bytes()
+    /// An event log whose records go to `recent`, as `weir serve` makes it.
+    fn log(recent: &Arc<RecentRuns>) -> EventLog {
+        EventLog::tapped(&EventLogSettings::default(), "a", recent.clone())
     }
 
-    fn input(run: &str) -> Vec<u8> {
-        record(
-            run,
-            json!({ "eventId": run, "eventType": "_input_event", "payload": "x" }),
-        )
+    fn event(log: &EventLog, run: &str, id: &str, event_type: &str, payload: serde_json::Value) {
+        let event = Event {
+            id: id.into(),
+            event_type: event_type.into(),
+            key: "k".into(),
+            payload,
+            upstream_id: (id != run).then(|| run.to_string()),
+            upstream_action: None,
+            attributes: Default::default(),
+        };
+        log.event(&Arc::from(run), false, &event);
+    }
+
+    fn input(log: &EventLog, run: &str) {
+        event(log, run, run, "_input_event", json!("x"));
+    }
+
+    fn call(log: &EventLog, run: &str, tokens: (u64, u64)) {
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("inputTokens".into(), tokens.0.into());
+        attributes.insert("outputTokens".into(), tokens.1.into());
+        let record = ExecutionRecord {
+            id: format!("{run}/m/1"),
+            parent: Some(format!("{run}/m")),
+            entity_type: "llm",
+            entity_name: "model".into(),
+            metadata: Default::default(),
+            event_id: Some(run.into()),
+            upstream_action: None,
+            duration: std::time::Duration::from_millis(3),
+            outcome: ExecutionOutcome::Succeeded,
+            attributes,
+        };
+        log.execution(&Arc::from(run), "k", record);
     }
 
     fn report(run: &str, error: bool) -> RunReport {
@@ -449,33 +444,34 @@ mod tests {
 
     #[test]
     fn runs_are_summarised_counted_and_forgotten_beyond_their_bounds() {
-        let recent = RecentRuns::new(2, 1 << 20);
-        recent.record(&input("a"));
-        recent.record(&record(
-            "a",
-            json!({ "eventId": "a/m/1!success", "eventType": "_execution_finished_event",
-                    "executionId": "a/m/1", "parentExecutionId": "a/m", "entityType": "llm",
-                    "status": "success", "eventAttributes": { "inputTokens": 3, "outputTokens": 4 } }),
-        ));
-        recent.record(&record(
-            "a",
-            json!({ "eventId": "o", "eventType": "_output_event", "upstreamEventId": "a" }),
-        ));
+        let recent = Arc::new(RecentRuns::new(2, 1 << 20));
+        let log = log(&recent);
+        input(&log, "a");
+        call(&log, "a", (3, 4));
+        event(&log, "a", "o", types::OUTPUT, json!("y"));
         let (runs, _) = recent.list(&Filter::default(), 10);
         assert_eq!(runs[0].status, "pending");
         assert_eq!(runs[0].input_type.as_deref(), Some("_input_event"));
+        assert!(runs[0].started.as_deref().is_some_and(|t| t.ends_with('Z')));
         assert_eq!(
             (runs[0].calls, runs[0].input_tokens, runs[0].outputs),
             (1, 3, 1)
         );
+        // The view reads the records as the file's lines.
+        let (_, records) = recent.run("a").unwrap();
+        let lines: Vec<serde_json::Value> = records.iter().map(Record::to_value).collect();
+        assert_eq!(lines[1]["eventType"], "_execution_finished_event");
+        assert_eq!(lines[1]["eventAttributes"]["outputTokens"], 4);
+        assert_eq!(lines[2]["upstreamEventId"], "a");
         recent.ended(&report("a", false));
         // A report before the run's records.
         recent.ended(&report("b", true));
-        recent.record(&input("b"));
+        input(&log, "b");
         let counters = recent.counters();
         assert_eq!(counters.events_in, 2);
         assert_eq!((counters.runs_ended, counters.runs_failed), (2, 1));
         assert_eq!(counters.active, 0);
+        assert_eq!((counters.model_calls, counters.input_tokens), (1, 3));
         let failed = Filter {
             status: Some("failed"),
             ..Filter::default()
@@ -486,7 +482,7 @@ mod tests {
         assert_eq!(runs[0].id, "b");
         assert_eq!(runs[0].records, 1);
         // A third run pushes the first out.
-        recent.record(&input("c"));
+        input(&log, "c");
         assert!(recent.run("a").is_none());
         let (runs, _) = recent.list(&Filter::default(), 10);
         let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
@@ -496,31 +492,28 @@ mod tests {
 
     #[test]
     fn bytes_are_bounded_per_run_and_in_all() {
-        let recent = RecentRuns::new(1000, 64 << 10);
-        let big = "x".repeat(5000);
+        let recent = Arc::new(RecentRuns::new(1000, 64 << 10));
+        let log = log(&recent);
+        let big = json!("x".repeat(5000));
         for n in 0..10 {
-            recent.record(&record(
-                "a",
-                json!({ "eventId": format!("e{n}"), "eventType": "t", "upstreamEventId": "a",
-                        "payload": big }),
-            ));
+            event(&log, "a", &format!("e{n}"), "t", big.clone());
         }
         let (summary, records) = recent.run("a").unwrap();
         assert_eq!(records.len(), 3, "a quarter of 64 KiB");
         assert_eq!(summary.omitted_records, 7);
         for run in 0..40 {
-            recent.record(&record(
+            event(
+                &log,
                 &format!("r{run}"),
-                json!({ "eventId": "i", "eventType": "_input_event", "payload": big }),
-            ));
+                &format!("r{run}"),
+                "_input_event",
+                big.clone(),
+            );
         }
         let inner = recent.inner.lock().unwrap();
         assert!(inner.bytes <= 64 << 10, "{}", inner.bytes);
         assert!(inner.order.len() < 40);
         let counted: usize = inner.runs.values().map(|k| k.bytes + RUN_OVERHEAD).sum();
         assert_eq!(counted, inner.bytes);
-        drop(inner);
-        recent.record(b"not json");
-        assert_eq!(recent.counters().unreadable_records, 1);
     }
 }

@@ -23,6 +23,7 @@
 use super::Service;
 use super::api::{agent, error};
 use super::recent::Filter;
+use crate::observe::eventlog::Record;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -160,7 +161,7 @@ async fn tree(
         Ok(agent) => agent,
         Err(response) => return *response,
     };
-    let Some((run, lines)) = agent.recent.run(&id) else {
+    let Some((run, records)) = agent.recent.run(&id) else {
         return error(
             StatusCode::NOT_FOUND,
             format!(
@@ -169,20 +170,10 @@ async fn tree(
             ),
         );
     };
-    // Parsed here, per request, from the few records of one run (bounded
-    // by the run's share of the view's bytes).
-    let mut warnings = Vec::new();
-    let records: Vec<Value> = lines
-        .iter()
-        .filter_map(|line| match serde_json::from_str(line) {
-            Ok(record) => Some(record),
-            Err(e) => {
-                warnings.push(format!("a record that is not JSON: {e}"));
-                None
-            }
-        })
-        .collect();
-    let forest = crate::observe::tree::build(&records, warnings);
+    // Written out here, per request, from the few records of one run
+    // (bounded by the run's share of the view's bytes).
+    let records: Vec<Value> = records.iter().map(Record::to_value).collect();
+    let forest = crate::observe::tree::build(&records, Vec::new());
     let mut roots = forest.runs;
     let tree = roots
         .iter()

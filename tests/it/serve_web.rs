@@ -193,7 +193,6 @@ async fn the_web_view_shows_submitted_runs_and_their_trees_in_a_real_browser() {
             "outputs": 4, "errors": 1, "actions": 5, "failed_actions": 1,
             "model_calls": 8, "tool_calls": 0,
             "input_tokens": 40 + 38 + 52 + 50 + 36 + 34 + 61, "output_tokens": 1 + 1 + 1 + 12 + 1 + 1 + 14,
-            "unreadable_records": 0,
         })
     );
     let missing = http

@@ -27,7 +27,7 @@ pub use truncate::Truncation;
 
 use crate::event::Event;
 use level::Levels;
-use record::{Entry, Execution, Stats};
+use record::{Entry, EventEntry, Execution, Logged, Stats};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
-pub(crate) use record::{ExecutionOutcome, ExecutionRecord};
+pub(crate) use record::{ExecutionOutcome, ExecutionRecord, Record, What};
 
 /// What the event log keeps: the default level, per-type levels and the
 /// STANDARD level's cuts (a manifest's `[event_log]`, with Flink Agents'
@@ -65,7 +65,7 @@ pub struct EventLog {
     levels: Levels,
     truncation: Truncation,
     path: PathBuf,
-    queue: Option<SyncSender<Entry>>,
+    sink: Sink,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     stats: Arc<Stats>,
 }
@@ -90,7 +90,7 @@ impl EventLog {
             levels: Levels::new(settings.level, settings.types.clone()),
             truncation: settings.standard,
             path: path.to_path_buf(),
-            queue: None,
+            sink: Sink::Lost,
             writer: std::sync::Mutex::new(None),
             stats: Arc::default(),
         };
@@ -100,34 +100,31 @@ impl EventLog {
         match open_file(path, agent) {
             Ok((file, path)) => {
                 log.path = path;
-                log.start_writer(Out::File(std::io::BufWriter::with_capacity(64 << 10, file)));
+                log.start_writer(std::io::BufWriter::with_capacity(64 << 10, file));
             }
             Err(e) => log.stats.fail_once(path, &e),
         }
         log
     }
 
-    /// An event log that keeps no file: each record goes, as its JSON line
-    /// (cut as the file's would be), to `tap` on the writer thread, so the
-    /// runtime's path pays no more than for a file.
+    /// An event log that keeps no file: each record goes to `tap` as it is
+    /// logged, as a [`Record`] that is written out (cut as the file's line
+    /// would be) only when read. No thread, no serialising on the run's
+    /// path: a tap keeps many records and reads few.
     pub(crate) fn tapped(settings: &EventLogSettings, agent: &str, tap: Arc<dyn Tap>) -> EventLog {
-        let mut log = EventLog {
+        EventLog {
             agent: Arc::from(agent),
             levels: Levels::new(settings.level, settings.types.clone()),
             truncation: settings.standard,
             path: PathBuf::from("<memory>"),
-            queue: None,
+            sink: Sink::Tap(tap),
             writer: std::sync::Mutex::new(None),
             stats: Arc::default(),
-        };
-        if log.levels.any_on() {
-            log.start_writer(Out::Tap(tap));
         }
-        log
     }
 
     /// Starts the writer thread, writing to `out`.
-    fn start_writer(&mut self, out: Out) {
+    fn start_writer(&mut self, out: std::io::BufWriter<std::fs::File>) {
         let (queue, records) = std::sync::mpsc::sync_channel(QUEUE);
         let stats = self.stats.clone();
         let truncation = self.truncation;
@@ -137,7 +134,7 @@ impl EventLog {
             .spawn(move || write_records(out, path, records, truncation, stats));
         match writer {
             Ok(writer) => {
-                self.queue = Some(queue);
+                self.sink = Sink::Queue(queue);
                 *self.writer.lock().expect("writer lock") = Some(writer);
             }
             Err(e) => self.stats.fail_once(&self.path, &e),
@@ -156,7 +153,7 @@ impl EventLog {
 
     /// Waits until what is queued now is written (or failed). Blocks.
     pub fn flush(&self) {
-        if let Some(queue) = &self.queue {
+        if let Sink::Queue(queue) = &self.sink {
             let (done, written) = std::sync::mpsc::sync_channel(1);
             if queue.send(Entry::Flush(done)).is_ok() {
                 let _ = written.recv();
@@ -167,7 +164,7 @@ impl EventLog {
     /// Writes what is queued and stops the writer; later records are
     /// counted as failed.
     pub fn close(&self) {
-        if let Some(queue) = &self.queue {
+        if let Sink::Queue(queue) = &self.sink {
             let _ = queue.send(Entry::Close);
         }
         if let Some(writer) = self.writer.lock().expect("writer lock").take() {
@@ -182,7 +179,7 @@ impl EventLog {
         if level == LogLevel::Off {
             return;
         }
-        self.queue(Entry::Event(Box::new(record::EventEntry {
+        self.queue(Logged::Event(Arc::new(EventEntry {
             at: SystemTime::now(),
             level,
             agent: self.agent.clone(),
@@ -198,7 +195,7 @@ impl EventLog {
         if level == LogLevel::Off {
             return;
         }
-        self.queue(Entry::Execution(Box::new(Execution {
+        self.queue(Logged::Execution(Arc::new(Execution {
             at: SystemTime::now(),
             level,
             agent: self.agent.clone(),
@@ -208,15 +205,21 @@ impl EventLog {
         })));
     }
 
-    fn queue(&self, entry: Entry) {
-        let Some(queue) = &self.queue else {
-            self.stats.failed(1);
-            return;
-        };
-        match queue.try_send(entry) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.stats.dropped(&self.path),
-            Err(TrySendError::Disconnected(_)) => self.stats.failed(1),
+    fn queue(&self, logged: Logged) {
+        match &self.sink {
+            Sink::Queue(queue) => match queue.try_send(Entry::Logged(logged)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => self.stats.dropped(&self.path),
+                Err(TrySendError::Disconnected(_)) => self.stats.failed(1),
+            },
+            Sink::Tap(tap) => {
+                tap.record(Record {
+                    logged,
+                    truncation: self.truncation,
+                });
+                self.stats.written(1);
+            }
+            Sink::Lost => self.stats.failed(1),
         }
     }
 }
@@ -269,42 +272,26 @@ const MAX_NAP: Duration = Duration::from_millis(50);
 /// logged (sooner when 64 KiB are buffered, at a flush and at close).
 const MAX_UNFLUSHED: Duration = Duration::from_millis(50);
 
-/// What takes an in-memory log's records ([`EventLog::tapped`]).
+/// What takes an in-memory log's records ([`EventLog::tapped`]); called
+/// on the run's path, so it must be quick.
 pub(crate) trait Tap: Send + Sync {
-    /// One record: its JSON, without the line's end.
-    fn record(&self, line: &[u8]);
+    fn record(&self, record: Record);
 }
 
-/// Where the writer puts lines.
-enum Out {
-    File(std::io::BufWriter<std::fs::File>),
+/// Where records go.
+enum Sink {
+    /// To the writer thread, for the file.
+    Queue(SyncSender<Entry>),
+    /// Straight to a tap.
     Tap(Arc<dyn Tap>),
-}
-
-impl Out {
-    /// Puts one line (ending in `\n`).
-    fn put(&mut self, line: &[u8]) -> std::io::Result<()> {
-        match self {
-            Out::File(out) => out.write_all(line),
-            Out::Tap(tap) => {
-                tap.record(line.strip_suffix(b"\n").unwrap_or(line));
-                Ok(())
-            }
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Out::File(out) => out.flush(),
-            Out::Tap(_) => Ok(()),
-        }
-    }
+    /// Nowhere: the file could not be opened (or nothing is logged).
+    Lost,
 }
 
 /// The writer thread: serialises each record as a line, and writes the
 /// lines out in batches.
 fn write_records(
-    mut out: Out,
+    mut out: std::io::BufWriter<std::fs::File>,
     path: PathBuf,
     records: Receiver<Entry>,
     truncation: Truncation,
@@ -321,17 +308,17 @@ fn write_records(
                 flush(&mut out, &mut unflushed, &path, &stats);
                 let _ = done.send(());
             }
-            Ok(entry) => {
+            Ok(Entry::Logged(logged)) => {
                 nap = MIN_NAP;
                 line.clear();
-                if entry.write_line(&mut line, &truncation) {
+                if logged.write_line(&mut line, &truncation) {
                     stats.truncated();
                 }
                 line.push(b'\n');
                 if unflushed == 0 {
                     flushed_at = Instant::now();
                 }
-                match out.put(&line) {
+                match out.write_all(&line) {
                     Ok(()) => unflushed += 1,
                     Err(e) => {
                         stats.fail_once(&path, &e);
@@ -352,7 +339,12 @@ fn write_records(
 }
 
 /// Flushes the buffered lines; counts them written, or failed.
-fn flush(out: &mut Out, unflushed: &mut u64, path: &Path, stats: &Stats) {
+fn flush(
+    out: &mut std::io::BufWriter<std::fs::File>,
+    unflushed: &mut u64,
+    path: &Path,
+    stats: &Stats,
+) {
     if *unflushed == 0 {
         return;
     }
@@ -441,28 +433,43 @@ mod tests {
     use super::*;
 
     #[derive(Default)]
-    struct Lines(std::sync::Mutex<Vec<String>>);
+    struct Records(std::sync::Mutex<Vec<Record>>);
 
-    impl Tap for Lines {
-        fn record(&self, line: &[u8]) {
-            let line = String::from_utf8(line.to_vec()).unwrap();
-            self.0.lock().unwrap().push(line);
+    impl Tap for Records {
+        fn record(&self, record: Record) {
+            self.0.lock().unwrap().push(record);
         }
     }
 
     #[test]
     fn a_tapped_log_hands_each_record_over_cut_as_a_file_would_keep_it() {
-        let lines = Arc::new(Lines::default());
-        let log = EventLog::tapped(&EventLogSettings::default(), "a", lines.clone());
+        let records = Arc::new(Records::default());
+        let log = EventLog::tapped(&EventLogSettings::default(), "a", records.clone());
         let run: Arc<str> = Arc::from("in");
         let long = "x".repeat(3000);
         log.event(&run, false, &Event::input("k", serde_json::json!(long)));
-        log.flush();
-        let kept = lines.0.lock().unwrap().clone();
+        let kept = records.0.lock().unwrap().clone();
         assert_eq!(kept.len(), 1);
-        let record: serde_json::Value = serde_json::from_str(&kept[0]).unwrap();
+        let head = kept[0].head();
+        assert_eq!((head.run, head.key), ("in", "k"));
+        assert!(matches!(
+            head.what,
+            What::Event {
+                event_type: "_input_event",
+                upstream: None
+            }
+        ));
+        assert!(kept[0].size() > 3000, "the whole payload is held");
+        let record = kept[0].to_value();
         assert_eq!(record["inputRunId"], "in");
         assert_eq!(record["payload"]["omittedChars"], 1000, "{record}");
+        // The same line as the file's.
+        let mut line = Vec::new();
+        assert!(kept[0].logged.write_line(&mut line, &kept[0].truncation));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&line).unwrap(),
+            record
+        );
         assert_eq!(log.stats().written, 1);
         log.close();
     }

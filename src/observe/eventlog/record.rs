@@ -12,17 +12,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
-/// One queued record.
+/// One queued record, or a word to the writer.
 pub(super) enum Entry {
-    Event(Box<EventEntry>),
-    Execution(Box<Execution>),
+    Logged(Logged),
     /// Write what came before, then stop.
     Close,
     /// Write what came before, then say so.
     Flush(std::sync::mpsc::SyncSender<()>),
 }
 
-/// An event, queued.
+/// A record as logged, before it is written out.
+#[derive(Clone)]
+pub(super) enum Logged {
+    Event(Arc<EventEntry>),
+    Execution(Arc<Execution>),
+}
+
+/// An event, logged.
 pub(super) struct EventEntry {
     pub at: SystemTime,
     pub level: LogLevel,
@@ -32,7 +38,7 @@ pub(super) struct EventEntry {
     pub event: Event,
 }
 
-/// A finished execution, queued.
+/// A finished execution, logged.
 pub(super) struct Execution {
     pub at: SystemTime,
     pub level: LogLevel,
@@ -40,6 +46,152 @@ pub(super) struct Execution {
     pub run: Arc<str>,
     pub key: String,
     pub record: ExecutionRecord,
+}
+
+/// A record an in-memory log hands its tap ([`EventLog::tapped`]): kept as
+/// it was logged (cheap to clone) and written out, cut as the file's line
+/// would be, only when read.
+///
+/// [`EventLog::tapped`]: super::EventLog::tapped
+#[derive(Clone)]
+pub(crate) struct Record {
+    pub(super) logged: Logged,
+    pub(super) truncation: Truncation,
+}
+
+/// What a record says of its run, for a tap (read from the record, not
+/// from its JSON).
+pub(crate) struct Head<'a> {
+    pub at: SystemTime,
+    pub run: &'a str,
+    pub key: &'a str,
+    pub what: What<'a>,
+}
+
+/// What a record is.
+pub(crate) enum What<'a> {
+    /// An event: its type, and the event it came from (none for an input).
+    Event {
+        event_type: &'a str,
+        upstream: Option<&'a str>,
+    },
+    /// An execution ended: an action's task, or (`call`) one of its model
+    /// or tool calls.
+    Execution {
+        call: bool,
+        entity_type: &'static str,
+        failed: bool,
+        input_tokens: u64,
+        output_tokens: u64,
+    },
+}
+
+impl Record {
+    pub(crate) fn head(&self) -> Head<'_> {
+        match &self.logged {
+            Logged::Event(entry) => Head {
+                at: entry.at,
+                run: &entry.run,
+                key: &entry.event.key,
+                what: What::Event {
+                    event_type: &entry.event.event_type,
+                    upstream: entry.event.upstream_id.as_deref(),
+                },
+            },
+            Logged::Execution(execution) => {
+                let record = &execution.record;
+                let tokens = |name: &str| record.attributes.get(name).and_then(Value::as_u64);
+                Head {
+                    at: execution.at,
+                    run: &execution.run,
+                    key: &execution.key,
+                    what: What::Execution {
+                        call: record.parent.is_some(),
+                        entity_type: record.entity_type,
+                        failed: matches!(record.outcome, ExecutionOutcome::Failed { .. }),
+                        input_tokens: tokens("inputTokens").unwrap_or(0),
+                        output_tokens: tokens("outputTokens").unwrap_or(0),
+                    },
+                }
+            }
+        }
+    }
+
+    /// The run it belongs to.
+    pub(crate) fn run(&self) -> &Arc<str> {
+        match &self.logged {
+            Logged::Event(entry) => &entry.run,
+            Logged::Execution(execution) => &execution.run,
+        }
+    }
+
+    /// About the bytes the record holds (its line's length, uncut), for a
+    /// tap's bounds; counted without writing it out.
+    pub(crate) fn size(&self) -> usize {
+        const FIELDS: usize = 256;
+        match &self.logged {
+            Logged::Event(entry) => {
+                let event = &entry.event;
+                let attributes: usize = event
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 6)
+                    .sum();
+                FIELDS
+                    + entry.run.len()
+                    + event.id.len()
+                    + event.event_type.len()
+                    + event.key.len()
+                    + event.upstream_id.as_ref().map_or(0, String::len)
+                    + event.upstream_action.as_ref().map_or(0, String::len)
+                    + attributes
+                    + json_size(&event.payload)
+            }
+            Logged::Execution(execution) => {
+                let record = &execution.record;
+                let failure = match &record.outcome {
+                    ExecutionOutcome::Failed { kind, message, .. } => kind.len() + message.len(),
+                    _ => 0,
+                };
+                FIELDS
+                    + execution.run.len()
+                    + execution.key.len()
+                    + 2 * record.id.len()
+                    + record.parent.as_ref().map_or(0, String::len)
+                    + record.entity_name.len()
+                    + record.event_id.as_ref().map_or(0, String::len)
+                    + record.upstream_action.as_ref().map_or(0, String::len)
+                    + map_size(&record.metadata)
+                    + map_size(&record.attributes)
+                    + failure
+            }
+        }
+    }
+
+    /// The record as the file's line would hold it (cut at STANDARD).
+    pub(crate) fn to_value(&self) -> Value {
+        self.logged
+            .with_line(&self.truncation, |line| serde_json::to_value(line))
+            .0
+            .expect("records serialise")
+    }
+}
+
+/// About the length of `value`'s JSON (numbers as 8), without writing it.
+fn json_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| json_size(v) + 1).sum::<usize>(),
+        Value::Object(map) => map_size(map),
+    }
+}
+
+fn map_size(map: &Map<String, Value>) -> usize {
+    2 + map
+        .iter()
+        .map(|(k, v)| k.len() + 4 + json_size(v))
+        .sum::<usize>()
 }
 
 /// An execution (an action's task, a model or tool call) as it ended: a
@@ -154,12 +306,20 @@ impl Serialize for Kept<'_> {
     }
 }
 
-impl Entry {
+impl Logged {
     /// Writes the record's JSON to `out`; true if STANDARD cut anything.
     pub(super) fn write_line(&self, out: &mut Vec<u8>, truncation: &Truncation) -> bool {
+        let (written, cut) = self.with_line(truncation, |line| serde_json::to_writer(out, line));
+        written.expect("records serialise");
+        cut
+    }
+
+    /// Calls `f` with the record's line (cut at STANDARD); and whether
+    /// STANDARD cut anything.
+    fn with_line<R>(&self, truncation: &Truncation, f: impl FnOnce(&Line<'_>) -> R) -> (R, bool) {
         let mut cut = false;
-        let line = match self {
-            Entry::Event(entry) => {
+        let made = match self {
+            Logged::Event(entry) => {
                 let EventEntry {
                     at,
                     level,
@@ -211,9 +371,9 @@ impl Entry {
                     event_attributes: attributes,
                     payload: Some(payload),
                 };
-                serde_json::to_writer(&mut *out, &line)
+                f(&line)
             }
-            Entry::Execution(execution) => {
+            Logged::Execution(execution) => {
                 let Execution {
                     at,
                     level,
@@ -263,12 +423,10 @@ impl Entry {
                     event_attributes: attributes,
                     payload: None,
                 };
-                serde_json::to_writer(&mut *out, &line)
+                f(&line)
             }
-            Entry::Close | Entry::Flush(_) => return false,
         };
-        line.expect("records serialise");
-        cut
+        (made, cut)
     }
 }
 
