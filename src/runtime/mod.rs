@@ -53,8 +53,8 @@ pub struct Runtime {
 
 /// An agent run as it ended: its input event's id (the run's id), its key,
 /// and the output and error events it released, in order. Reported (see
-/// [`Runtime::with_run_reports`]) once those events have gone out on
-/// [`RunHandle::outputs`]; with a journal, once the run is committed.
+/// [`Runtime::with_run_reports`]) when the run ends; with a journal, once
+/// the run is committed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunReport {
     /// The run's id: its input event's.
@@ -184,7 +184,8 @@ pub struct RunHandle {
     /// Input events go here.
     pub events: EventSender,
     /// Output events (`_output_event`) and error events (`_error_event`)
-    /// come out here, each key's in the order produced.
+    /// come out here, each key's in the order produced (unless runs are
+    /// reported: they then come in the reports, and none here).
     pub outputs: mpsc::Receiver<Event>,
     /// Each run as it ended, with [`Runtime::with_run_reports`].
     pub runs: Option<mpsc::Receiver<RunReport>>,
@@ -272,8 +273,10 @@ impl Runtime {
     }
 
     /// Reports every run as it ends on [`RunHandle::runs`] (for a caller
-    /// that waits for an input's outputs, as `weir serve` does). The
-    /// receiver must be read: runs wait while 1,024 reports are unread.
+    /// that waits for an input's outputs, as `weir serve` does). Outputs
+    /// then come in the reports, in commit order with a journal, and not
+    /// on [`RunHandle::outputs`]. The receiver must be read: runs wait while
+    /// 1,024 reports are unread.
     pub fn with_run_reports(mut self) -> Self {
         self.reports = true;
         self

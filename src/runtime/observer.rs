@@ -3,8 +3,8 @@
 //! so that the run's logic says what happened once and each observer takes
 //! what it keeps; with none on, each call is a branch.
 
+use super::Shared;
 use super::task::{self, Failure, TaskOutcome};
-use super::{RunReport, Shared};
 use crate::event::{Event, types};
 use crate::observe::eventlog::{EventLog, ExecutionOutcome, ExecutionRecord};
 use crate::observe::telemetry::{AgentTelemetry, EventKind, RunTrace, TaskTelemetry, end_task};
@@ -24,9 +24,6 @@ pub(super) struct RunObserver {
     errors: u64,
     /// The run setting that cut the run, if one did.
     cut: Option<&'static str>,
-    /// What the run released, for its report (when the runtime reports
-    /// runs).
-    released: Option<Vec<Event>>,
 }
 
 impl RunObserver {
@@ -52,7 +49,6 @@ impl RunObserver {
             outputs: 0,
             errors: 0,
             cut: None,
-            released: shared.reports.is_some().then(Vec::new),
         };
         observer.event(input, EventKind::Input);
         observer
@@ -70,9 +66,6 @@ impl RunObserver {
 
     /// An output or error event the run releases.
     pub(super) fn released(&mut self, event: &Event) {
-        if let Some(released) = &mut self.released {
-            released.push(event.clone());
-        }
         let kind = if event.event_type == types::ERROR {
             self.errors += 1;
             EventKind::Error
@@ -175,20 +168,13 @@ impl RunObserver {
         );
     }
 
-    /// The run ended: its report, when the runtime reports runs.
-    pub(super) fn end(self, key: &str, seq: u64) -> Option<RunReport> {
+    /// The run ended.
+    pub(super) fn end(self) {
         if let Some(trace) = self.trace {
             trace.end(self.outputs, self.errors, self.cut);
         }
         if let Some(metrics) = self.telemetry.as_ref().and_then(|t| t.metrics.as_deref()) {
             metrics.runs_active(-1);
         }
-        self.released.map(|outputs| RunReport {
-            run: self.run.to_string(),
-            key: key.to_string(),
-            seq,
-            outputs,
-            first_output: None,
-        })
     }
 }

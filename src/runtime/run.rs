@@ -36,7 +36,10 @@ pub(super) async fn agent_run(
     let run_id: Arc<str> = Arc::from(input.id.as_str());
     let key = input.key.clone();
     let mut observer = RunObserver::start(shared, &run_id, &input);
-    let mut held: Option<Vec<Event>> = shared.journal.as_ref().map(|_| Vec::new());
+    // Outputs are held until the run commits (with a journal), and for its
+    // report (when the runtime reports runs, outputs go out in reports).
+    let mut held: Option<Vec<Event>> =
+        (shared.journal.is_some() || shared.reports.is_some()).then(Vec::new);
     // Each event with its depth and whom it acts for (see `host::Authority`).
     let mut queue: VecDeque<(Event, usize, Option<Arc<Authority>>)> =
         VecDeque::from([(input, 0, None)]);
@@ -154,14 +157,23 @@ pub(super) async fn agent_run(
             }
         }
     }
-    let mut report = observer.end(&key, seq);
+    observer.end();
     drop(permit);
-    // Without a journal its outputs are out: reported now (with one, once
-    // committed, below).
-    if shared.journal.is_none()
-        && let (Some(reports), Some(report)) = (&shared.reports, report.take())
-    {
-        let _ = reports.send(report).await;
+    let report = |outputs: Vec<Event>, first_output| RunReport {
+        run: run_id.to_string(),
+        key: key.clone(),
+        seq,
+        outputs,
+        first_output,
+    };
+    // Without a journal its outputs go out now (with one, once committed,
+    // below).
+    if shared.journal.is_none() {
+        if let (Some(reports), Some(outputs)) = (&shared.reports, held) {
+            outputs.iter().for_each(|event| count_out(shared, event));
+            let _ = reports.send(report(outputs, None)).await;
+        }
+        return memory.short_term;
     }
     let releases = shared.releases.lock().expect("release lock").clone();
     if let (Some(journal), Some(outputs), Some(releases)) = (&shared.journal, held, releases) {
@@ -179,14 +191,16 @@ pub(super) async fn agent_run(
             in_flight.committed(seq);
             let resume = in_flight.resume_point();
             let durable = journal.commit_at(&key, seq, snapshot, outputs, &run_id, resume);
-            // The run is reported once its outputs are released.
+            let reporting = shared.reports.is_some();
+            let report = report(Vec::new(), None);
             let durable = async move {
-                durable.await.map(|committed| {
-                    let report = report.map(|mut report| {
-                        report.first_output = Some(committed.first_output);
-                        report
-                    });
-                    (committed.outputs, report)
+                durable.await.map(|committed| match reporting {
+                    true => Committed::Reported(RunReport {
+                        outputs: committed.outputs,
+                        first_output: Some(committed.first_output),
+                        ..report
+                    }),
+                    false => Committed::Out(committed.outputs),
                 })
             };
             place.send(Box::pin(durable));
@@ -195,14 +209,16 @@ pub(super) async fn agent_run(
     memory.short_term
 }
 
-/// A commit on its way to disk, resolving to the outputs it releases (and
-/// the run's report, when the runtime reports runs).
-pub(super) type Release = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = Result<(Vec<Event>, Option<RunReport>), JournalError>>
-            + Send,
-    >,
->;
+/// A commit on its way to disk, resolving to what it releases.
+pub(super) type Release =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Committed, JournalError>> + Send>>;
+
+/// What a committed run releases: its outputs, or (when the runtime
+/// reports runs) its report, which carries them.
+pub(super) enum Committed {
+    Out(Vec<Event>),
+    Reported(RunReport),
+}
 
 /// Releases committed outputs in commit order; a failed commit releases
 /// nothing more and stops intake (a restart re-runs what was not committed).
@@ -212,11 +228,14 @@ pub(super) async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::R
             continue;
         }
         match durable.await {
-            Ok((outputs, report)) => {
+            Ok(Committed::Out(outputs)) => {
                 for event in outputs {
                     deliver(&shared, event).await;
                 }
-                if let (Some(reports), Some(report)) = (&shared.reports, report) {
+            }
+            Ok(Committed::Reported(report)) => {
+                report.outputs.iter().for_each(|e| count_out(&shared, e));
+                if let Some(reports) = &shared.reports {
                     let _ = reports.send(report).await;
                 }
             }
@@ -228,7 +247,8 @@ pub(super) async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::R
     }
 }
 
-/// Sends an output or error event now, or holds it until the run commits.
+/// Sends an output or error event now, or holds it until the run commits
+/// or is reported.
 async fn release(
     shared: &Shared,
     observer: &mut RunObserver,
@@ -242,14 +262,19 @@ async fn release(
     }
 }
 
-/// Sends an output or error event to the run's receiver.
-async fn deliver(shared: &Shared, event: Event) {
+/// Counts an output or error event going out.
+fn count_out(shared: &Shared, event: &Event) {
     let counter = if event.event_type == types::ERROR {
         &shared.counters.error_events
     } else {
         &shared.counters.outputs
     };
     counter.fetch_add(1, Relaxed);
+}
+
+/// Sends an output or error event to the run's receiver.
+async fn deliver(shared: &Shared, event: Event) {
+    count_out(shared, &event);
     if shared.outputs.send(event).await.is_err() {
         shared.counters.outputs_discarded.fetch_add(1, Relaxed);
     }

@@ -143,10 +143,8 @@ impl ServedAgent {
         let mut handle = runtime.start();
         let events = handle.events.clone();
         handle.events.close();
-        // Outputs are kept as runs report them (with their journal
-        // numbers); the runtime's own output channel only has to be drained.
+        // Outputs come in the runs' reports (with their journal numbers).
         let mut reports = handle.runs.take().expect("the runtime reports runs");
-        let mut received = std::mem::replace(&mut handle.outputs, tokio::sync::mpsc::channel(1).1);
         let (kept, book, viewed) = (self.outputs.clone(), self.runs.clone(), self.recent.clone());
         let reported = tokio::spawn(async move {
             while let Some(report) = reports.recv().await {
@@ -173,7 +171,6 @@ impl ServedAgent {
             }
         });
         let running = tokio::spawn(async move {
-            while received.recv().await.is_some() {}
             let ended = handle.finish_with_memory().await;
             let _ = reported.await;
             ended

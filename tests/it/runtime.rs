@@ -517,24 +517,36 @@ async fn every_run_is_reported_with_what_it_released_journal_or_not() {
             handle.events.send(event).await.unwrap();
         }
         handle.events.close();
-        let mut outputs = Vec::new();
-        while let Some(output) = handle.outputs.recv().await {
-            outputs.push(output);
-        }
         let mut reports = Vec::new();
         while let Some(report) = runs.recv().await {
             reports.push(report);
         }
-        handle.finish().await.unwrap();
+        assert!(
+            handle.outputs.recv().await.is_none(),
+            "outputs come in the reports only"
+        );
+        let summary = handle.finish().await.unwrap();
         assert_eq!(reports.len(), inputs.len(), "journaled: {journaled}");
+        assert_eq!(
+            summary.outputs,
+            inputs.len() as u64,
+            "reported outputs are counted"
+        );
+        let (mut numbers, mut ids) = (Vec::new(), std::collections::HashSet::new());
         for report in &reports {
             let input = inputs.iter().find(|e| e.id == report.run).unwrap();
             assert_eq!(report.key, input.key);
             assert_eq!(report.outputs.len(), 1);
-            assert!(
-                outputs.contains(&report.outputs[0]),
-                "a reported output went out"
-            );
+            assert_eq!(report.outputs[0].event_type, "_output_event");
+            ids.insert(report.outputs[0].id.clone());
+            numbers.extend(report.first_output);
         }
+        assert_eq!(ids.len(), inputs.len(), "one output of each run");
+        // With a journal, reports come in commit order: outputs numbered 1, 2, ...
+        let expected: Vec<u64> = match journaled {
+            true => (1..=inputs.len() as u64).collect(),
+            false => Vec::new(),
+        };
+        assert_eq!(numbers, expected);
     }
 }
