@@ -22,6 +22,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 
+/// Run reports taken from the runtime at once, at most.
+const REPORTS_AT_ONCE: usize = 256;
+
 /// One agent of a service.
 pub(super) struct ServedAgent {
     /// The plan served, and its digest.
@@ -147,23 +150,37 @@ impl ServedAgent {
         let mut reports = handle.runs.take().expect("the runtime reports runs");
         let (kept, book, viewed) = (self.outputs.clone(), self.runs.clone(), self.recent.clone());
         let reported = tokio::spawn(async move {
-            while let Some(report) = reports.recv().await {
-                viewed.ended(&report);
-                let RunReport {
-                    run,
-                    key,
-                    seq,
-                    outputs,
-                    first_output,
-                } = report;
-                // One copy of each output, for the log and the run book.
-                let outputs: Vec<Arc<Event>> = outputs.into_iter().map(Arc::new).collect();
-                let mut dropped = Vec::new();
-                for (n, event) in outputs.iter().enumerate() {
-                    let number = first_output.map(|first| first + n as u64);
-                    dropped.extend(kept.push(number, event.clone()));
+            // Every report waiting is taken at once: the streams and the
+            // waiters are woken once for them all.
+            let mut ended = Vec::with_capacity(REPORTS_AT_ONCE);
+            while reports.recv_many(&mut ended, REPORTS_AT_ONCE).await > 0 {
+                let mut outputs = Vec::new();
+                let mut runs = Vec::with_capacity(ended.len());
+                for report in ended.drain(..) {
+                    viewed.ended(&report);
+                    let RunReport {
+                        run,
+                        key,
+                        seq,
+                        outputs: released,
+                        first_output,
+                    } = report;
+                    // One copy of each output, for the log and the run book.
+                    let released: Vec<Arc<Event>> = released.into_iter().map(Arc::new).collect();
+                    outputs.extend(released.iter().enumerate().map(|(n, event)| {
+                        (first_output.map(|first| first + n as u64), event.clone())
+                    }));
+                    runs.push((
+                        run,
+                        Ended {
+                            key,
+                            seq,
+                            outputs: released,
+                        },
+                    ));
                 }
-                let forgotten = book.ended(run, Ended { key, seq, outputs }, None);
+                let dropped = kept.extend(outputs);
+                let forgotten = book.ended(runs);
                 if let Some(journal) = &journal {
                     journal.delivered(dropped);
                     journal.forget(forgotten);
@@ -212,7 +229,7 @@ impl ServedAgent {
                             .collect(),
                     };
                     let id = accepted.id.clone();
-                    forgotten.extend(self.runs.ended(id, ended, Some(accepted.digest)));
+                    forgotten.extend(self.runs.remembered(id, ended, accepted.digest));
                 }
             }
         }

@@ -9,12 +9,20 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 pub(crate) struct OutputLog {
-    kept: Mutex<VecDeque<(u64, Arc<Event>)>>,
+    kept: Mutex<Kept>,
     capacity: usize,
-    /// The number of the latest output (0: none yet).
+    /// The number of the latest output kept (0: none yet), as the streams
+    /// are told it.
     latest: watch::Sender<u64>,
     /// No more outputs will come: streams end once they have read all.
     closed: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct Kept {
+    outputs: VecDeque<(u64, Arc<Event>)>,
+    /// The number of the latest output.
+    latest: u64,
 }
 
 /// Outputs after a position, and whether some were no longer kept.
@@ -28,27 +36,38 @@ pub(crate) struct Since {
 impl OutputLog {
     pub(crate) fn new(capacity: usize) -> OutputLog {
         OutputLog {
-            kept: Mutex::new(VecDeque::new()),
+            kept: Mutex::default(),
             capacity: capacity.max(1),
             latest: watch::channel(0).0,
             closed: Default::default(),
         }
     }
 
-    /// Keeps `event` as output `number` (numbers grow), or as the next
-    /// output when the log numbers them. Returns the id of an output no
-    /// longer kept to make room.
-    pub(crate) fn push(&self, number: Option<u64>, event: Arc<Event>) -> Option<String> {
+    /// Keeps each event as output `number` (numbers grow), or as the next
+    /// output when the log numbers them, then wakes the streams once (a
+    /// busy agent's outputs reach a stream in batches, not one wake and
+    /// one write each). Returns the ids of outputs no longer kept to make
+    /// room.
+    pub(crate) fn extend(
+        &self,
+        outputs: impl IntoIterator<Item = (Option<u64>, Arc<Event>)>,
+    ) -> Vec<String> {
         let mut kept = self.kept.lock().expect("output log lock");
-        let latest = *self.latest.borrow();
-        let number = number.unwrap_or(latest + 1).max(latest + 1);
-        let dropped = match kept.len() >= self.capacity {
-            true => kept.pop_front().map(|(_, event)| event.id.clone()),
-            false => None,
-        };
-        kept.push_back((number, event));
+        let mut dropped = Vec::new();
+        for (number, event) in outputs {
+            let number = number.unwrap_or(kept.latest + 1).max(kept.latest + 1);
+            if kept.outputs.len() >= self.capacity
+                && let Some((_, old)) = kept.outputs.pop_front()
+            {
+                dropped.push(old.id.clone());
+            }
+            kept.outputs.push_back((number, event));
+            kept.latest = number;
+        }
+        let latest = kept.latest;
         drop(kept);
-        self.latest.send_replace(number);
+        self.latest
+            .send_if_modified(|told| std::mem::replace(told, latest) != latest);
         dropped
     }
 
@@ -56,12 +75,16 @@ impl OutputLog {
     /// and those kept (in number order). Returns the ids of those beyond
     /// capacity, dropped.
     pub(crate) fn restore(&self, numbered: u64, outputs: &[(u64, Event)]) -> Vec<String> {
-        let dropped = outputs
-            .iter()
-            .filter_map(|(n, event)| self.push(Some(*n), Arc::new(event.clone())))
-            .collect();
-        self.latest
-            .send_modify(|latest| *latest = numbered.max(*latest));
+        let dropped = self.extend(
+            outputs
+                .iter()
+                .map(|(n, event)| (Some(*n), Arc::new(event.clone()))),
+        );
+        let mut kept = self.kept.lock().expect("output log lock");
+        kept.latest = kept.latest.max(numbered);
+        let latest = kept.latest;
+        drop(kept);
+        self.latest.send_replace(latest);
         dropped
     }
 
@@ -70,8 +93,8 @@ impl OutputLog {
     pub(crate) fn acknowledge(&self, through: u64) -> Vec<String> {
         let mut kept = self.kept.lock().expect("output log lock");
         let mut dropped = Vec::new();
-        while kept.front().is_some_and(|(n, _)| *n <= through) {
-            if let Some((_, event)) = kept.pop_front() {
+        while kept.outputs.front().is_some_and(|(n, _)| *n <= through) {
+            if let Some((_, event)) = kept.outputs.pop_front() {
                 dropped.push(event.id.clone());
             }
         }
@@ -80,7 +103,7 @@ impl OutputLog {
 
     /// At most `max` outputs numbered after `position`.
     pub(crate) fn since(&self, position: u64, max: usize) -> Since {
-        let kept = self.kept.lock().expect("output log lock");
+        let kept = &self.kept.lock().expect("output log lock").outputs;
         let first_kept = kept.front().map_or(u64::MAX, |(n, _)| *n);
         // Numbers grow along the log, so the first one after `position` is
         // found by bisection: a reader near the end must not walk every
@@ -130,7 +153,7 @@ mod tests {
         let log = OutputLog::new(3);
         let mut dropped = Vec::new();
         for n in 1..=5 {
-            dropped.extend(log.push(None, output(n)));
+            dropped.extend(log.extend([(None, output(n))]));
         }
         assert_eq!(dropped.len(), 2);
         assert_eq!(log.latest(), 5);
@@ -144,7 +167,7 @@ mod tests {
         assert!(log.since(5, 10).outputs.is_empty());
         assert_eq!(log.since(0, 1).outputs.len(), 1);
         // A journal's numbers are kept; acknowledged outputs go.
-        log.push(Some(9), output(9));
+        log.extend([(Some(9), output(9))]);
         assert_eq!(log.latest(), 9);
         assert_eq!(log.acknowledge(5).len(), 2);
         let since = log.since(0, 10);
@@ -158,7 +181,7 @@ mod tests {
         let kept = [4, 6, 7].map(|n| (n, (*output(n)).clone()));
         assert_eq!(log.restore(9, &kept).len(), 1, "beyond capacity");
         assert_eq!(log.latest(), 9, "numbered past what is kept");
-        log.push(None, output(10));
+        log.extend([(None, output(10))]);
         assert_eq!(log.latest(), 10);
     }
 }

@@ -85,15 +85,39 @@ impl RunBook {
         book.pending.insert(id.to_string(), (digest, seq));
     }
 
-    /// Run `id` ended (`digest`: its input's, when it was not submitted
-    /// here, as for a run a journal remembers). Returns the sequence numbers
-    /// of the ended runs no longer kept.
-    pub(crate) fn ended(&self, id: String, ended: Ended, digest: Option<u64>) -> Vec<u64> {
+    /// Runs ended (each submitted here): they are kept, and their waiters
+    /// woken, once for them all. Returns the sequence numbers of the ended
+    /// runs no longer kept.
+    pub(crate) fn ended(&self, runs: Vec<(String, Ended)>) -> Vec<u64> {
         let mut book = self.book.lock().expect("run book lock");
-        let digest = match book.pending.remove(&id) {
-            Some((digest, _)) => digest,
-            None => digest.unwrap_or_default(),
-        };
+        let mut forgotten = Vec::new();
+        for (id, ended) in runs {
+            let digest = book.pending.remove(&id).map_or(0, |(digest, _)| digest);
+            self.keep(&mut book, id, ended, digest, &mut forgotten);
+        }
+        drop(book);
+        self.ended.notify_waiters();
+        forgotten
+    }
+
+    /// A run that ended before a restart, as a journal remembers it (with
+    /// its input's content `digest`). Returns the sequence numbers of the
+    /// ended runs no longer kept.
+    pub(crate) fn remembered(&self, id: String, ended: Ended, digest: u64) -> Vec<u64> {
+        let mut book = self.book.lock().expect("run book lock");
+        let mut forgotten = Vec::new();
+        self.keep(&mut book, id, ended, digest, &mut forgotten);
+        forgotten
+    }
+
+    fn keep(
+        &self,
+        book: &mut Book,
+        id: String,
+        ended: Ended,
+        digest: u64,
+        forgotten: &mut Vec<u64>,
+    ) {
         if book
             .done
             .insert(id.clone(), (Arc::new(ended), digest))
@@ -101,7 +125,6 @@ impl RunBook {
         {
             book.order.push_back(id);
         }
-        let mut forgotten = Vec::new();
         while book.order.len() > self.capacity {
             if let Some(old) = book.order.pop_front()
                 && let Some((ended, _)) = book.done.remove(&old)
@@ -109,9 +132,6 @@ impl RunBook {
                 forgotten.push(ended.seq);
             }
         }
-        drop(book);
-        self.ended.notify_waiters();
-        forgotten
     }
 
     pub(crate) fn status(&self, id: &str) -> Status {
@@ -156,7 +176,7 @@ mod tests {
             seq,
             outputs: Vec::new(),
         };
-        book.ended(run.into(), ended, None)
+        book.ended(vec![(run.into(), ended)])
     }
 
     #[tokio::test]
