@@ -41,17 +41,13 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{self, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// The most events one request may carry.
 const MAX_BATCH: usize = 10_000;
-/// Outputs read from the log per step of a stream.
-const STREAM_STEP: usize = 256;
 
 pub(super) fn router(service: Arc<Service>) -> Router {
     let v1 = Router::new()
@@ -452,55 +448,7 @@ async fn outputs(
         .and_then(|v| v.trim().parse::<u64>().ok());
     let log = agent.outputs.clone();
     let position = resume.or(after.after).unwrap_or_else(|| log.latest());
-    let changes = log.subscribe();
-    let stream = futures_util::stream::unfold(
-        (log, position, changes, VecDeque::new()),
-        |(log, mut position, mut changes, mut queue)| async move {
-            loop {
-                if let Some(item) = queue.pop_front() {
-                    return Some((
-                        Ok::<_, std::convert::Infallible>(item),
-                        (log, position, changes, queue),
-                    ));
-                }
-                let since = log.since(position, STREAM_STEP);
-                if since.missed > 0 {
-                    queue.push_back(
-                        sse::Event::default()
-                            .event("missed")
-                            .data(json!({ "missed": since.missed }).to_string()),
-                    );
-                }
-                for (number, event) in since.outputs {
-                    position = number;
-                    let kind = if event.event_type == event::types::ERROR {
-                        "error"
-                    } else {
-                        "output"
-                    };
-                    // Written straight into the frame (JSON has no raw
-                    // line breaks for `data` to split).
-                    let item = sse::Event::default()
-                        .id(number.to_string())
-                        .event(kind)
-                        .json_data(&*event)
-                        .expect("events serialise");
-                    queue.push_back(item);
-                }
-                if queue.is_empty() {
-                    if log.is_closed() {
-                        return None;
-                    }
-                    if changes.changed().await.is_err() {
-                        return None;
-                    }
-                }
-            }
-        },
-    );
-    Sse::new(stream)
-        .keep_alive(sse::KeepAlive::default())
-        .into_response()
+    super::stream::outputs(log, position)
 }
 
 #[derive(serde::Deserialize)]

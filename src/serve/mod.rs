@@ -20,6 +20,7 @@ mod listen;
 mod outputs;
 mod recent;
 mod runs;
+mod stream;
 mod view;
 
 use crate::journal::Journal;
