@@ -16,6 +16,7 @@ use crate::runtime::RunReport;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// A run kept costs its records' bytes and about this much besides.
 const RUN_OVERHEAD: usize = 512;
@@ -68,9 +69,10 @@ pub(crate) struct RunSummary {
     /// `pending` (not ended), `done`, or `failed` (an action failed or an
     /// error event came out).
     pub status: &'static str,
-    /// When its input was logged (RFC 3339).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started: Option<String>,
+    /// When its input was logged (RFC 3339, written when the run is
+    /// listed).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rfc3339")]
+    pub started: Option<SystemTime>,
     /// From its input's record to its latest one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<f64>,
@@ -92,8 +94,13 @@ pub(crate) struct RunSummary {
     ended: bool,
     #[serde(skip)]
     failed: bool,
-    #[serde(skip)]
-    started_at: Option<std::time::SystemTime>,
+}
+
+fn rfc3339<S: serde::Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => s.collect_str(&humantime::format_rfc3339_micros(*at)),
+        None => s.serialize_none(),
+    }
 }
 
 /// An agent's counters since the service started (not only the runs
@@ -193,11 +200,11 @@ impl RecentRuns {
             .outputs
             .iter()
             .any(|event| event.event_type == types::ERROR);
-        let mut inner = self.inner.lock().expect("recent runs lock");
+        let mut guard = self.inner.lock().expect("recent runs lock");
         // Records and reports come by different ways (a report through
         // the runtime's channel), so a run's report may come first: the
         // run is then kept from here.
-        let inner = &mut *inner;
+        let inner = &mut *guard;
         let kept = inner.entry(&report.run, &report.key);
         if kept.summary.ended {
             return;
@@ -206,7 +213,9 @@ impl RecentRuns {
         kept.summary.failed |= errors;
         inner.counters.runs_ended += 1;
         inner.settle(&report.run);
-        self.evict(inner, &report.run);
+        let evicted = self.evict(inner, &report.run);
+        drop(guard);
+        drop(evicted);
     }
 
     /// Takes one record.
@@ -262,8 +271,7 @@ impl RecentRuns {
             } => {
                 if summary.input_type.is_none() {
                     summary.input_type = Some(event_type.to_string());
-                    summary.started = Some(humantime::format_rfc3339_micros(head.at).to_string());
-                    summary.started_at = Some(head.at);
+                    summary.started = Some(head.at);
                     counters.events_in += 1;
                 }
             }
@@ -278,7 +286,7 @@ impl RecentRuns {
             }
             What::Event { .. } => {}
         }
-        if let Some(start) = summary.started_at
+        if let Some(start) = summary.started
             && let Ok(since) = head.at.duration_since(start)
         {
             let ms = since.as_secs_f64() * 1e3;
@@ -295,12 +303,18 @@ impl RecentRuns {
             kept.records.push(record);
         }
         inner.settle(&run);
-        self.evict(inner, &run);
+        let evicted = self.evict(inner, &run);
+        drop(guard);
+        drop(evicted);
     }
 
     /// Forgets the oldest runs while over a bound, but not `current`, the
     /// run just added to (a run keeps less than the bound on bytes).
-    fn evict(&self, inner: &mut Inner, current: &str) {
+    /// Returns them, to be dropped once the lock is let go (freeing their
+    /// records is most of the work).
+    #[must_use]
+    fn evict(&self, inner: &mut Inner, current: &str) -> Vec<Kept> {
+        let mut evicted = Vec::new();
         while inner.order.len() > self.max_runs || inner.bytes > self.max_bytes {
             let Some(oldest) = inner.order.iter().position(|id| &**id != current) else {
                 break;
@@ -310,8 +324,10 @@ impl RecentRuns {
             };
             if let Some(kept) = inner.runs.remove(&id) {
                 inner.bytes -= kept.bytes + RUN_OVERHEAD;
+                evicted.push(kept);
             }
         }
+        evicted
     }
 }
 
@@ -342,7 +358,6 @@ impl Inner {
                         omitted_records: 0,
                         ended: false,
                         failed: false,
-                        started_at: None,
                     },
                     records: Vec::new(),
                     bytes: 0,
@@ -452,7 +467,8 @@ mod tests {
         let (runs, _) = recent.list(&Filter::default(), 10);
         assert_eq!(runs[0].status, "pending");
         assert_eq!(runs[0].input_type.as_deref(), Some("_input_event"));
-        assert!(runs[0].started.as_deref().is_some_and(|t| t.ends_with('Z')));
+        let listed = serde_json::to_value(&runs[0]).unwrap();
+        assert!(listed["started"].as_str().is_some_and(|t| t.ends_with('Z')));
         assert_eq!(
             (runs[0].calls, runs[0].input_tokens, runs[0].outputs),
             (1, 3, 1)

@@ -97,7 +97,8 @@ impl RunBook {
         }
         drop(book);
         self.ended.notify_waiters();
-        forgotten
+        // Freed here, with the lock let go.
+        forgotten.into_iter().map(|ended| ended.seq).collect()
     }
 
     /// A run that ended before a restart, as a journal remembers it (with
@@ -107,16 +108,19 @@ impl RunBook {
         let mut book = self.book.lock().expect("run book lock");
         let mut forgotten = Vec::new();
         self.keep(&mut book, id, ended, digest, &mut forgotten);
-        forgotten
+        drop(book);
+        forgotten.into_iter().map(|ended| ended.seq).collect()
     }
 
+    /// Keeps run `id` as ended; the runs forgotten beyond capacity go to
+    /// `forgotten`.
     fn keep(
         &self,
         book: &mut Book,
         id: String,
         ended: Ended,
         digest: u64,
-        forgotten: &mut Vec<u64>,
+        forgotten: &mut Vec<Arc<Ended>>,
     ) {
         if book
             .done
@@ -129,7 +133,7 @@ impl RunBook {
             if let Some(old) = book.order.pop_front()
                 && let Some((ended, _)) = book.done.remove(&old)
             {
-                forgotten.push(ended.seq);
+                forgotten.push(ended);
             }
         }
     }
