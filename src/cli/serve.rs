@@ -86,6 +86,13 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
         .with_context(|| format!("cannot listen at {}", args.listen))?;
     let bound = listener.local_addr()?;
     eprintln!("weir: serving {} at http://{bound}", names.join(", "));
+    if !bound.ip().is_loopback() {
+        // Said after the line above, which scripts read for the address.
+        eprintln!(
+            "weir: warning: {bound} speaks plain HTTP: the token and every event cross the \
+             network unencrypted; put weir serve behind a TLS-terminating proxy"
+        );
+    }
     // Caught from now on: SIGHUP's default is to end the process.
     #[cfg(unix)]
     let reloader = {

@@ -459,6 +459,22 @@ fn weir_serve_serves_until_sigterm_and_refuses_an_open_address_without_a_token()
         stderr.contains("not a loopback address: give --token"),
         "{stderr}"
     );
+    // With a token it serves, and warns that the token travels in clear.
+    let (mut weir, mut stderr, _) = announced(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["serve", "examples/word-stats/agent.toml"])
+            .args(["--listen", "0.0.0.0:0", "--token", "t0ken"])
+            .current_dir(repo()),
+        "weir: serving word-stats at ",
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(
+        line.contains("plain HTTP") && line.contains("TLS-terminating proxy"),
+        "{line}"
+    );
+    weir.kill().unwrap();
+    weir.wait().unwrap();
 
     let (mut weir, mut stderr, url) = announced(
         Command::new(env!("CARGO_BIN_EXE_weir"))
