@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use weir::serve::{ListenSettings, Reloaded, Service, ServiceSettings};
+use weir::serve::{ListenSettings, Reloaded, Service, ServiceSettings, TlsFiles};
 use weir::{Agent, AgentPlan};
 
 #[derive(clap::Args)]
@@ -15,9 +15,20 @@ pub(crate) struct ServeArgs {
     /// The agent manifests (TOML) to serve, each under its agent's name.
     #[arg(required = true)]
     agents: Vec<PathBuf>,
-    /// Where to listen. Anything but a loopback address needs --token.
+    /// Where to listen. Anything but a loopback address needs --token, or
+    /// mutual TLS (--tls-client-ca).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must show a certificate signed by one of these
+    /// CAs (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// The bearer token clients must send (`Authorization: Bearer TOKEN`).
     #[arg(long, env = "WEIR_SERVE_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -58,11 +69,22 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     anyhow::ensure!(
-        args.listen.ip().is_loopback() || args.token.is_some(),
-        "--listen {} is not a loopback address: give --token (or WEIR_SERVE_TOKEN) so that only \
-         clients holding it are served",
+        args.listen.ip().is_loopback() || args.token.is_some() || args.tls_client_ca.is_some(),
+        "--listen {} is not a loopback address: give --token (or WEIR_SERVE_TOKEN), or \
+         --tls-client-ca for mutual TLS, so that only the clients you choose are served",
         args.listen
     );
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            }
+            .server_config()?,
+        ),
+        _ => None,
+    };
     let plans = plan_all(&args.agents).await?;
     let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     let stop = StopSignal::install()?;
@@ -85,12 +107,14 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
         .await
         .with_context(|| format!("cannot listen at {}", args.listen))?;
     let bound = listener.local_addr()?;
-    eprintln!("weir: serving {} at http://{bound}", names.join(", "));
-    if !bound.ip().is_loopback() {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("weir: serving {} at {scheme}://{bound}", names.join(", "));
+    if !bound.ip().is_loopback() && tls.is_none() {
         // Said after the line above, which scripts read for the address.
         eprintln!(
             "weir: warning: {bound} speaks plain HTTP: the token and every event cross the \
-             network unencrypted; put weir serve behind a TLS-terminating proxy"
+             network unencrypted; give --tls-cert and --tls-key, or put weir serve behind a \
+             TLS-terminating proxy"
         );
     }
     // Caught from now on: SIGHUP's default is to end the process.
@@ -119,6 +143,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitC
         header_timeout: std::time::Duration::try_from_secs_f64(args.header_timeout)
             .context("--header-timeout is seconds")?,
         max_connections: args.max_connections,
+        tls,
     };
     service.serve(listener, listen, shutdown).await;
     #[cfg(unix)]

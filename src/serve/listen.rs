@@ -3,7 +3,9 @@
 //! within the header timeout (which also closes a keep-alive connection
 //! idle that long), at most `max_connections` connections are served at
 //! once (more wait in the kernel's backlog), and a graceful stop lets
-//! requests in progress finish. `axum::serve` has neither limit.
+//! requests in progress finish. `axum::serve` has neither limit. With TLS,
+//! each connection's handshake runs in its own task, within the header
+//! timeout.
 
 use super::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -15,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// How connections are served.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ListenSettings {
     /// The longest a client may take to send a request's headers, and the
     /// longest a keep-alive connection may stay idle (default 30 s).
@@ -23,6 +25,10 @@ pub struct ListenSettings {
     /// Connections served at once (default 1,000); more wait to be
     /// accepted.
     pub max_connections: usize,
+    /// Serve HTTPS with this configuration (see
+    /// [`TlsFiles::server_config`](super::TlsFiles::server_config)); none:
+    /// plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ListenSettings {
@@ -30,6 +36,7 @@ impl Default for ListenSettings {
         ListenSettings {
             header_timeout: std::time::Duration::from_secs(30),
             max_connections: 1000,
+            tls: None,
         }
     }
 }
@@ -68,16 +75,19 @@ impl Service {
                 () = &mut stop => break,
             };
             let _ = stream.set_nodelay(true);
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(settings.header_timeout)
-                .serve_connection(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(router.clone()),
-                );
-            let connection = graceful.watch(connection);
+            let (router, watcher, timeout) =
+                (router.clone(), graceful.watcher(), settings.header_timeout);
+            let tls = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
             tokio::spawn(async move {
-                if let Err(e) = connection.await {
+                let served = match tls {
+                    None => serve_connection(stream, router, watcher, timeout).await,
+                    Some(tls) => match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, router, watcher, timeout).await,
+                        Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
+                        Err(_) => Err("TLS handshake: timed out".into()),
+                    },
+                };
+                if let Err(e) = served {
                     tracing::debug!(error = %e, "connection ended");
                 }
                 drop(slot);
@@ -86,4 +96,22 @@ impl Service {
         drop(listener);
         graceful.shutdown().await;
     }
+}
+
+/// Serves HTTP/1.1 requests on one connection (plain or TLS) until it
+/// ends, or the graceful stop closes it.
+async fn serve_connection<I>(
+    io: I,
+    router: axum::Router,
+    watcher: hyper_util::server::graceful::Watcher,
+    header_timeout: std::time::Duration,
+) -> Result<(), String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
+    watcher.watch(connection).await.map_err(|e| e.to_string())
 }

@@ -21,6 +21,7 @@ mod outputs;
 mod recent;
 mod runs;
 mod stream;
+mod tls;
 mod view;
 
 use crate::journal::Journal;
@@ -32,6 +33,7 @@ use agent::{ServedAgent, Submitted};
 pub use listen::ListenSettings;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+pub use tls::TlsFiles;
 
 /// How a [`Service`] serves.
 #[derive(Debug, Clone)]

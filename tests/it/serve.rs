@@ -775,6 +775,7 @@ async fn slow_headers_and_idle_connections_are_closed_and_connections_are_bounde
     let listen = ListenSettings {
         header_timeout: std::time::Duration::from_secs(1),
         max_connections: 2,
+        ..ListenSettings::default()
     };
     let (url, _service) =
         serving_with(vec![word_stats()], ServiceSettings::default(), listen).await;
@@ -841,4 +842,110 @@ async fn slow_headers_and_idle_connections_are_closed_and_connections_are_bounde
         let (_, rest) = read_to_end(stream).await.expect("closed");
         assert!(rest.is_empty());
     }
+}
+
+#[test]
+fn weir_serve_speaks_https_and_with_a_client_ca_serves_only_the_clients_it_signed() {
+    use std::process::Command;
+    components();
+    let tls = repo().join("tests/fixtures/tls");
+    let pem = |name: &str| std::fs::read(tls.join(name)).unwrap();
+    // Mutual TLS stands in for a token on an open address.
+    let (mut weir, _stderr, url) = announced(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["serve", "examples/word-stats/agent.toml"])
+            .args(["--listen", "0.0.0.0:0"])
+            .arg("--tls-cert")
+            .arg(tls.join("server.pem"))
+            .arg("--tls-key")
+            .arg(tls.join("server-key.pem"))
+            .arg("--tls-client-ca")
+            .arg(tls.join("ca.pem"))
+            .args(["--header-timeout", "1"])
+            .current_dir(repo())
+            .env_remove("WEIR_SERVE_TOKEN"),
+        "weir: serving word-stats at ",
+    );
+    let port = url
+        .strip_prefix("https://0.0.0.0:")
+        .unwrap_or_else(|| panic!("an https address: {url}"))
+        .to_string();
+    let url = format!("https://localhost:{port}");
+    let client = |identity: Option<(&str, &str)>| {
+        let mut builder = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem("ca.pem")).unwrap());
+        if let Some((cert, key)) = identity {
+            let both = [pem(cert), pem(key)].concat();
+            builder = builder.identity(reqwest::Identity::from_pem(&both).unwrap());
+        }
+        builder.build().unwrap()
+    };
+    let http = http_runtime();
+    http.block_on(async {
+        let known = client(Some(("client.pem", "client-key.pem")));
+        let health = known.get(format!("{url}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let submit = known
+            .post(format!("{url}/v1/agents/word-stats/events?wait=10"))
+            .json(&json!({ "key": "a", "payload": "over tls" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(submit.status(), 200, "{:?}", submit.text().await);
+        // No certificate, or one another CA signed: the handshake fails.
+        for (who, identity) in [
+            ("no certificate", None),
+            ("a stranger", Some(("stranger.pem", "stranger-key.pem"))),
+        ] {
+            let refused = client(identity).get(format!("{url}/healthz")).send().await;
+            assert!(refused.is_err(), "{who} was served: {refused:?}");
+        }
+        // Plain HTTP to the TLS port is not served either, and the service
+        // goes on.
+        let plain = reqwest::get(format!("http://localhost:{port}/healthz")).await;
+        assert!(plain.is_err() || !plain.unwrap().status().is_success());
+        let again = known.get(format!("{url}/readyz")).send().await.unwrap();
+        assert_eq!(again.status(), 200);
+    });
+    // A client that connects and never starts its handshake is let go
+    // after the header timeout.
+    let mut silent = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let read = std::io::Read::read(&mut silent, &mut byte);
+    assert!(
+        matches!(read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "a silent client was kept: {read:?}"
+    );
+    weir.kill().unwrap();
+    weir.wait().unwrap();
+
+    // A certificate file that is not one says which flag and file.
+    let broken = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "serve",
+            "examples/word-stats/agent.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(repo().join("README.md"))
+        .arg("--tls-key")
+        .arg(tls.join("server-key.pem"))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(!broken.status.success());
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        stderr.contains("--tls-cert")
+            && stderr.contains("README.md")
+            && stderr.contains("no certificate"),
+        "{stderr}"
+    );
 }
