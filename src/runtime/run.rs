@@ -159,19 +159,21 @@ pub(super) async fn agent_run(
     }
     observer.end();
     drop(permit);
-    let report = |outputs: Vec<Event>, first_output| RunReport {
-        run: run_id.to_string(),
-        key: key.clone(),
-        seq,
-        outputs,
-        first_output,
+    // The run's report, when the runtime reports runs.
+    let report = |outputs: Vec<Event>| {
+        shared.reports.as_ref().map(|_| RunReport {
+            run: run_id.to_string(),
+            key: key.clone(),
+            seq,
+            outputs,
+            first_output: None,
+        })
     };
     // Without a journal its outputs go out now (with one, once committed,
     // below).
     if shared.journal.is_none() {
-        if let (Some(reports), Some(outputs)) = (&shared.reports, held) {
-            outputs.iter().for_each(|event| count_out(shared, event));
-            let _ = reports.send(report(outputs, None)).await;
+        if let Some(report) = held.and_then(report) {
+            send_report(shared, report).await;
         }
         return memory.short_term;
     }
@@ -191,16 +193,15 @@ pub(super) async fn agent_run(
             in_flight.committed(seq);
             let resume = in_flight.resume_point();
             let durable = journal.commit_at(&key, seq, snapshot, outputs, &run_id, resume);
-            let reporting = shared.reports.is_some();
-            let report = report(Vec::new(), None);
+            let report = report(Vec::new());
             let durable = async move {
-                durable.await.map(|committed| match reporting {
-                    true => Committed::Reported(RunReport {
+                durable.await.map(|committed| match report {
+                    Some(report) => Released::Report(RunReport {
                         outputs: committed.outputs,
                         first_output: Some(committed.first_output),
                         ..report
                     }),
-                    false => Committed::Out(committed.outputs),
+                    None => Released::Outputs(committed.outputs),
                 })
             };
             place.send(Box::pin(durable));
@@ -211,13 +212,13 @@ pub(super) async fn agent_run(
 
 /// A commit on its way to disk, resolving to what it releases.
 pub(super) type Release =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Committed, JournalError>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Released, JournalError>> + Send>>;
 
 /// What a committed run releases: its outputs, or (when the runtime
 /// reports runs) its report, which carries them.
-pub(super) enum Committed {
-    Out(Vec<Event>),
-    Reported(RunReport),
+pub(super) enum Released {
+    Outputs(Vec<Event>),
+    Report(RunReport),
 }
 
 /// Releases committed outputs in commit order; a failed commit releases
@@ -228,17 +229,12 @@ pub(super) async fn release_committed(shared: Arc<Shared>, mut releases: mpsc::R
             continue;
         }
         match durable.await {
-            Ok(Committed::Out(outputs)) => {
+            Ok(Released::Outputs(outputs)) => {
                 for event in outputs {
                     deliver(&shared, event).await;
                 }
             }
-            Ok(Committed::Reported(report)) => {
-                report.outputs.iter().for_each(|e| count_out(&shared, e));
-                if let Some(reports) = &shared.reports {
-                    let _ = reports.send(report).await;
-                }
-            }
+            Ok(Released::Report(report)) => send_report(&shared, report).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot commit a run; taking no more input");
                 shared.stop_intake(|| e.to_string());
@@ -270,6 +266,15 @@ fn count_out(shared: &Shared, event: &Event) {
         &shared.counters.outputs
     };
     counter.fetch_add(1, Relaxed);
+}
+
+/// Sends a run's report, its outputs counted as gone out (they go out in
+/// it).
+async fn send_report(shared: &Shared, report: RunReport) {
+    report.outputs.iter().for_each(|e| count_out(shared, e));
+    if let Some(reports) = &shared.reports {
+        let _ = reports.send(report).await;
+    }
 }
 
 /// Sends an output or error event to the run's receiver.

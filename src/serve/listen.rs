@@ -55,6 +55,7 @@ impl Service {
         let router = self.router();
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+        let tls = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
         tokio::pin!(stop);
         loop {
             let slot = tokio::select! {
@@ -77,7 +78,7 @@ impl Service {
             let _ = stream.set_nodelay(true);
             let (router, watcher, timeout) =
                 (router.clone(), graceful.watcher(), settings.header_timeout);
-            let tls = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let served = match tls {
                     None => serve_connection(stream, router, watcher, timeout).await,

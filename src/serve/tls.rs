@@ -72,15 +72,17 @@ impl TlsFiles {
 }
 
 fn read(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("{flag} {}", path.display()))?
-        .len();
+    use std::io::Read as _;
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PEM_BYTES + 1).read_to_end(&mut pem))
+        .with_context(|| format!("{flag} {}", path.display()))?;
     anyhow::ensure!(
-        size <= MAX_PEM_BYTES,
-        "{flag} {}: {size} bytes is not a PEM file",
+        pem.len() as u64 <= MAX_PEM_BYTES,
+        "{flag} {}: over {MAX_PEM_BYTES} bytes is not a PEM file",
         path.display()
     );
-    std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+    Ok(pem)
 }
 
 fn certificates(path: &Path, flag: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
